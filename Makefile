@@ -1,0 +1,39 @@
+# Set-up, book and tests. Every target creates .venv and installs the pinned dependencies if needed.
+PYTHON  ?= python3
+VENV    ?= .venv
+PROFILE ?= cpu
+BIN      = $(VENV)/bin
+STAMP    = $(VENV)/.rilib-installed
+
+.PHONY: help install book run build claims test test-fast benchmark clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the pinned dependencies and rilib
+
+book: install  ## train the zoo, execute every chapter and build _build/html (PROFILE=cpu|smoke|paper)
+	$(BIN)/rilib zoo train --profile $(PROFILE)
+	$(BIN)/rilib book run --profile $(PROFILE)
+	$(BIN)/rilib book build
+
+claims: install  ## print the claims ledger (PROFILE=...)
+	$(BIN)/rilib claims --profile $(PROFILE) --json _build/claims-$(PROFILE).json
+
+test: install  ## run the test suite (includes executing every chapter under the smoke profile)
+	$(BIN)/python -m pytest -q
+
+test-fast: install  ## the tests that train nothing and execute no notebook
+	$(BIN)/python -m pytest -q -m "not slow"
+
+benchmark: install  ## print the speed benchmarks
+	$(BIN)/python benchmarks/channels_last.py
+
+clean:  ## remove the built book and executed notebooks (keeps .venv and the model zoo)
+	rm -rf _build book/*.ipynb

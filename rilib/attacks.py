@@ -1,0 +1,242 @@
+"""One projected-gradient optimizer, after the design of the MadryLab ``robustness`` library.
+
+The geometry is a small step class chosen by name (``linf``, ``l2``, ``unconstrained``) with three verbs:
+``project``, ``step`` and ``random_perturb``. The objective is a hook ``loss(model, x, target)`` that
+returns one value per example. :func:`projected_gradient` ascends it (or descends, ``minimize=True``)
+inside the ε-ball around the start image and inside the image box [0, 1].
+
+Attacks are configurations of it: :class:`PGD` (Madry et al. 2018, "Towards Deep Learning Models
+Resistant to Adversarial Attacks"), :func:`FGSM` (Goodfellow et al. 2015) and the FGSM with random start of
+Wong et al. (2020, "Fast is better than free"). Representation inversion, class generation and
+perceptual-ball explanations (later chapters) reuse :func:`projected_gradient` with their own loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import Registry
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _flat_norm(t: torch.Tensor, p: float) -> torch.Tensor:
+    """Per-example p-norm of a batch, shaped (N, 1, 1, ...) for broadcasting."""
+    n = t.flatten(1).norm(p=p, dim=1)
+    return n.view(-1, *([1] * (t.ndim - 1)))
+
+
+class Step:
+    """A geometry for :func:`projected_gradient`. ``eps`` is the radius, ``step_size`` the step length."""
+
+    def __init__(self, eps: float, step_size: float):
+        self.eps = float(eps)
+        self.step_size = float(step_size)
+
+    def project(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """Return the point of the ball around ``x0`` closest to ``x``."""
+        raise NotImplementedError
+
+    def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """Move ``x`` uphill along ``grad`` by one step (steepest ascent for this norm)."""
+        raise NotImplementedError
+
+    def random_perturb(self, x0: torch.Tensor) -> torch.Tensor:
+        """A random point of the ball around ``x0``."""
+        raise NotImplementedError
+
+
+class LinfStep(Step):
+    """L∞ ball: sign-gradient steps and coordinate-wise clipping (Madry et al. 2018)."""
+
+    def project(self, x, x0):
+        return x0 + (x - x0).clamp(-self.eps, self.eps)
+
+    def step(self, x, grad):
+        return x + self.step_size * grad.sign()
+
+    def random_perturb(self, x0):
+        return x0 + torch.empty_like(x0).uniform_(-self.eps, self.eps)
+
+
+class L2Step(Step):
+    """L2 ball: normalised-gradient steps and radial projection."""
+
+    def project(self, x, x0):
+        delta = x - x0
+        norm = _flat_norm(delta, 2)
+        return x0 + delta * torch.clamp(self.eps / (norm + 1e-12), max=1.0)
+
+    def step(self, x, grad):
+        return x + self.step_size * grad / (_flat_norm(grad, 2) + 1e-12)
+
+    def random_perturb(self, x0):
+        # Uniform in the ball: a Gaussian direction scaled by eps * U^(1/d).
+        delta = torch.randn_like(x0)
+        d = delta[0].numel()
+        radius = self.eps * torch.rand(len(x0), device=x0.device) ** (1.0 / d)
+        delta = delta / _flat_norm(delta, 2) * radius.view(-1, *([1] * (x0.ndim - 1)))
+        return x0 + delta
+
+
+class UnconstrainedStep(Step):
+    """No ball (``eps`` ignored): L2-normalised gradient steps, only the image box applies."""
+
+    def project(self, x, x0):
+        return x
+
+    def step(self, x, grad):
+        return x + self.step_size * grad / (_flat_norm(grad, 2) + 1e-12)
+
+    def random_perturb(self, x0):
+        return x0 + self.step_size * torch.randn_like(x0)
+
+
+CONSTRAINTS: Registry[type[Step]] = Registry("constraint")
+CONSTRAINTS.add("linf", LinfStep)
+CONSTRAINTS.add("l2", L2Step)
+CONSTRAINTS.add("unconstrained", UnconstrainedStep)
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-example cross-entropy of ``model(x)`` against labels ``target`` (N,)."""
+    return F.cross_entropy(model(x), target, reduction="none")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Run ``model`` in eval mode (BatchNorm statistics frozen) and restore its mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def projected_gradient(model: nn.Module, x0: torch.Tensor, target: torch.Tensor, *,
+                       constraint: str = "linf", eps: float, step_size: float, steps: int,
+                       loss: Optional[LossFn] = None, minimize: bool = False,
+                       random_start: bool = False, use_best: bool = True,
+                       clamp: tuple[float, float] | None = (0.0, 1.0),
+                       start: Optional[torch.Tensor] = None,
+                       history: Optional[list] = None) -> torch.Tensor:
+    """Projected gradient ascent (or descent) of a per-example loss inside an ε-ball around ``x0``.
+
+    Args:
+        model: maps images (N, C, H, W) in [0, 1] to outputs; run in eval mode, parameters untouched.
+        x0: centre of the ball, (N, C, H, W) in [0, 1].
+        target: passed to ``loss`` (labels for attacks, target representations for inversion, ...).
+        constraint: ``"linf"``, ``"l2"`` or ``"unconstrained"`` (see ``CONSTRAINTS``).
+        eps, step_size, steps: ball radius, step length and number of steps.
+        loss: ``loss(model, x, target) -> (N,)``; default :func:`cross_entropy`.
+        minimize: descend instead of ascend.
+        random_start: start from a uniformly random point of the ball instead of ``x0``.
+        use_best: return, per example, the iterate with the best loss seen, not the last one.
+        clamp: the image box; ``None`` for no box.
+        start: explicit starting point (overrides ``random_start``), e.g. a noise seed for inversion.
+        history: if a list is given, the mean loss of every step is appended to it.
+
+    Returns:
+        The optimised images, shaped like ``x0``, inside the ball and the box.
+    """
+    loss = loss or cross_entropy
+    geometry = CONSTRAINTS[constraint](eps, step_size)
+    sign = -1.0 if minimize else 1.0
+    x0 = x0.detach()
+
+    def box(x):
+        return x.clamp(*clamp) if clamp is not None else x
+
+    if start is not None:
+        x = box(geometry.project(start.detach().clone(), x0))
+    elif random_start:
+        x = box(geometry.project(geometry.random_perturb(x0), x0))
+    else:
+        x = x0.clone()
+
+    best_x = x.clone()
+    best_loss = torch.full((len(x0),), -float("inf"), device=x0.device)
+    with eval_mode(model):
+        for i in range(steps + 1):
+            last = i == steps
+            if last and not use_best:
+                break
+            if last:  # the final iterate is only scored, not stepped from
+                with torch.no_grad():
+                    values = sign * loss(model, x, target)
+            else:
+                x.requires_grad_(True)
+                values = sign * loss(model, x, target)
+                grad, = torch.autograd.grad(values.sum(), x)
+            with torch.no_grad():
+                if history is not None:
+                    history.append(float(sign * values.mean()))
+                if use_best:
+                    better = values > best_loss
+                    best_loss = torch.where(better, values, best_loss)
+                    best_x[better] = x[better]
+                if not last:
+                    x = box(geometry.project(geometry.step(x, grad), x0)).detach()
+    return (best_x if use_best else x).detach()
+
+
+@dataclass
+class PGD:
+    """Projected gradient descent attack (Madry et al. 2018) with random restarts.
+
+    ``step_size`` defaults to 2.5·ε/steps, which lets the iterates reach the ball's edge and back
+    (Madry et al.); a much smaller step (e.g. 0.01 at ε = 0.3 with 20 steps) is a *weak* attack.
+    With ``restarts > 1`` each restart attacks only the examples that every earlier restart failed to
+    misclassify, so an example counts as robust only if all restarts fail.
+
+    Call as ``PGD(eps=0.3)(model, x, y)`` → adversarial images, same shape, in [0, 1] and the ball.
+    """
+
+    eps: float
+    steps: int = 40
+    step_size: Optional[float] = None
+    restarts: int = 1
+    random_start: bool = True
+    norm: str = "linf"
+    loss: Optional[LossFn] = None
+
+    @property
+    def alpha(self) -> float:
+        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+
+    def describe(self) -> str:
+        start = "random start" if self.random_start else "no random start"
+        return (f"PGD-{self.steps} ({self.norm}, ε={self.eps:g}, step {self.alpha:.4g}, "
+                f"{self.restarts} restart{'s' if self.restarts != 1 else ''}, {start})")
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x_adv = x.detach().clone()
+        todo = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        for r in range(self.restarts):
+            idx = todo.nonzero().flatten()
+            if len(idx) == 0:
+                break
+            adv = projected_gradient(model, x[idx], y[idx], constraint=self.norm, eps=self.eps,
+                                     step_size=self.alpha, steps=self.steps, loss=self.loss,
+                                     random_start=self.random_start or r > 0)
+            x_adv[idx] = adv
+            with torch.no_grad(), eval_mode(model):
+                fooled = model(adv).argmax(1) != y[idx]
+            todo[idx[fooled]] = False
+        return x_adv
+
+
+def FGSM(eps: float, random_start: bool = False, step_size: Optional[float] = None) -> PGD:
+    """Fast gradient sign method (Goodfellow et al. 2015): one L∞ step of size ε.
+
+    With ``random_start=True`` and ``step_size=1.25·ε`` it is the FGSM-RS of Wong et al. (2020).
+    """
+    return PGD(eps=eps, steps=1, step_size=step_size if step_size is not None else eps,
+               random_start=random_start)

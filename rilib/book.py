@@ -1,0 +1,132 @@
+"""Execute the chapters with papermill and build the book with Jupyter Book 1.x.
+
+Chapter sources are jupytext files in ``notebooks/`` (MyST markdown ``.md`` or percent ``.py``), each with a
+cell tagged ``parameters`` holding ``profile``. :func:`run` converts each to ``book/<name>.ipynb`` and
+executes it there with papermill; :func:`build` runs ``jupyter-book build`` on the project root
+(``_config.yml`` sets ``execute_notebooks: 'off'``: papermill already ran them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import RilibError
+from .paths import project_root
+from .profiles import get_profile
+
+SOURCE_SUFFIXES = (".md", ".py")
+
+
+def _root(root: Optional[str | Path]) -> Path:
+    path = Path(root) if root else project_root()
+    if path is None or not (path / "notebooks").is_dir():
+        raise RilibError("Could not find the book's project folder (with notebooks/ and _toc.yml). "
+                         "Run from a rilib checkout or pass --root PATH.")
+    return path.resolve()
+
+
+def sources(root: Optional[str | Path] = None) -> list[Path]:
+    """The chapter sources in ``notebooks/``, in name order."""
+    return sorted(p for p in (_root(root) / "notebooks").iterdir()
+                  if p.suffix in SOURCE_SUFFIXES and not p.name.startswith((".", "_")))
+
+
+def select(names: Sequence[str] | None, root: Optional[str | Path] = None) -> list[Path]:
+    """Chapter sources by stem or file name (all when ``names`` is empty); unknown names list the valid ones."""
+    found = sources(root)
+    if not names:
+        return found
+    by_name = {p.stem: p for p in found} | {p.name: p for p in found}
+    missing = [n for n in names if Path(n).name not in by_name and Path(n).stem not in by_name]
+    if missing:
+        raise RilibError(f"Unknown notebook(s) {', '.join(missing)}. Valid: {', '.join(p.stem for p in found)}.")
+    return [by_name.get(Path(n).name) or by_name[Path(n).stem] for n in names]
+
+
+def run(names: Sequence[str] | None = None, profile: str = "cpu", root: Optional[str | Path] = None,
+        log_output: bool = False) -> list[Path]:
+    """Execute chapters under ``profile`` with papermill; return the executed notebooks in ``book/``."""
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    get_profile(profile)  # fail early on an unknown profile
+    root_path = _root(root)
+    out_dir = root_path / "book"
+    out_dir.mkdir(exist_ok=True)
+    executed = []
+    for src in select(names, root_path):
+        nb = jupytext.read(src)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        target = out_dir / f"{src.stem}.ipynb"
+        staging = out_dir / f".{src.stem}.input.ipynb"
+        nbformat.write(nb, staging)
+        t0 = time.perf_counter()
+        print(f"[rilib] executing {src.name} (profile {profile}) -> {target.relative_to(root_path)}", flush=True)
+        try:
+            pm.execute_notebook(str(staging), str(target), parameters={"profile": profile},
+                                kernel_name="python3", cwd=str(out_dir), log_output=log_output,
+                                progress_bar=False)
+        except pm.PapermillExecutionError as exc:
+            raise RilibError(f"{src.name} failed under profile {profile!r} in cell {exc.exec_count}: "
+                             f"{exc.ename}: {exc.evalue}\nThe partly executed notebook is {target}.") from None
+        finally:
+            staging.unlink(missing_ok=True)
+        print(f"[rilib] {src.name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        executed.append(target)
+    return executed
+
+
+def build(root: Optional[str | Path] = None, quiet: bool = True) -> Path:
+    """Build the HTML book into ``<root>/_build/html``; return the path of its ``index.html``."""
+    root_path = _root(root)
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root_path)]
+    if quiet:
+        cmd.append("--quiet")
+    missing = [p for p in _toc_files(root_path) if not p.exists()]
+    if missing:
+        raise RilibError(f"The book lists pages that do not exist yet: {', '.join(map(str, missing))}. "
+                         f"Run `rilib book run --profile cpu` (or `make book`) first.")
+    env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1")
+    proc = subprocess.run(cmd, cwd=root_path, env=env, capture_output=True, text=True)
+    index = root_path / "_build" / "html" / "index.html"
+    if proc.returncode != 0 or not index.exists():
+        raise RilibError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return index
+
+
+def _toc_files(root: Path) -> list[Path]:
+    """Files named in ``_toc.yml`` (with their suffix resolved)."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    names = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                names.append(e["file"])
+            walk(e.get("sections"))
+            for part in e.get("parts", []) or []:
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []) or []:
+        walk(part.get("chapters"))
+    out = []
+    for n in names:
+        cands = [root / f"{n}{s}" for s in (".md", ".ipynb", ".rst")] + [root / n]
+        out.append(next((c for c in cands if c.exists() and c.is_file()), cands[1]))
+    return out
+
+
+def clean(root: Optional[str | Path] = None) -> None:
+    """Remove the built HTML (``_build/``)."""
+    shutil.rmtree(_root(root) / "_build", ignore_errors=True)

@@ -1,0 +1,122 @@
+"""The claims ledger: every claim of the papers as a measured, executable check.
+
+A claim is a function registered with :func:`claim`. It takes a :class:`~rilib.profiles.Profile`,
+measures something on zoo models (training them on first use, then cached) and returns a
+:class:`Measurement`: the measured value(s), the comparison it was held to, and pass/fail.
+:func:`run` runs the claims of a profile (optionally one chapter) and :func:`format_ledger` prints them;
+``rilib claims --profile cpu --json FILE`` does both from the command line.
+
+A claim that does not reproduce is reported as failed with its measured value: that is a finding.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .paths import atomic_write_text
+from .profiles import Profile, get_profile
+from .registry import Registry
+
+
+@dataclass
+class Measurement:
+    """What a claim function returns: ``measured`` values, the ``comparison`` applied, and ``passed``."""
+
+    measured: Any
+    comparison: str
+    passed: bool
+    note: str = ""
+
+
+@dataclass
+class Claim:
+    id: str
+    chapter: str
+    statement: str
+    citation: str
+    measure: Callable[[Profile], Measurement]
+
+
+@dataclass
+class ClaimResult:
+    id: str
+    chapter: str
+    statement: str
+    citation: str
+    profile: str
+    measured: Any
+    comparison: str
+    passed: bool
+    note: str = ""
+    seconds: float = 0.0
+
+
+CLAIMS: Registry[Claim] = Registry("claim")
+
+
+def claim(id: str, *, chapter: str, statement: str, citation: str):
+    """Decorator registering ``fn(profile) -> Measurement`` as a claim of ``chapter``."""
+
+    def deco(fn: Callable[[Profile], Measurement]):
+        CLAIMS.add(id, Claim(id, chapter, statement, citation, fn))
+        return fn
+
+    return deco
+
+
+def list_claims(chapter: Optional[str] = None) -> list[Claim]:
+    return [c for _, c in CLAIMS.items() if chapter is None or c.chapter == chapter]
+
+
+def run(profile: str | Profile = "cpu", chapter: Optional[str] = None) -> list[ClaimResult]:
+    """Measure every registered claim (of ``chapter``, if given) under ``profile``."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    results = []
+    for c in list_claims(chapter):
+        t0 = time.perf_counter()
+        m = c.measure(prof)
+        results.append(ClaimResult(c.id, c.chapter, c.statement, c.citation, prof.name, m.measured,
+                                   m.comparison, bool(m.passed), m.note, time.perf_counter() - t0))
+    return results
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def to_frame(results: list[ClaimResult]):
+    """The ledger as a pandas DataFrame (one row per claim), for notebooks."""
+    import pandas as pd
+    return pd.DataFrame([{"claim": r.id, "statement": r.statement, "measured": _fmt(r.measured),
+                          "held to": r.comparison, "result": "pass" if r.passed else "FAIL",
+                          "source": r.citation} for r in results])
+
+
+def format_ledger(results: list[ClaimResult]) -> str:
+    """A plain-text ledger for the terminal."""
+    if not results:
+        return "No claims registered."
+    lines = [f"Claims ledger, profile {results[0].profile}: "
+             f"{sum(r.passed for r in results)} passed, {sum(not r.passed for r in results)} failed", ""]
+    for r in results:
+        lines += [f"[{'PASS' if r.passed else 'FAIL'}] {r.id} (chapter {r.chapter})",
+                  f"    claim:    {r.statement}",
+                  f"    measured: {_fmt(r.measured)}",
+                  f"    held to:  {r.comparison}",
+                  f"    source:   {r.citation}"]
+        if r.note:
+            lines.append(f"    note:     {r.note}")
+    return "\n".join(lines)
+
+
+def write_json(results: list[ClaimResult], path: str | Path) -> None:
+    """Write the ledger as JSON (atomically)."""
+    atomic_write_text(Path(path), json.dumps([asdict(r) for r in results], indent=2, default=str))

@@ -1,0 +1,130 @@
+"""The ``rilib`` command line (also ``python -m rilib``).
+
+    rilib zoo list [--profile P]
+    rilib zoo train [NAMES ...] [--profile P] [--retrain]
+    rilib book run [NOTEBOOKS ...] [--profile P]
+    rilib book build
+    rilib claims [--profile P] [--chapter C] [--json FILE]
+
+A user's mistake (an unknown name, missing data, a corrupt checkpoint) prints one clear message and
+exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .errors import RilibError
+
+DEFAULT_PROFILE = "cpu"
+
+
+def _add_profile(p: argparse.ArgumentParser) -> None:
+    from .profiles import list_profiles
+    p.add_argument("--profile", default=DEFAULT_PROFILE,
+                   help=f"size of every run: {', '.join(list_profiles())} (default: {DEFAULT_PROFILE})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rilib",
+        description="Train and cache the book's models, run its chapters, build it, and check the papers' claims.",
+        epilog="Environment: RILIB_CACHE (model zoo), RILIB_DATA_DIR (torchvision data root), "
+               "RILIB_DOWNLOAD=1 (allow dataset downloads).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    zoo_p = sub.add_parser("zoo", help="list or train the cached models of a profile",
+                           description="The model zoo: each model is a spec, trained once and cached.")
+    zoo_sub = zoo_p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    lst = zoo_sub.add_parser("list", help="list the models of a profile and whether they are trained")
+    _add_profile(lst)
+    tr = zoo_sub.add_parser("train", help="train the named models (default: all) unless cached")
+    tr.add_argument("names", nargs="*", metavar="NAME", help="zoo names (see `rilib zoo list`)")
+    tr.add_argument("--retrain", action="store_true", help="delete the cached models first and train again")
+    _add_profile(tr)
+
+    book_p = sub.add_parser("book", help="execute the chapters (papermill) and build the HTML book",
+                            description="Execute chapters with papermill and build the book with Jupyter Book.")
+    book_sub = book_p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run = book_sub.add_parser("run", help="execute chapters into book/ under a profile")
+    run.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="chapter names (default: all)")
+    run.add_argument("--root", default=None, help="project folder (default: this checkout)")
+    _add_profile(run)
+    bld = book_sub.add_parser("build", help="build the HTML book into _build/html")
+    bld.add_argument("--root", default=None, help="project folder (default: this checkout)")
+
+    cl = sub.add_parser("claims", help="measure the papers' claims and print the ledger",
+                        description="Measure every registered claim on the zoo (training models on first "
+                                    "use) and print pass/fail with the measured values.")
+    _add_profile(cl)
+    cl.add_argument("--chapter", default=None, help="only this chapter's claims (e.g. 1)")
+    cl.add_argument("--json", metavar="FILE", default=None, help="also write the ledger as JSON")
+    return parser
+
+
+def _zoo_list(profile: str) -> None:
+    from . import zoo
+    specs = zoo.zoo_specs(profile)
+    width = max(len(n) for n in specs)
+    print(f"Model zoo, profile {profile} (cache: {zoo.paths.zoo_dir()})")
+    for name, spec in specs.items():
+        status = "trained" if zoo.is_trained(spec) else "not trained"
+        if status == "trained":
+            status += f", clean acc {zoo.metrics(spec)['clean_acc']:.3f}"
+        params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.params)
+        print(f"  {name:<{width}}  {spec.key()}  {spec.dataset}/{spec.arch}/{spec.objective}"
+              f"({params}) {spec.epochs} epochs  [{status}]")
+
+
+def _zoo_train(names: list[str], profile: str, retrain: bool) -> None:
+    from . import zoo
+    specs = {n: zoo.resolve(n, profile) for n in names} if names else zoo.zoo_specs(profile)
+    for name, spec in specs.items():
+        if retrain:
+            zoo.delete(spec)
+        cached = zoo.is_trained(spec)
+        t0 = time.perf_counter()
+        zoo.train(spec)
+        info = zoo.metrics(spec)
+        how = "cached" if cached else f"trained in {time.perf_counter() - t0:.0f} s"
+        print(f"{name}: {how}, clean acc {info['clean_acc']:.3f}  ({spec.folder()})", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from . import profiles
+        if hasattr(args, "profile"):
+            profiles.get_profile(args.profile)
+        if args.command == "zoo" and args.action == "list":
+            _zoo_list(args.profile)
+        elif args.command == "zoo":
+            _zoo_train(args.names, args.profile, args.retrain)
+        elif args.command == "book" and args.action == "run":
+            from . import book
+            book.run(args.notebooks, args.profile, args.root)
+        elif args.command == "book":
+            from . import book
+            print(f"Built {book.build(args.root)}")
+        elif args.command == "claims":
+            from . import claims
+            results = claims.run(args.profile, args.chapter)
+            print(claims.format_ledger(results))
+            if args.json:
+                claims.write_json(results, args.json)
+                print(f"\nWrote {args.json}")
+    except RilibError as exc:
+        print(f"rilib: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rilib: interrupted; a training run resumes from its last epoch checkpoint next time.",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

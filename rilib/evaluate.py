@@ -1,0 +1,46 @@
+"""Clean and robust accuracy.
+
+Robust accuracy is measured under a strong attack: :class:`rilib.attacks.PGD` with step 2.5·ε/steps and
+random restarts (Madry et al. 2018). A point counts as robust only if every restart fails.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .attacks import eval_mode
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Share of images (N, C, H, W) in [0, 1] that ``model`` classifies as ``y``."""
+    correct = 0
+    with eval_mode(model):
+        for i in range(0, len(y), batch_size):
+            correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+    return correct / max(1, len(y))
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                    attack: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+                    batch_size: int = 500, progress: bool = True, desc: str = "attack") -> float:
+    """Share of images still classified correctly after ``attack(model, x, y)``.
+
+    Images the model already misclassifies count as non-robust and are not attacked.
+    """
+    from tqdm.auto import tqdm
+
+    correct = 0
+    with eval_mode(model):
+        for i in tqdm(range(0, len(y), batch_size), desc=desc, leave=False, disable=not progress):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            with torch.no_grad():
+                ok = model(xb).argmax(1) == yb
+            if ok.any():
+                adv = attack(model, xb[ok], yb[ok])
+                with torch.no_grad():
+                    correct += int((model(adv).argmax(1) == yb[ok]).sum())
+    return correct / max(1, len(y))

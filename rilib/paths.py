@@ -1,0 +1,69 @@
+"""The one place that knows where rilib reads and writes files.
+
+- ``RILIB_CACHE``: the model zoo and other caches. Default: ``.rilib-cache/`` in the project checkout
+  (or ``~/.cache/rilib`` when rilib is installed outside a checkout).
+- ``RILIB_DATA_DIR``: a torchvision data root for the full datasets. Default: ``<cache>/data``.
+- ``RILIB_DOWNLOAD=1``: allow torchvision to download missing datasets into the data root.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path | None:
+    """The checkout rilib runs from (the folder holding ``pyproject.toml`` and ``_toc.yml``), if any."""
+    root = PACKAGE_DIR.parent
+    if (root / "pyproject.toml").exists() and (root / "notebooks").is_dir():
+        return root
+    return None
+
+
+def cache_dir() -> Path:
+    """Root of rilib's caches; created on first use."""
+    env = os.environ.get("RILIB_CACHE")
+    if env:
+        path = Path(env).expanduser()
+    else:
+        root = project_root()
+        path = root / ".rilib-cache" if root else Path.home() / ".cache" / "rilib"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def zoo_dir() -> Path:
+    """Folder of the model zoo: one sub-folder per trained spec."""
+    path = cache_dir() / "zoo"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir() -> Path:
+    """The torchvision data root (``RILIB_DATA_DIR``)."""
+    env = os.environ.get("RILIB_DATA_DIR")
+    return Path(env).expanduser() if env else cache_dir() / "data"
+
+
+def download_allowed() -> bool:
+    """True when ``RILIB_DOWNLOAD=1``: torchvision may fetch missing datasets."""
+    return os.environ.get("RILIB_DOWNLOAD", "0").strip().lower() in {"1", "true", "yes"}
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Text version of :func:`atomic_write_bytes` (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,81 @@
+"""One figure style for the whole book, and the plots the chapters share.
+
+Call :func:`use_style` once at the top of a notebook. Colours follow the model's objective, so a model
+has the same colour in every chapter; a diverging colormap (``SIGNED_CMAP``) is used for signed maps.
+"""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+
+SIGNED_CMAP = "RdBu_r"
+OBJECTIVE_COLORS = {"standard": "#4d4d4d", "pgd": "#1f77b4", "trades": "#2ca02c", "fgsm_rs": "#d62728"}
+
+STYLE = {
+    "figure.dpi": 110, "savefig.dpi": 150, "figure.figsize": (7.0, 3.6), "font.size": 10,
+    "axes.titlesize": 11, "axes.labelsize": 10, "axes.spines.top": False, "axes.spines.right": False,
+    "axes.grid": True, "grid.alpha": 0.3, "legend.frameon": False, "legend.fontsize": 9,
+    "image.cmap": "gray", "figure.constrained_layout.use": True,
+}
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style."""
+    mpl.rcParams.update(STYLE)
+
+
+def model_color(name: str, objective: str | None = None) -> str:
+    """A stable colour for a model: by objective; PGD models get darker with larger ε in the name."""
+    if objective == "pgd" or (objective is None and "-pgd-" in name):
+        shades = {"0.1": "#9ecae1", "0.2": "#4292c6", "0.3": "#08519c"}
+        return shades.get(name.rsplit("-", 1)[-1], OBJECTIVE_COLORS["pgd"])
+    for key, color in OBJECTIVE_COLORS.items():
+        if objective == key or key.replace("_", "-") in name:
+            return color
+    return "#7f7f7f"
+
+
+def learning_curves(histories: dict[str, list[dict]], title: str = "") -> plt.Figure:
+    """Three panels over epochs: training loss (of each model's own objective), clean test accuracy, and
+    the PGD-10 monitor accuracy at the model's training ε (robust models only)."""
+    use_style()
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    panels = [("train_loss", "training loss (own objective)", None),
+              ("test_acc", "clean test accuracy (%)", 100),
+              ("monitor_robust_acc", "PGD-10 accuracy at training ε (%)", 100)]
+    for ax, (key, label, scale) in zip(axes, panels):
+        for name, hist in histories.items():
+            pts = [(r["epoch"], r[key]) for r in hist if r.get(key) is not None]
+            if not pts:
+                continue
+            ep, val = zip(*pts)
+            val = [v * scale for v in val] if scale else val
+            ax.plot(ep, val, marker="o", ms=3, label=name, color=model_color(name))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+    axes[0].set_yscale("log")
+    axes[2].legend(loc="best")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def weak_vs_strong(table, weak_col: str, strong_col: str, title: str = "") -> plt.Figure:
+    """Grouped bars: accuracy of each model under a weak and a strong attack (percent)."""
+    use_style()
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    names = list(table.index)
+    pos = np.arange(len(names))
+    ax.bar(pos - 0.2, table[weak_col] * 100, 0.4, label=weak_col, color="#bdbdbd")
+    ax.bar(pos + 0.2, table[strong_col] * 100, 0.4, label=strong_col,
+           color=[model_color(n) for n in names])
+    ax.set_xticks(pos, [n.replace("mnist-", "") for n in names])
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="upper left")
+    if title:
+        ax.set_title(title)
+    return fig

