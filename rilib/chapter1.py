@@ -93,7 +93,7 @@ def train_zoo(profile, names=None, progress: bool = True) -> dict[str, Spec]:
     return {n: specs[n] for n in names}
 
 
-def robust_acc(profile, name: str, eps: float = EVAL_EPS, strong: bool = True, progress: bool = False) -> float:
+def robust_acc(profile, name: str, eps: float = EVAL_EPS, strong: bool = True, progress: bool = True) -> float:
     """Accuracy of zoo model ``name`` under the strong (or the weak) attack at ``eps``, on the profile's
     first ``eval_n`` test images; cached in the zoo."""
     prof = _profile(profile)
@@ -101,7 +101,7 @@ def robust_acc(profile, name: str, eps: float = EVAL_EPS, strong: bool = True, p
     return zoo.evaluate(name, attack, prof, n=prof.eval_n, progress=progress)
 
 
-def results_table(profile, progress: bool = False):
+def results_table(profile, progress: bool = True):
     """One row per MNIST model: training ε, clean accuracy, weak- and strong-attack accuracy at ε = 0.3,
     strong-attack accuracy at the model's own training ε, and training time (a pandas DataFrame)."""
     import pandas as pd
@@ -142,7 +142,7 @@ WONG = "Wong, Rice & Kolter 2020, Fast is better than free: revisiting adversari
        statement="Every robust model's clean accuracy is at most the standard model's.",
        citation=f"{TSIPRAS}; {MADRY}")
 def _claim_clean_cost(profile: Profile) -> Measurement:
-    specs = train_zoo(profile, mnist_names(profile), progress=False)
+    specs = train_zoo(profile, mnist_names(profile))
     clean = {n: zoo.metrics(s)["clean_acc"] for n, s in specs.items()}
     std = clean["mnist-standard"]
     robust = {n: a for n, a in clean.items() if n != "mnist-standard"}
@@ -156,7 +156,7 @@ def _claim_clean_cost(profile: Profile) -> Measurement:
                  "the standard model keeps under 5 %.",
        citation=MADRY)
 def _claim_pgd_strong(profile: Profile) -> Measurement:
-    train_zoo(profile, ["mnist-standard", "mnist-pgd-0.3"], progress=False)
+    train_zoo(profile, ["mnist-standard", "mnist-pgd-0.3"])
     pgd = robust_acc(profile, "mnist-pgd-0.3")
     std = robust_acc(profile, "mnist-standard")
     atk = strong_attack(profile, EVAL_EPS).describe()
@@ -169,7 +169,7 @@ def _claim_pgd_strong(profile: Profile) -> Measurement:
        statement="Under the strong attack, PGD-AT (ε = 0.3) is more robust than FGSM-RS (ε = 0.3).",
        citation=WONG)
 def _claim_pgd_vs_fgsm(profile: Profile) -> Measurement:
-    train_zoo(profile, ["mnist-pgd-0.3", "mnist-fgsm-rs"], progress=False)
+    train_zoo(profile, ["mnist-pgd-0.3", "mnist-fgsm-rs"])
     pgd = robust_acc(profile, "mnist-pgd-0.3")
     fgsm = robust_acc(profile, "mnist-fgsm-rs")
     weak = robust_acc(profile, "mnist-fgsm-rs", strong=False)

@@ -31,7 +31,7 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
     Images the model already misclassifies count as non-robust and are not attacked.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     correct = 0
     with eval_mode(model):

@@ -181,7 +181,7 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
             if not torch.isfinite(loss):
                 done = f"epoch {epoch} (kept at {checkpoint})" if checkpoint and epoch > 0 else "no epoch"
                 raise RilibError(
-                    f"The {objective} training loss became {float(loss)} at epoch {epoch + 1}, batch {i + 1}. "
+                    f"The {objective} training loss became {float(loss.detach())} at epoch {epoch + 1}, batch {i + 1}. "
                     f"The last complete checkpoint is {done}. Lower the learning rate (now {lr}) or the "
                     f"objective's weight and train again; a changed spec trains afresh.")
             opt.zero_grad(set_to_none=True)
@@ -214,5 +214,5 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     return tqdm(total=total, desc=desc, leave=False, disable=not enabled)

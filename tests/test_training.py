@@ -18,7 +18,7 @@ from conftest import train_tiny
 
 @pytest.mark.slow
 def test_robust_model_beats_standard_under_pgd(mnist_small, tiny_standard):
-    robust = train_tiny(mnist_small, "pgd", {"eps": 0.1, "steps": 5}, epochs=3)
+    robust = train_tiny(mnist_small, "pgd", {"eps": 0.1, "steps": 5}, epochs=8, eps_warmup=2, lr=3e-3)
     x, y = mnist_small.x_test, mnist_small.y_test
     attack = PGD(eps=0.1, steps=20, restarts=2)
     torch.manual_seed(0)
