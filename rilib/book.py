@@ -130,3 +130,22 @@ def _toc_files(root: Path) -> list[Path]:
 def clean(root: Optional[str | Path] = None) -> None:
     """Remove the built HTML (``_build/``)."""
     shutil.rmtree(_root(root) / "_build", ignore_errors=True)
+
+
+def glue_key(name: str) -> str:
+    """A zoo name as a glue key: ``mnist-pgd-0.3`` → ``pgd_03``."""
+    return name.removeprefix("mnist-").replace(".", "").replace("-", "_").replace("/", "_")
+
+
+def glue_table(table, columns: dict[str, str]) -> None:
+    """Glue every cell of ``table``'s ``columns`` for the prose, as ``<prefix>_<glue_key(row name)>``.
+
+    ``columns`` maps a key prefix to a column name. Values are glued as plain Python floats, so that
+    ``{glue:text}`key:.1%``` formats them (a NumPy scalar's text form would not parse).
+    """
+    from myst_nb import glue
+
+    for name, row in table.iterrows():
+        for prefix, column in columns.items():
+            value = row[column]
+            glue(f"{prefix}_{glue_key(str(name))}", None if value is None else float(value), display=False)

@@ -5,6 +5,7 @@
     rilib book run [NOTEBOOKS ...] [--profile P]
     rilib book build
     rilib claims [--profile P] [--chapter C] [--json FILE]
+    rilib filters stats CHECKPOINT --arch NAME
 
 A user's mistake (an unknown name, missing data, a corrupt checkpoint) prints one clear message and
 exits with status 2, without a traceback.
@@ -55,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     bld = book_sub.add_parser("build", help="build the HTML book into _build/html")
     bld.add_argument("--root", default=None, help="project folder (default: this checkout)")
 
+    fil = sub.add_parser("filters", help="3×3 filter statistics of a checkpoint (Gavrikov & Keuper 2022)",
+                         description="Filter statistics of Gavrikov & Keuper (2022) for a local checkpoint.")
+    fil_sub = fil.add_subparsers(dest="action", metavar="ACTION", required=True)
+    st = fil_sub.add_parser("stats", help="print per-layer sparsity, variance entropy and orthogonality",
+                            description="Load a state_dict (weights only) into an architecture and print the "
+                                        "per-layer and per-depth filter statistics.")
+    st.add_argument("checkpoint", metavar="CHECKPOINT", help="a file saved with torch.save(model.state_dict())")
+    st.add_argument("--arch", required=True,
+                    help="rilib architecture (small-cnn, tiny-cnn, preact-resnet18) or torchvision model name")
+    st.add_argument("--in-shape", default=None, metavar="C,H,W",
+                    help="input shape of a rilib architecture (default: inferred, 28×28 or 32×32)")
+    st.add_argument("--num-classes", type=int, default=None, help="default: inferred from the last layer")
+
     cl = sub.add_parser("claims", help="measure the papers' claims and print the ledger",
                         description="Measure every registered claim on the zoo (training models on first "
                                     "use) and print pass/fail with the measured values.")
@@ -92,6 +106,26 @@ def _zoo_train(names: list[str], profile: str, retrain: bool) -> None:
         print(f"{name}: {how}, clean acc {info['clean_acc']:.3f}  ({spec.folder()})", flush=True)
 
 
+def _filters_stats(checkpoint: str, arch: str, in_shape: str | None, num_classes: int | None) -> None:
+    import pandas as pd
+
+    from . import filters
+    shape = None
+    if in_shape:
+        try:
+            shape = tuple(int(v) for v in in_shape.split(","))
+            assert len(shape) == 3
+        except (ValueError, AssertionError):
+            raise RilibError(f"--in-shape must be C,H,W (e.g. 3,32,32), not {in_shape!r}.") from None
+    model = filters.load_state_dict_as(checkpoint, arch, shape, num_classes)
+    stats = filters.layer_stats(model)
+    with pd.option_context("display.max_rows", None, "display.width", 160, "display.precision", 3):
+        print(f"3×3 filter statistics of {checkpoint} ({arch}); sparsity threshold max|W|/100\n")
+        print(stats.drop(columns=["norm_depth"]).to_string(index=False))
+        print("\nBy depth (first layer, then normalised-depth deciles; weighted as Gavrikov & Keuper 2022):\n")
+        print(filters.by_depth(stats).to_string())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -109,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "book":
             from . import book
             print(f"Built {book.build(args.root)}")
+        elif args.command == "filters":
+            _filters_stats(args.checkpoint, args.arch, args.in_shape, args.num_classes)
         elif args.command == "claims":
             from . import claims
             results = claims.run(args.profile, args.chapter)

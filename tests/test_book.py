@@ -61,6 +61,18 @@ def test_smoke_book_builds_with_chapter_one_figures(smoke_book):
             assert (html_dir / "book" / src).resolve().exists(), src
     assert "strong attack acc" in page and "PGD-40" in page, "chapter 1 must show the accuracy table"
     assert "ch1.pgd-0.3-survives-strong-attack" in page, "chapter 1 must show its claims"
+    text = re.sub(r"<[^>]+>", " ", page)
+    assert re.search(r"The standard model reaches\s+\d+\.\d%", text), "glued numbers must appear in the prose"
+
+
+@pytest.mark.slow
+def test_smoke_book_builds_the_filter_chapter(smoke_book):
+    root, _ = smoke_book
+    page = (root / "_build" / "html" / "book" / "02_convolution_filters.html").read_text()
+    assert len(re.findall(r"<img", page)) >= 4, "depth profile, conv1 kernels, damping and PCA figures"
+    text = re.sub(r"<[^>]+>", " ", page)
+    assert re.search(r"The ratio is\s+\d+\.\d\d", text), "glued numbers must appear in the prose"
+    assert "ch2.robust-filters-less-sparse" in page
 
 
 @pytest.mark.slow

@@ -1,0 +1,139 @@
+"""Chapter 2, "The convolution filters of robust and standard models" (Gavrikov & Keuper 2022).
+
+Measures the filter statistics of :mod:`rilib.filters` on the chapter-1 zoo (all trained with AdamW and
+weight decay 0.01, the weight decay of the paper's normal models) and registers the paper's four claims.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import zoo
+from .attacks import PGD
+from .chapter1 import EVAL_EPS, chapter1_zoo, model_names, train_zoo
+from .claims import Measurement, claim
+from .data import load_dataset
+from .filters import by_depth, first_layer_damping, layer_stats
+from .profiles import Profile, get_profile
+
+GAVRIKOV = "Gavrikov & Keuper 2022, Adversarial Robustness through the Lens of Convolutional Filters (CVPR-W)"
+#: The models the paper's claims call robust (FGSM-RS is shown, but not counted as robust).
+ROBUST = ("mnist-pgd-0.1", "mnist-pgd-0.2", "mnist-pgd-0.3", "mnist-trades")
+STANDARD = "mnist-standard"
+
+
+def _profile(profile) -> Profile:
+    return get_profile(profile) if isinstance(profile, str) else profile
+
+
+def load_models(profile, progress: bool = True) -> dict:
+    """The chapter-1 MNIST models (trained on first use), by name."""
+    prof = _profile(profile)
+    specs = train_zoo(prof, model_names(prof), progress=progress)
+    return {n: zoo.load(s) for n, s in specs.items()}
+
+
+def per_layer(models: dict):
+    """:func:`rilib.filters.layer_stats` of every model, stacked, with a ``model`` column."""
+    import pandas as pd
+    return pd.concat([layer_stats(m).assign(model=n) for n, m in models.items()], ignore_index=True)
+
+
+def per_depth(models: dict):
+    """:func:`rilib.filters.by_depth` of every model, stacked, with a ``model`` column."""
+    import pandas as pd
+    return pd.concat([by_depth(layer_stats(m)).reset_index().assign(model=n) for n, m in models.items()],
+                     ignore_index=True)
+
+
+def overall(models: dict):
+    """Whole-network values per model: kernel-weighted sparsity and variance entropy, output-channel-
+    weighted orthogonality, and the variance entropy of the deepest layer."""
+    import pandas as pd
+    rows = []
+    for name, m in models.items():
+        s = layer_stats(m)
+        ok = s.variance_entropy.notna()
+        rows.append({
+            "model": name,
+            "sparsity": float((s.sparsity * s.kernels).sum() / s.kernels.sum()),
+            "variance entropy": float((s.variance_entropy[ok] * s.kernels[ok]).sum() / s.kernels[ok].sum()),
+            "variance entropy (deepest layer)": float(s.variance_entropy.iloc[-1]),
+            "orthogonality": float((s.orthogonality * s.out_channels).sum() / s.out_channels.sum()),
+        })
+    return pd.DataFrame(rows).set_index("model")
+
+
+def damping_n(profile) -> int:
+    """Test images used for the first-layer damping ratio (at most 256)."""
+    return min(_profile(profile).eval_n, 256)
+
+
+def damping(profile, models: dict, eps: float = EVAL_EPS["mnist"], progress: bool = True):
+    """Mean and 95 % interval (normal approximation) of the first-layer damping ratio per model, for PGD-40
+    perturbations (step 2.5·ε/40) computed against each model itself on the first :func:`damping_n` test
+    images. Returns a DataFrame indexed by model."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    prof = _profile(profile)
+    ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
+    n = damping_n(prof)
+    x, y = ds.x_test[:n].to(zoo.device()), ds.y_test[:n].to(zoo.device())
+    rows = []
+    for name, model in tqdm(models.items(), desc="first-layer damping", disable=not progress):
+        torch.manual_seed(0)
+        x_adv = PGD(eps=eps, steps=prof.eval_steps)(model, x, y)
+        r = first_layer_damping(model, x, x_adv)
+        half = 1.96 * float(r.std()) / math.sqrt(len(r))
+        rows.append({"model": name, "damping ratio": float(r.mean()), "ci95 low": float(r.mean()) - half,
+                     "ci95 high": float(r.mean()) + half})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def _compare(values: dict, better: str) -> tuple[dict, bool, str]:
+    std = values[STANDARD]
+    ok = {n: (values[n] < std if better == "lower" else values[n] > std) for n in ROBUST}
+    failed = [n for n, v in ok.items() if not v]
+    return values, not failed, (f"not reproduced for: {', '.join(failed)}" if failed else "")
+
+
+@claim("ch2.robust-filters-less-sparse", chapter="2",
+       statement="Robust models have fewer sparse 3×3 kernels than the standard model "
+                 "(paper: share 0.094 robust vs 0.395 normal).",
+       citation=GAVRIKOV)
+def _claim_sparsity(profile: Profile) -> Measurement:
+    o = overall(load_models(profile))
+    vals, ok, note = _compare(o["sparsity"].to_dict(), "lower")
+    return Measurement(vals, f"sparsity(robust) < sparsity({STANDARD}) for each of {', '.join(ROBUST)}", ok, note)
+
+
+@claim("ch2.robust-filters-more-diverse-deep", chapter="2",
+       statement="Robust models' variance entropy is higher in the deepest layer.", citation=GAVRIKOV)
+def _claim_entropy(profile: Profile) -> Measurement:
+    o = overall(load_models(profile))
+    vals, ok, note = _compare(o["variance entropy (deepest layer)"].to_dict(), "higher")
+    return Measurement(vals, f"entropy of the deepest 3×3 layer, robust > {STANDARD}", ok, note)
+
+
+@claim("ch2.robust-filters-more-orthogonal", chapter="2",
+       statement="Robust models' filters are more orthogonal.", citation=GAVRIKOV)
+def _claim_orthogonality(profile: Profile) -> Measurement:
+    o = overall(load_models(profile))
+    vals, ok, note = _compare(o["orthogonality"].to_dict(), "higher")
+    return Measurement(vals, f"output-channel-weighted orthogonality, robust > {STANDARD}", ok, note)
+
+
+@claim("ch2.robust-first-layer-damps", chapter="2",
+       statement="Robust models' first layer damps adversarial perturbations more.", citation=GAVRIKOV)
+def _claim_damping(profile: Profile) -> Measurement:
+    models = load_models(profile)
+    d = damping(profile, models)
+    vals, ok, note = _compare(d["damping ratio"].to_dict(), "lower")
+    return Measurement(vals, f"mean ‖ReLU(conv1(x+δ)) − ReLU(conv1(x))‖ / ‖δ‖ over {damping_n(profile)} "
+                       f"test images, robust < {STANDARD} (δ: PGD-40 at ε = 0.3 against each model)", ok, note)
+
+
+__all__ = ["chapter1_zoo", "load_models", "per_layer", "per_depth", "overall", "damping"]

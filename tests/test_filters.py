@@ -1,0 +1,137 @@
+"""Filter statistics on kernels with known answers, aggregation by depth, and `rilib filters stats`."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import rilib
+from rilib import RilibError, filters
+
+
+def test_all_zero_kernel_is_sparse():
+    w = torch.randn(4, 3, 3, 3)
+    w[1, 2] = 0.0
+    mask = filters.sparse_mask(w)
+    assert mask.reshape(4, 3)[1, 2] and mask.sum() == 1
+    assert filters.sparsity(w) == pytest.approx(1 / 12)
+    assert filters.sparsity(torch.zeros(2, 2, 3, 3)) == 1.0
+
+
+def test_sparsity_threshold_is_one_hundredth_of_the_layer_max():
+    w = torch.zeros(1, 3, 3, 3)
+    w[0, 0, 1, 1] = 1.0      # the layer's maximum
+    w[0, 1, 0, 0] = 0.01     # exactly at the threshold: sparse
+    w[0, 2, 0, 0] = 0.0101   # just above: not sparse
+    assert filters.sparse_mask(w).tolist() == [False, True, False]
+
+
+def test_identical_filters_have_orthogonality_zero():
+    f = torch.randn(1, 5, 3, 3)
+    assert filters.orthogonality(f.repeat(6, 1, 1, 1)) == pytest.approx(0.0, abs=1e-9)
+    assert filters.orthogonality(torch.cat([f, -f])) == pytest.approx(0.0, abs=1e-9)  # |cos| = 1
+
+
+def test_mutually_orthogonal_filters_have_orthogonality_one():
+    q, _ = torch.linalg.qr(torch.randn(18, 18, dtype=torch.float64))
+    w = q.T[:8].reshape(8, 2, 3, 3).float() * torch.rand(8, 1, 1, 1)  # scale must not matter
+    assert filters.orthogonality(w) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_gaussian_kernels_have_variance_entropy_near_maximum():
+    torch.manual_seed(0)
+    h = filters.variance_entropy(torch.randn(64, 64, 3, 3))
+    assert h == pytest.approx(math.log10(9), abs=0.01)
+    assert h <= math.log10(9) + 1e-9
+
+
+def test_two_shape_kernels_have_variance_entropy_near_zero():
+    """Scaled copies of two shapes: after the L∞ scaling they are two points, so one direction of variance."""
+    torch.manual_seed(0)
+    a, b = torch.randn(3, 3), torch.randn(3, 3)
+    which = (torch.arange(32 * 16) % 2).reshape(32, 16, 1, 1).float()
+    w = (which * a + (1 - which) * b) * (0.5 + torch.rand(32, 16, 1, 1))
+    assert filters.variance_entropy(w) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_layer_stats_and_depth_bins_on_a_torchvision_resnet():
+    import torchvision
+    model = torchvision.models.resnet18(weights=None, num_classes=10)
+    stats = filters.layer_stats(model)
+    assert len(stats) == 16  # the 7×7 stem and the 1×1 shortcuts are not 3×3
+    assert stats.depth.tolist() == list(range(16))
+    agg = filters.by_depth(stats)
+    assert agg.index[0] == "first" and agg.layers.sum() == 16
+    # kernel-weighted mean by hand for one bin
+    b = agg.index[-1]
+    rows = stats[[filters.depth_bin(d, i) == b for d, i in zip(stats.norm_depth, stats.depth)]]
+    expected = (rows.sparsity * rows.kernels).sum() / rows.kernels.sum()
+    assert agg.loc[b, "sparsity"] == pytest.approx(expected)
+
+
+def test_first_layer_damping_is_the_activation_to_input_ratio():
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    nn.init.zeros_(conv.weight)
+    conv.weight.data[0, 0, 1, 1] = 2.0  # identity × 2
+    model = nn.Sequential(conv)
+    x = torch.full((3, 1, 5, 5), 0.5)
+    delta = 0.1 * torch.randn(3, 1, 5, 5).sign()
+    # positive inputs stay positive through ReLU, so the ratio is exactly 2
+    assert torch.allclose(filters.first_layer_damping(model, x, x + delta), torch.full((3,), 2.0))
+
+
+def test_pca_basis_is_orthonormal_and_ratios_sum_to_one():
+    torch.manual_seed(0)
+    basis, ratio = filters.pca_basis(torch.randn(16, 8, 3, 3))
+    flat = basis.reshape(9, 9)
+    assert torch.allclose(flat @ flat.T, torch.eye(9), atol=1e-5)
+    assert float(ratio.sum()) == pytest.approx(1.0) and torch.all(ratio[:-1] >= ratio[1:])
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "rilib", "filters", "stats", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_filters_stats_on_checkpoints_written_by_the_test(tmp_path):
+    import torchvision
+    small = rilib.create_model("small-cnn", (1, 28, 28), 10, (0.13,), (0.31,))
+    torch.save(small.state_dict(), tmp_path / "small.pt")
+    out = _cli(str(tmp_path / "small.pt"), "--arch", "small-cnn")
+    assert out.returncode == 0, out.stderr
+    assert "variance_entropy" in out.stdout and "features.0" in out.stdout and "first" in out.stdout
+
+    resnet = torchvision.models.resnet18(weights=None, num_classes=10)
+    torch.save({"state_dict": resnet.state_dict()}, tmp_path / "resnet.pt")  # a nested checkpoint
+    out = _cli(str(tmp_path / "resnet.pt"), "--arch", "resnet18")
+    assert out.returncode == 0, out.stderr
+    assert "layer4.1.conv2" in out.stdout
+
+
+@pytest.mark.parametrize("make,arch,expected", [
+    (lambda p: torch.save(rilib.create_model("tiny-cnn", (1, 28, 28), 10, (0.1,), (0.3,)).state_dict(), p),
+     "small-cnn", "is not a state_dict of small-cnn"),
+    (lambda p: p.write_text("not a checkpoint"), "small-cnn", "Could not read"),
+    (lambda p: torch.save([1, 2, 3], p), "small-cnn", "does not hold a state_dict"),
+    (lambda p: torch.save({}, p), "resnet-19", "Unknown architecture 'resnet-19'"),
+])
+def test_cli_filters_stats_rejects_bad_files_clearly(tmp_path, make, arch, expected):
+    path = tmp_path / "bad.pt"
+    make(path)
+    out = _cli(str(path), "--arch", arch)
+    assert out.returncode == 2 and expected in out.stderr and "Traceback" not in out.stderr
+
+
+def test_loader_refuses_pickled_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"weight": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(RilibError, match="weights-only"):
+        filters.load_state_dict_as(tmp_path / "evil.pt", "small-cnn")
