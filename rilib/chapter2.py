@@ -100,30 +100,25 @@ def _compare(values: dict, better: str) -> tuple[dict, bool, str]:
     return values, not failed, (f"not reproduced for: {', '.join(failed)}" if failed else "")
 
 
-@claim("ch2.robust-filters-less-sparse", chapter="2",
-       statement="Robust models have fewer sparse 3×3 kernels than the standard model "
-                 "(paper: share 0.094 robust vs 0.395 normal).",
-       citation=GAVRIKOV)
-def _claim_sparsity(profile: Profile) -> Measurement:
-    o = overall(load_models(profile))
-    vals, ok, note = _compare(o["sparsity"].to_dict(), "lower")
-    return Measurement(vals, f"sparsity(robust) < sparsity({STANDARD}) for each of {', '.join(ROBUST)}", ok, note)
+def _register_overall_claim(id: str, statement: str, column: str, better: str, comparison: str) -> None:
+    """Register a claim comparing one column of :func:`overall` between each robust model and the standard."""
+
+    @claim(id, chapter="2", statement=statement, citation=GAVRIKOV)
+    def measure(profile: Profile) -> Measurement:
+        vals, ok, note = _compare(overall(load_models(profile))[column].to_dict(), better)
+        return Measurement(vals, comparison, ok, note)
 
 
-@claim("ch2.robust-filters-more-diverse-deep", chapter="2",
-       statement="Robust models' variance entropy is higher in the deepest layer.", citation=GAVRIKOV)
-def _claim_entropy(profile: Profile) -> Measurement:
-    o = overall(load_models(profile))
-    vals, ok, note = _compare(o["variance entropy (deepest layer)"].to_dict(), "higher")
-    return Measurement(vals, f"entropy of the deepest 3×3 layer, robust > {STANDARD}", ok, note)
-
-
-@claim("ch2.robust-filters-more-orthogonal", chapter="2",
-       statement="Robust models' filters are more orthogonal.", citation=GAVRIKOV)
-def _claim_orthogonality(profile: Profile) -> Measurement:
-    o = overall(load_models(profile))
-    vals, ok, note = _compare(o["orthogonality"].to_dict(), "higher")
-    return Measurement(vals, f"output-channel-weighted orthogonality, robust > {STANDARD}", ok, note)
+_register_overall_claim(
+    "ch2.robust-filters-less-sparse",
+    "Robust models have fewer sparse 3×3 kernels than the standard model (paper: share 0.094 robust vs 0.395 normal).",
+    "sparsity", "lower", f"kernel-weighted sparsity, robust < {STANDARD}, for each of {', '.join(ROBUST)}")
+_register_overall_claim(
+    "ch2.robust-filters-more-diverse-deep", "Robust models' variance entropy is higher in the deepest layer.",
+    "variance entropy (deepest layer)", "higher", f"entropy of the deepest 3×3 layer, robust > {STANDARD}")
+_register_overall_claim(
+    "ch2.robust-filters-more-orthogonal", "Robust models' filters are more orthogonal.",
+    "orthogonality", "higher", f"output-channel-weighted orthogonality, robust > {STANDARD}")
 
 
 @claim("ch2.robust-first-layer-damps", chapter="2",

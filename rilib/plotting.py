@@ -54,8 +54,7 @@ def learning_curves(histories: dict[str, list[dict]], title: str = "") -> plt.Fi
             ax.plot(ep, val, marker="o", ms=3, label=name, color=model_color(name))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-    axes[0].set_yscale("log")
-    axes[2].legend(loc="best")
+    axes[1].legend(loc="lower right")
     if title:
         fig.suptitle(title)
     return fig
@@ -70,7 +69,7 @@ def weak_vs_strong(table, weak_col: str, strong_col: str, title: str = "") -> pl
     names = list(table.index)
     pos = np.arange(len(names))
     ax.bar(pos - 0.2, table[weak_col] * 100, 0.4, label=weak_col, color="#bdbdbd")
-    ax.bar(pos + 0.2, table[strong_col] * 100, 0.4, label=strong_col,
+    ax.bar(pos + 0.2, table[strong_col] * 100, 0.4, label=f"{strong_col} (coloured by model)",
            color=[model_color(n) for n in names])
     ax.set_xticks(pos, [n.replace("mnist-", "") for n in names])
     ax.set_ylabel("accuracy (%)")
@@ -94,8 +93,9 @@ def metrics_by_depth(per_depth, metrics=("sparsity", "variance_entropy", "orthog
             g = g.set_index("bin").reindex(order)
             ax.plot(range(len(order)), g[metric], marker="o", ms=4, label=name, color=model_color(name))
         ax.set_xticks(range(len(order)), order)
-        ax.set_xlabel("layer depth (first layer, then normalised-depth decile)")
+        ax.set_xlabel("depth bin")
         ax.set_ylabel(label)
+    axes[0].set_ylim(bottom=0)
     axes[0].legend(loc="best")
     return fig
 
@@ -146,9 +146,12 @@ def pca_bases(bases: dict, title: str = "") -> plt.Figure:
         axes[r, 0].set_ylabel(name.replace("mnist-", ""), rotation=0, ha="right", va="center", fontsize=8)
         ax = axes[r, 9]
         ax.bar(range(1, 10), ratio.cpu() * 100, color=model_color(name))
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("explained variance (%)", fontsize=7)
-        ax.set_xlabel("component", fontsize=7)
+        ax.set_ylim(0, max(float(share.max()) for _, share in bases.values()) * 110)
+        ax.set_ylabel("% of variance", fontsize=7)
+        ax.set_xticks(range(1, 10))
+        ax.tick_params(labelsize=7)
+        if r == rows - 1:
+            ax.set_xlabel("component", fontsize=7)
     if title:
         fig.suptitle(title)
     return fig
