@@ -69,7 +69,7 @@ def test_smoke_book_builds_with_chapter_one_figures(smoke_book):
 def test_smoke_book_builds_the_filter_chapter(smoke_book):
     root, _ = smoke_book
     page = (root / "_build" / "html" / "book" / "02_convolution_filters.html").read_text()
-    assert len(re.findall(r"<img", page)) >= 4, "depth profile, conv1 kernels, damping and PCA figures"
+    assert len(re.findall(r"<img", page)) >= 5, "depth profile, conv1 kernels, damping and two PCA figures"
     text = re.sub(r"<[^>]+>", " ", page)
     assert re.search(r"The ratio is\s+\d+\.\d\d", text), "glued numbers must appear in the prose"
     assert "ch2.robust-filters-less-sparse" in page
