@@ -113,10 +113,12 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) 
     raise RilibError(f"Unknown optimizer {name!r}. Valid: adam, sgd.")
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
+def save_atomic(obj, path: Path) -> bytes:
+    """``torch.save`` ``obj`` to ``path`` atomically; return the bytes written (e.g. to hash them)."""
     buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    torch.save(obj, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return buf.getvalue()
 
 
 def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: dict, epochs: int,
@@ -206,8 +208,8 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
         }
         history.append(record)
         if checkpoint is not None:
-            _save_checkpoint(Path(checkpoint), {"epoch": epoch, "model": model.state_dict(),
-                                                "optimizer": opt.state_dict(), "history": history})
+            save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "history": history}, checkpoint)
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
     return history

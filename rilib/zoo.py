@@ -132,7 +132,7 @@ def train(spec: Spec, *, progress: bool = True, on_epoch_end=None) -> Path:
 
     An interrupted run (a ``checkpoint.pt`` without ``model.pt``) resumes after its last complete epoch.
     """
-    from .train import fit
+    from .train import fit, save_atomic
 
     folder = spec.folder()
     if is_trained(spec):
@@ -149,14 +149,12 @@ def train(spec: Spec, *, progress: bool = True, on_epoch_end=None) -> Path:
                   augment=spec.augment, seed=spec.seed, monitor_eps=spec.monitor_eps,
                   checkpoint=folder / "checkpoint.pt", progress=progress, on_epoch_end=on_epoch_end,
                   device=device())
-    import io
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
-    paths.atomic_write_bytes(folder / "model.pt", buf.getvalue())
+    weights = save_atomic({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                          folder / "model.pt")
     metrics = {
         "spec": spec.to_dict(),
         "key": spec.key(),
-        "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+        "sha256": hashlib.sha256(weights).hexdigest(),
         "in_shape": list(ds.shape), "num_classes": ds.num_classes,
         "mean": list(ds.mean), "std": list(ds.std), "classes": ds.classes,
         "dataset_description": ds.description,
