@@ -7,8 +7,10 @@ sizes. Robust accuracy is measured under a strong attack: PGD-40 with step 2.5·
 
 from __future__ import annotations
 
+from . import zoo
 from .attacks import PGD
-from .profiles import Profile
+from .claims import Measurement, claim
+from .profiles import Profile, get_profile
 from .zoo import ZOO_GROUPS, Spec
 
 #: The strong evaluation attack's relative step: step = STEP_FACTOR · ε / steps (Madry et al. 2018).
@@ -70,10 +72,6 @@ def chapter1_zoo(profile: Profile) -> dict[str, Spec]:
 
 # ---------------------------------------------------------------------------------------------------
 # Measurements shown in the chapter and held to by its claims.
-
-from . import zoo  # noqa: E402
-from .claims import Measurement, claim  # noqa: E402
-from .profiles import get_profile  # noqa: E402
 
 #: The ε at which each family of models is compared: Madry et al.'s MNIST challenge and the usual CIFAR-10 ε.
 EVAL_EPS = {"mnist": 0.3, "cifar10": 8 / 255}
