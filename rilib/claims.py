@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .errors import RilibError
 from .paths import atomic_write_text
 from .profiles import Profile, get_profile
 from .registry import Registry
@@ -75,6 +76,10 @@ def list_claims(chapter: Optional[str] = None) -> list[Claim]:
 def run(profile: str | Profile = "cpu", chapter: Optional[str] = None) -> list[ClaimResult]:
     """Measure every registered claim (of ``chapter``, if given) under ``profile``."""
     prof = get_profile(profile) if isinstance(profile, str) else profile
+    chapters = sorted({c.chapter for c in list_claims()})
+    if chapter is not None and str(chapter) not in chapters:
+        raise RilibError(f"No claims registered for chapter {chapter!r}. Chapters with claims: {', '.join(chapters)}.")
+    chapter = None if chapter is None else str(chapter)
     results = []
     for c in list_claims(chapter):
         t0 = time.perf_counter()

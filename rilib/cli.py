@@ -114,9 +114,10 @@ def _filters_stats(checkpoint: str, arch: str, in_shape: str | None, num_classes
     if in_shape:
         try:
             shape = tuple(int(v) for v in in_shape.split(","))
-            assert len(shape) == 3
-        except (ValueError, AssertionError):
-            raise RilibError(f"--in-shape must be C,H,W (e.g. 3,32,32), not {in_shape!r}.") from None
+        except ValueError:
+            shape = ()
+        if len(shape) != 3:
+            raise RilibError(f"--in-shape must be C,H,W (e.g. 3,32,32), not {in_shape!r}.")
     model = filters.load_state_dict_as(checkpoint, arch, shape, num_classes)
     stats = filters.layer_stats(model)
     with pd.option_context("display.max_rows", None, "display.width", 160, "display.precision", 3):
