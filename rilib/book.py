@@ -78,9 +78,24 @@ def run(names: Sequence[str] | None = None, profile: str = "cpu", root: Optional
                              f"{exc.ename}: {exc.evalue}\nThe partly executed notebook is {target}.") from None
         finally:
             staging.unlink(missing_ok=True)
+        _hide_default_parameters(target)
         print(f"[rilib] {src.name} done in {time.perf_counter() - t0:.0f} s", flush=True)
         executed.append(target)
     return executed
+
+
+def _hide_default_parameters(path: Path) -> None:
+    """Hide the source's default ``parameters`` cell in the book: papermill's injected cell below it shows the
+    profile the chapter actually ran with."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    tags = [c.get("metadata", {}).get("tags", []) for c in nb.cells]
+    if any("injected-parameters" in t for t in tags):
+        for cell, t in zip(nb.cells, tags):
+            if "parameters" in t and "remove-cell" not in t:
+                cell.metadata["tags"] = [*t, "remove-cell"]
+        nbformat.write(nb, path)
 
 
 def build(root: Optional[str | Path] = None, quiet: bool = True) -> Path:
