@@ -9,7 +9,6 @@ executes it there with papermill; :func:`build` runs ``jupyter-book build`` on t
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -140,11 +139,6 @@ def _toc_files(root: Path) -> list[Path]:
         cands = [root / f"{n}{s}" for s in (".md", ".ipynb", ".rst")] + [root / n]
         out.append(next((c for c in cands if c.exists() and c.is_file()), cands[1]))
     return out
-
-
-def clean(root: Optional[str | Path] = None) -> None:
-    """Remove the built HTML (``_build/``)."""
-    shutil.rmtree(_root(root) / "_build", ignore_errors=True)
 
 
 def glue_key(name: str) -> str:
