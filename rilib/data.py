@@ -60,7 +60,8 @@ class Dataset:
         return len(self.classes)
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "Dataset":
-        """The first ``n_train``/``n_test`` examples after a fixed stratified-ish shuffle (seed 0)."""
+        """A fixed subset: ``n_train`` training and ``n_test`` test examples, class-balanced as far as the
+        counts allow (:func:`stratified_indices`, seed 0), in their original order."""
         def take(x, y, n):
             if n is None or n >= len(y):
                 return x, y
