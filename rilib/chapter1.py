@@ -83,18 +83,15 @@ def fmt_eps(eps: float) -> str:
     return f"{round(k)}/255" if eps < 0.1 and abs(k - round(k)) < 1e-6 else f"{eps:g}"
 
 
-def _profile(profile) -> Profile:
-    return get_profile(profile) if isinstance(profile, str) else profile
-
 
 def model_names(profile, family: str = "mnist") -> list[str]:
     """Names of the chapter's models of one family (``mnist`` or ``cifar10``), standard first."""
-    return [n for n in chapter1_zoo(_profile(profile)) if n.startswith(family + "-")]
+    return [n for n in chapter1_zoo(get_profile(profile)) if n.startswith(family + "-")]
 
 
 def train_zoo(profile, names=None, progress: bool = True) -> dict[str, Spec]:
     """Train (or find in the cache) the chapter's models; return their specs by name."""
-    specs = chapter1_zoo(_profile(profile))
+    specs = chapter1_zoo(get_profile(profile))
     names = names or list(specs)
     for n in names:
         zoo.train(specs[n], progress=progress)
@@ -104,7 +101,7 @@ def train_zoo(profile, names=None, progress: bool = True) -> dict[str, Spec]:
 def robust_acc(profile, name: str, eps: float | None = None, strong: bool = True, progress: bool = True) -> float:
     """Accuracy of zoo model ``name`` under the strong (or the weak) attack at ``eps`` (default: its family's
     evaluation ε), on the profile's first ``eval_n`` test images; cached in the zoo."""
-    prof = _profile(profile)
+    prof = get_profile(profile)
     eps = EVAL_EPS[name.split("-")[0]] if eps is None else eps
     attack = strong_attack(prof, eps) if strong else weak_attack(eps)
     return zoo.evaluate(name, attack, prof, n=prof.eval_n, progress=progress)
@@ -116,7 +113,7 @@ def results_table(profile, family: str = "mnist", progress: bool = True):
     training time. Returns a pandas DataFrame indexed by model name."""
     import pandas as pd
 
-    prof = _profile(profile)
+    prof = get_profile(profile)
     specs = chapter1_zoo(prof)
     rows = []
     for name in model_names(prof, family):
@@ -138,7 +135,7 @@ def results_table(profile, family: str = "mnist", progress: bool = True):
 
 def table_caption(profile, family: str = "mnist") -> str:
     """What the columns of :func:`results_table` measured."""
-    prof = _profile(profile)
+    prof = get_profile(profile)
     eps = EVAL_EPS[family]
     return (f"Accuracy on the first {prof.eval_n} test images. Weak attack: {weak_attack(eps).describe()}. "
             f"Strong attack: {strong_attack(prof, eps).describe()}; the last accuracy column uses the same "
@@ -147,7 +144,7 @@ def table_caption(profile, family: str = "mnist") -> str:
 
 def histories(profile, family: str = "mnist") -> dict[str, list[dict]]:
     """Per-epoch training histories of the chapter's models of ``family``."""
-    specs = chapter1_zoo(_profile(profile))
+    specs = chapter1_zoo(get_profile(profile))
     return {n: zoo.metrics(specs[n])["history"] for n in model_names(profile, family)}
 
 

@@ -6,16 +6,15 @@ weight decay 0.01, the weight decay of the paper's normal models) and registers 
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from . import zoo
 from .attacks import PGD
-from .chapter1 import EVAL_EPS, chapter1_zoo, model_names, train_zoo
+from .chapter1 import EVAL_EPS, model_names, train_zoo
 from .claims import Measurement, claim
 from .data import load_dataset
-from .filters import by_depth, first_layer_damping, layer_stats
+from .filters import by_depth, first_layer_damping, layer_stats, weighted_mean
+from .metrics import mean_ci
 from .profiles import Profile, get_profile
 
 GAVRIKOV = "Gavrikov & Keuper 2022, Adversarial Robustness through the Lens of Convolutional Filters (CVPR-W)"
@@ -24,21 +23,12 @@ ROBUST = ("mnist-pgd-0.1", "mnist-pgd-0.2", "mnist-pgd-0.3", "mnist-trades")
 STANDARD = "mnist-standard"
 
 
-def _profile(profile) -> Profile:
-    return get_profile(profile) if isinstance(profile, str) else profile
-
 
 def load_models(profile, progress: bool = True) -> dict:
     """The chapter-1 MNIST models (trained on first use), by name."""
-    prof = _profile(profile)
+    prof = get_profile(profile)
     specs = train_zoo(prof, model_names(prof), progress=progress)
     return {n: zoo.load(s) for n, s in specs.items()}
-
-
-def per_layer(models: dict):
-    """:func:`rilib.filters.layer_stats` of every model, stacked, with a ``model`` column."""
-    import pandas as pd
-    return pd.concat([layer_stats(m).assign(model=n) for n, m in models.items()], ignore_index=True)
 
 
 def per_depth(models: dict):
@@ -55,20 +45,19 @@ def overall(models: dict):
     rows = []
     for name, m in models.items():
         s = layer_stats(m)
-        ok = s.variance_entropy.notna()
         rows.append({
             "model": name,
-            "sparsity": float((s.sparsity * s.kernels).sum() / s.kernels.sum()),
-            "variance entropy": float((s.variance_entropy[ok] * s.kernels[ok]).sum() / s.kernels[ok].sum()),
+            "sparsity": weighted_mean(s, "sparsity", "kernels"),
+            "variance entropy": weighted_mean(s, "variance_entropy", "kernels"),
             "variance entropy (deepest layer)": float(s.variance_entropy.iloc[-1]),
-            "orthogonality": float((s.orthogonality * s.out_channels).sum() / s.out_channels.sum()),
+            "orthogonality": weighted_mean(s, "orthogonality", "out_channels"),
         })
     return pd.DataFrame(rows).set_index("model")
 
 
 def damping_n(profile) -> int:
     """Test images used for the first-layer damping ratio (at most 256)."""
-    return min(_profile(profile).eval_n, 256)
+    return min(get_profile(profile).eval_n, 256)
 
 
 def damping(profile, models: dict, eps: float = EVAL_EPS["mnist"], progress: bool = True):
@@ -78,7 +67,7 @@ def damping(profile, models: dict, eps: float = EVAL_EPS["mnist"], progress: boo
     import pandas as pd
     from tqdm import tqdm
 
-    prof = _profile(profile)
+    prof = get_profile(profile)
     ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
     n = damping_n(prof)
     x, y = ds.x_test[:n].to(zoo.device()), ds.y_test[:n].to(zoo.device())
@@ -86,10 +75,8 @@ def damping(profile, models: dict, eps: float = EVAL_EPS["mnist"], progress: boo
     for name, model in tqdm(models.items(), desc="first-layer damping", disable=not progress):
         torch.manual_seed(0)
         x_adv = PGD(eps=eps, steps=prof.eval_steps)(model, x, y)
-        r = first_layer_damping(model, x, x_adv)
-        half = 1.96 * float(r.std()) / math.sqrt(len(r))
-        rows.append({"model": name, "damping ratio": float(r.mean()), "ci95 low": float(r.mean()) - half,
-                     "ci95 high": float(r.mean()) + half})
+        mean, low, high = mean_ci(first_layer_damping(model, x, x_adv))
+        rows.append({"model": name, "damping ratio": mean, "ci95 low": low, "ci95 high": high})
     return pd.DataFrame(rows).set_index("model")
 
 
@@ -131,4 +118,4 @@ def _claim_damping(profile: Profile) -> Measurement:
                        f"test images, robust < {STANDARD} (δ: PGD-40 at ε = 0.3 against each model)", ok, note)
 
 
-__all__ = ["chapter1_zoo", "load_models", "per_layer", "per_depth", "overall", "damping"]
+__all__ = ["load_models", "per_depth", "overall", "damping"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -75,7 +75,7 @@ def list_claims(chapter: Optional[str] = None) -> list[Claim]:
 
 def run(profile: str | Profile = "cpu", chapter: Optional[str] = None) -> list[ClaimResult]:
     """Measure every registered claim (of ``chapter``, if given) under ``profile``."""
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = get_profile(profile)
     chapters = sorted({c.chapter for c in list_claims()})
     if chapter is not None and str(chapter) not in chapters:
         raise RilibError(f"No claims registered for chapter {chapter!r}. Chapters with claims: {', '.join(chapters)}.")

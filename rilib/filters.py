@@ -107,6 +107,13 @@ def depth_bin(norm_depth: float, depth: int) -> str:
     return f"d{min(10, max(1, math.ceil(norm_depth * 10 - 1e-9))) / 10:.1f}"
 
 
+def weighted_mean(stats, column: str, weight: str) -> float:
+    """Mean of ``stats[column]`` weighted by ``stats[weight]``, skipping NaN values (NaN if nothing is left)."""
+    ok = stats[column].notna()
+    w = stats.loc[ok, weight]
+    return float((stats.loc[ok, column] * w).sum() / w.sum()) if w.sum() > 0 else float("nan")
+
+
 def by_depth(stats):
     """Aggregate :func:`layer_stats` rows by depth bin: the kernel-weighted mean of sparsity and variance
     entropy (NaNs skipped) and the output-channel-weighted mean of orthogonality. Returns a DataFrame
@@ -119,9 +126,7 @@ def by_depth(stats):
         row = {"bin": b, "layers": len(g), "norm_depth": float(g.norm_depth.mean())}
         for col, weight in (("sparsity", "kernels"), ("variance_entropy", "kernels"),
                             ("orthogonality", "out_channels")):
-            ok = g[col].notna()
-            w = g.loc[ok, weight]
-            row[col] = float((g.loc[ok, col] * w).sum() / w.sum()) if w.sum() > 0 else float("nan")
+            row[col] = weighted_mean(g, col, weight)
         out.append(row)
     return pd.DataFrame(out).set_index("bin")
 

@@ -50,9 +50,10 @@ PROFILES.add("paper", Profile(
     eval_n=10000, eval_steps=40, eval_restarts=5, cifar10="cifar10", expected_minutes="hours on a GPU"))
 
 
-def get_profile(name: str) -> Profile:
-    """The profile called ``name``; an unknown name raises an error listing the valid ones."""
-    return PROFILES[name]
+def get_profile(name: "str | Profile") -> Profile:
+    """The profile called ``name`` (a :class:`Profile` is returned as it is); an unknown name raises an
+    error listing the valid ones."""
+    return name if isinstance(name, Profile) else PROFILES[name]
 
 
 def list_profiles() -> list[str]:

@@ -21,7 +21,7 @@ import json
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -85,7 +85,7 @@ ZOO_GROUPS: Registry[Callable[[Profile], dict]] = Registry("zoo group")
 
 def zoo_specs(profile: str | Profile, group: Optional[str] = None) -> dict[str, Spec]:
     """Named specs of every zoo group (or of ``group``) under ``profile``."""
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = get_profile(profile)
     groups = [group] if group else list(ZOO_GROUPS)
     specs: dict[str, Spec] = {}
     for g in groups:
@@ -99,8 +99,7 @@ def resolve(name_or_spec: str | Spec, profile: str | Profile = "cpu") -> Spec:
         return name_or_spec
     specs = zoo_specs(profile)
     if name_or_spec not in specs:
-        prof = profile if isinstance(profile, str) else profile.name
-        raise RilibError(f"Unknown model {name_or_spec!r} in the {prof} zoo. Valid names: {', '.join(specs)}.")
+        raise RilibError(f"Unknown model {name_or_spec!r} in the {get_profile(profile).name} zoo. Valid names: {', '.join(specs)}.")
     return specs[name_or_spec]
 
 
