@@ -98,6 +98,19 @@ def train_zoo(profile, names=None, progress: bool = True) -> dict[str, Spec]:
     return {n: specs[n] for n in names}
 
 
+def load_models(profile, progress: bool = True) -> dict:
+    """The chapter's MNIST models (trained on first use), loaded, by name; chapters 2 and 3 study them."""
+    prof = get_profile(profile)
+    specs = train_zoo(prof, model_names(prof), progress=progress)
+    return {n: zoo.load(s) for n, s in specs.items()}
+
+
+#: The models later chapters' claims call robust (FGSM-RS is shown, but not counted as robust: it overfits
+#: catastrophically, see the strong-attack table).
+ROBUST = ("mnist-pgd-0.1", "mnist-pgd-0.2", "mnist-pgd-0.3", "mnist-trades")
+STANDARD = "mnist-standard"
+
+
 def robust_acc(profile, name: str, eps: float | None = None, strong: bool = True, progress: bool = True) -> float:
     """Accuracy of zoo model ``name`` under the strong (or the weak) attack at ``eps`` (default: its family's
     evaluation ε), on the profile's first ``eval_n`` test images; cached in the zoo."""

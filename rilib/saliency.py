@@ -16,6 +16,7 @@ SHAP's; the classes only fix the settings the chapter uses and give them one ver
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -43,7 +44,9 @@ class Method:
         self.model = model
 
     def attribute(self, x: torch.Tensor, target: Optional[torch.Tensor] = None) -> torch.Tensor:
-        with eval_mode(self.model):
+        with eval_mode(self.model), warnings.catch_warnings():
+            # Captum warns that it sets requires_grad on the input itself, which is what we want.
+            warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
             target = predicted(self.model, x) if target is None else target
             return self._attribute(x, target).detach()
 

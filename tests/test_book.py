@@ -87,3 +87,18 @@ def test_claims_cli_writes_the_ledger(smoke_book, tmp_path):
     for c in ledger:
         assert c["profile"] == "smoke" and isinstance(c["passed"], bool) and c["measured"]
     assert "Claims ledger, profile smoke" in out.stdout
+
+
+@pytest.mark.slow
+def test_smoke_book_builds_the_saliency_chapter(smoke_book):
+    root, _ = smoke_book
+    page = (root / "_build" / "html" / "book" / "03_saliency.html").read_text()
+    assert len(re.findall(r"<img", page)) >= 8, "six method grids, alignment against ε, deletion/insertion"
+    text = re.sub(r"<[^>]+>", " ", page)
+    assert re.search(r"The standard model’s alignment is\s+0\.\d{3}", text) or \
+        re.search(r"The standard model's alignment is\s+0\.\d{3}", text), "glued numbers must appear in the prose"
+    assert "randomisation rank corr." in page, "the metrics table"
+    for claim_id in ("ch3.robust-alignment-exceeds-standard", "ch3.deletion-below-random",
+                     "ch3.robust-maps-more-concentrated"):
+        assert claim_id in page
+    assert "ex-ch3-noise" in page, "exercises"

@@ -1,0 +1,57 @@
+"""Chapter 3's pieces that need no trained zoo: image selection, method names, margins and figures."""
+
+from __future__ import annotations
+
+import matplotlib
+import pandas as pd
+import pytest
+import torch
+
+from rilib import chapter3 as ch3
+from rilib import plotting
+from rilib.errors import UnknownNameError
+
+matplotlib.use("Agg")
+
+
+def test_grid_images_are_two_of_every_class_in_order():
+    x, y = ch3.grid_images("smoke")
+    assert x.shape == (20, 1, 28, 28)
+    assert y.tolist() == [c for c in range(10) for _ in range(2)]
+
+
+def test_unknown_method_names_the_valid_ones(tiny_standard):
+    with pytest.raises(UnknownNameError, match="smoothgrad"):
+        ch3.make_method("smoothgrd", tiny_standard, "smoke")
+
+
+def test_every_method_of_the_chapter_makes_a_map(tiny_standard, mnist_small):
+    x = mnist_small.x_test[:3]
+    for name in ch3.METHODS:
+        m = ch3.make_method(name, tiny_standard, "smoke").attribute(x)
+        assert m.shape == x.shape and torch.isfinite(m).all(), name
+
+
+def test_paired_margin_is_the_mean_difference_on_the_same_images():
+    a = torch.tensor([0.5, 0.6, 0.7, 0.8])
+    results = {"mnist-pgd-0.3|-|alignment": a, "mnist-standard|-|alignment": a - 0.1}
+    mean, low, high = ch3.paired_margin(results, "mnist-pgd-0.3")
+    assert mean == pytest.approx(0.1) and low == pytest.approx(0.1) and high == pytest.approx(0.1)
+
+
+def test_chapter_figures_have_labelled_axes():
+    x = torch.rand(4, 1, 28, 28)
+    fig = plotting.saliency_grid(x, {"mnist-standard": torch.randn_like(x), "mnist-pgd-0.3": torch.randn_like(x)},
+                                 signed=True, title="t", row_labels=[0, 0, 1, 1])
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["input", "standard", "pgd-0.3"]
+    table = pd.DataFrame({"objective": ["standard", "pgd", "pgd", "trades"], "train ε": [0.0, 0.1, 0.3, 0.3],
+                          "alignment": [0.2, 0.3, 0.5, 0.4], "ci95 low": [0.1, 0.2, 0.4, 0.3],
+                          "ci95 high": [0.3, 0.4, 0.6, 0.5]},
+                         index=["mnist-standard", "mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades"])
+    ax = plotting.alignment_vs_eps(table).axes[0]
+    assert "ε" in ax.get_xlabel() and "alignment" in ax.get_ylabel()
+    idx = pd.MultiIndex.from_product([["mnist-standard", "mnist-pgd-0.3"], ["gradient", "random map"]],
+                                     names=["model", "method"])
+    summary = pd.DataFrame({"deletion": [0.1, 0.2, 0.3, 0.4], "insertion": [0.5, 0.6, 0.7, 0.8]}, index=idx)
+    fig = plotting.metric_heatmaps(summary)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["gradient", "random map"]
