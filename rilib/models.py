@@ -4,8 +4,9 @@ Every model is a :class:`Classifier`: ``normalize`` → ``features`` (image → 
 "representation" of Engstrom et al. 2019) → ``head`` (a linear layer to logits). Convolutions are 3×3
 wherever the architecture allows, so the filter statistics of Gavrikov & Keuper (2022) apply.
 
-Registered names: ``small-cnn`` (28×28×1 or 32×32×3), ``tiny-cnn`` (for tests), ``preact-resnet18``
-(He et al. 2016, as used by Wong et al. 2020 and Rice et al. 2020 for CIFAR-10).
+Registered names: ``small-cnn`` (28×28×1 or 32×32×3), ``tiny-cnn`` (for tests), ``lenet`` (LeCun et al. 1998;
+the inversion chapter's independent judge), ``preact-resnet18`` (He et al. 2016, as used by Wong et al. 2020 and
+Rice et al. 2020 for CIFAR-10).
 """
 
 from __future__ import annotations
@@ -128,3 +129,20 @@ def preact_resnet18(in_shape, num_classes, mean, std) -> Classifier:
             in_planes = planes
     layers += [nn.BatchNorm2d(512), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return Classifier(Normalize(mean, std), nn.Sequential(*layers), nn.Linear(512, num_classes))
+
+
+@ARCHITECTURES.register("lenet")
+def lenet(in_shape, num_classes, mean, std) -> Classifier:
+    """LeNet-5 (LeCun et al. 1998) with ReLU and max-pooling: two 5×5 convolutions (6, 16), FC-120, FC-84.
+
+    A different architecture from ``small-cnn`` (5×5 kernels, pooling instead of strides), used as an
+    independent judge of generated and inverted images in the inversion chapter.
+    """
+    c, h, w = in_shape
+    convs = nn.Sequential(nn.Conv2d(c, 6, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                          nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+    with torch.no_grad():
+        flat = convs(torch.zeros(1, c, h, w)).numel()
+    features = nn.Sequential(*convs, nn.Flatten(), nn.Linear(flat, 120), nn.ReLU(inplace=True),
+                             nn.Linear(120, 84), nn.ReLU(inplace=True))
+    return Classifier(Normalize(mean, std), features, nn.Linear(84, num_classes))
