@@ -181,61 +181,86 @@ def saliency_grid(x, maps: dict, signed: bool = True, title: str = "", row_label
     negative) when ``signed``, otherwise magnitude from white to black. The cells are tiled into one
     image, so a grid of hundreds of cells draws in a fraction of a second.
     """
-    use_style()
     import numpy as np
 
-    n, cols = len(x), len(maps) + 1
-    h, w = x.shape[-2:]
-    pad = max(1, h // 14)
     cmap = mpl.colormaps[SIGNED_CMAP if signed else "gray_r"]
-    gray = mpl.colormaps["gray"]
-    mosaic = np.ones((n * (h + pad) - pad, cols * (w + pad) - pad, 3))
-    for r in range(n):
-        img = x[r].detach().cpu().permute(1, 2, 0).numpy()
-        cells = [img if img.shape[-1] == 3 else gray(img[..., 0])[..., :3]]
-        for m in maps.values():
+    columns = {"input": [_gray_rgb(img) for img in x]}
+    for name, m in maps.items():
+        cells = []
+        for r in range(len(x)):
             s = m[r].detach().cpu().sum(0).numpy()
             lim = float(np.abs(s).max()) or 1.0
             cells.append(cmap((s / lim + 1) / 2 if signed else np.abs(s) / lim)[..., :3])
-        for c, cell in enumerate(cells):
+        columns[name] = cells
+    ylabel = "test image (true label)" if row_labels is not None else "test image"
+    return _mosaic_figure(columns, title, row_labels, ylabel)
+
+
+def image_grid(columns: dict, title: str = "", row_labels=None, ylabel: str = "") -> plt.Figure:
+    """Rows = images, one column per entry of ``columns`` (each (N, C, H, W) in [0, 1]), drawn as images."""
+    return _mosaic_figure({name: [_gray_rgb(img) for img in imgs] for name, imgs in columns.items()},
+                          title, row_labels, ylabel)
+
+
+def _gray_rgb(img):
+    """An image (C, H, W) in [0, 1] as an RGB array (H, W, 3)."""
+    a = img.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    return a if a.shape[-1] == 3 else mpl.colormaps["gray"](a[..., 0])[..., :3]
+
+
+def _mosaic_figure(columns: dict, title: str, row_labels, ylabel: str) -> plt.Figure:
+    """Tile RGB cells (``columns[name]`` a list of (H, W, 3) arrays, one per row) into one image on one axes,
+    with the column names on top and the row labels on the left."""
+    use_style()
+    import numpy as np
+
+    cols = list(columns)
+    n = len(columns[cols[0]])
+    h, w = columns[cols[0]][0].shape[:2]
+    pad = max(1, h // 14)
+    mosaic = np.ones((n * (h + pad) - pad, len(cols) * (w + pad) - pad, 3))
+    for c, name in enumerate(cols):
+        for r, cell in enumerate(columns[name]):
             mosaic[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = np.clip(cell, 0, 1)
-    fig, ax = plt.subplots(figsize=(cols * 0.85 + 0.6, n * 0.85 + 0.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(len(cols) * 0.85 + 0.6, n * 0.85 + 0.6), layout="constrained")
     ax.imshow(mosaic, interpolation="nearest")
     ax.grid(False)
     for side in ax.spines.values():
         side.set_visible(False)
     ax.xaxis.tick_top()
-    ax.set_xticks([c * (w + pad) + w / 2 for c in range(cols)],
-                  [name.replace("mnist-", "") for name in ["input", *maps]], fontsize=8)
+    ax.set_xticks([c * (w + pad) + w / 2 for c in range(len(cols))],
+                  [name.replace("mnist-", "") for name in cols], fontsize=8)
     ax.set_yticks([r * (h + pad) + h / 2 for r in range(n)],
                   [str(v) for v in row_labels] if row_labels is not None else [""] * n, fontsize=8)
     ax.tick_params(length=0)
-    ax.set_ylabel("test image (true label)" if row_labels is not None else "test image")
+    if ylabel:
+        ax.set_ylabel(ylabel)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
 
 
-def alignment_vs_eps(table, title: str = "") -> plt.Figure:
-    """Etmann alignment (mean and 95 % interval) against training ε: the PGD-AT models joined by a line from
-    the standard model at ε = 0, the other objectives as separate markers. ``table`` is
-    :func:`rilib.chapter3.alignment_table`."""
+def metric_vs_eps(table, column: str = "alignment", low: str = "ci95 low", high: str = "ci95 high",
+                  ylabel: str = "alignment |⟨x, ∇Ψ⟩| / (‖x‖‖∇Ψ‖)", title: str = "", ax=None) -> plt.Figure:
+    """A per-model measurement (mean and 95 % interval) against training ε: the standard model (ε = 0) and the
+    PGD-AT models joined by a line, the other objectives (TRADES, FGSM-RS) as separate markers beside it.
+    ``table`` is indexed by model with columns ``objective``, ``train ε``, ``column``, ``low`` and ``high``."""
     use_style()
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    fig, ax = plt.subplots(figsize=(5.6, 3.4)) if ax is None else (ax.figure, ax)
     line = table[table.objective.isin(["standard", "pgd"])].sort_values("train ε")
-    err = np.vstack([line.alignment - line["ci95 low"], line["ci95 high"] - line.alignment])
-    ax.errorbar(line["train ε"], line.alignment, yerr=err, marker="o", capsize=3, color=OBJECTIVE_COLORS["pgd"],
+    err = np.vstack([line[column] - line[low], line[high] - line[column]])
+    ax.errorbar(line["train ε"], line[column], yerr=err, marker="o", capsize=3, color=OBJECTIVE_COLORS["pgd"],
                 label="standard (ε = 0) and PGD-AT")
     others = table[~table.objective.isin(["standard", "pgd"])]
     for offset, (name, row) in zip((0.006, -0.006, 0.012), others.iterrows()):
-        ax.errorbar(row["train ε"] + offset, row.alignment,
-                    yerr=[[row.alignment - row["ci95 low"]], [row["ci95 high"] - row.alignment]],
+        ax.errorbar(row["train ε"] + offset, row[column],
+                    yerr=[[row[column] - row[low]], [row[high] - row[column]]],
                     marker="s", capsize=3, linestyle="none", color=model_color(name, row.objective),
                     label=name.replace("mnist-", ""))
     ax.set_xlabel("training ε (L∞, pixel scale [0, 1])")
-    ax.set_ylabel("alignment |⟨x, ∇Ψ⟩| / (‖x‖‖∇Ψ‖)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
     ax.legend(loc="best")
     if title:
@@ -264,4 +289,21 @@ def metric_heatmaps(table, metrics=("deletion", "insertion"), labels=None) -> pl
         ax.grid(False)
         ax.set_title(label)
         fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def loss_curves(curves: dict, ylabel: str, title: str = "", log: bool = True) -> plt.Figure:
+    """One curve per model (``curves[name]``: the loss at every optimisation step) against the step."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    for name, curve in curves.items():
+        ax.plot(range(len(curve)), [float(v) for v in curve], label=name.replace("mnist-", ""),
+                color=model_color(name))
+    ax.set_xlabel("optimisation step")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
     return fig

@@ -25,6 +25,16 @@ class SaliencySizes:
 
 
 @dataclass(frozen=True)
+class InversionSizes:
+    """Sizes of the inversion chapter (chapter 4)."""
+
+    n: int = 100                  # images inverted per model and seed kind (10 per class)
+    invert_steps: int = 300       # L2 steps of representation inversion (Engstrom et al.: 10,000)
+    invert_step: float = 0.1      # their length (an MNIST digit has an L2 norm of about 9)
+    gen_per_class: int = 10       # generated images per class and model
+
+
+@dataclass(frozen=True)
 class Profile:
     """Sizes shared by every chapter under one profile name."""
 
@@ -39,6 +49,7 @@ class Profile:
     eval_restarts: int = 5        # ... with this many random restarts
     cifar10: str | None = None    # CIFAR-10 dataset name, if the profile trains CIFAR-10 models
     saliency: SaliencySizes = SaliencySizes()
+    inversion: InversionSizes = InversionSizes()
     expected_minutes: str = ""
 
 
@@ -48,6 +59,7 @@ PROFILES.add("smoke", Profile(
     epochs={"standard": 2, "pgd": 2, "trades": 2, "fgsm_rs": 2},
     eval_n=50, eval_steps=40, eval_restarts=5,
     saliency=SaliencySizes(n=20, sanity_n=10, ig_steps_grid=5, ig_steps_metrics=5),
+    inversion=InversionSizes(n=20, invert_steps=30, gen_per_class=2),
     expected_minutes="under 1 per notebook"))
 
 PROFILES.add("cpu", Profile(
@@ -61,7 +73,8 @@ PROFILES.add("paper", Profile(
     mnist="mnist", n_train=None, n_test=None,
     epochs={"standard": 20, "pgd": 100, "trades": 100, "fgsm_rs": 15},
     eval_n=10000, eval_steps=40, eval_restarts=5, cifar10="cifar10",
-    saliency=SaliencySizes(n=1000, sanity_n=500, ig_steps_grid=50, ig_steps_metrics=50), expected_minutes="hours on a GPU"))
+    saliency=SaliencySizes(n=1000, sanity_n=500, ig_steps_grid=50, ig_steps_metrics=50),
+    inversion=InversionSizes(n=1000, invert_steps=10_000, invert_step=0.1, gen_per_class=100), expected_minutes="hours on a GPU"))
 
 
 def get_profile(name: "str | Profile") -> Profile:

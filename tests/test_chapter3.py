@@ -48,7 +48,7 @@ def test_chapter_figures_have_labelled_axes():
                           "alignment": [0.2, 0.3, 0.5, 0.4], "ci95 low": [0.1, 0.2, 0.4, 0.3],
                           "ci95 high": [0.3, 0.4, 0.6, 0.5]},
                          index=["mnist-standard", "mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades"])
-    ax = plotting.alignment_vs_eps(table).axes[0]
+    ax = plotting.metric_vs_eps(table).axes[0]
     assert "ε" in ax.get_xlabel() and "alignment" in ax.get_ylabel()
     idx = pd.MultiIndex.from_product([["mnist-standard", "mnist-pgd-0.3"], ["gradient", "random map"]],
                                      names=["model", "method"])
