@@ -3,7 +3,7 @@
 Import order registers every dataset, architecture, objective, zoo group and claim.
 """
 
-from . import chapter1, chapter2, chapter3, chapter4  # noqa: F401  (register the chapters' zoo groups and claims)
+from . import chapter1, chapter2, chapter3, chapter4, chapter5  # noqa: F401  (register the chapters' zoo groups and claims)
 from . import claims, zoo  # noqa: F401
 from .attacks import FGSM, PGD, projected_gradient
 from .data import list_datasets, load_dataset

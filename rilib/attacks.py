@@ -109,6 +109,15 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> to
     return F.cross_entropy(model(x), target, reduction="none")
 
 
+def margin_loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-example margin max_{j≠y} z_j − z_y of the logits z (Carlini & Wagner 2017): positive once x is
+    misclassified, and free of the softmax saturation that can stall cross-entropy attacks."""
+    z = model(x)
+    true = z.gather(1, target.view(-1, 1)).squeeze(1)
+    other = z.masked_fill(F.one_hot(target, z.shape[1]).bool(), -float("inf")).amax(1)
+    return other - true
+
+
 @contextlib.contextmanager
 def eval_mode(model: nn.Module):
     """Run ``model`` in eval mode (BatchNorm statistics frozen) and restore its mode afterwards."""
@@ -213,8 +222,9 @@ class PGD:
 
     def describe(self) -> str:
         start = "random start" if self.random_start else "no random start"
+        loss = f", {self.loss.__name__.replace('_', ' ')}" if self.loss is not None else ""
         return (f"PGD-{self.steps} ({self.norm}, ε={self.eps:g}, step {self.alpha:.4g}, "
-                f"{self.restarts} restart{'s' if self.restarts != 1 else ''}, {start})")
+                f"{self.restarts} restart{'s' if self.restarts != 1 else ''}, {start}{loss})")
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_adv = x.detach().clone()

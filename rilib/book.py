@@ -158,3 +158,16 @@ def glue_table(table, columns: dict[str, str]) -> None:
         for prefix, column in columns.items():
             value = row[column]
             glue(f"{prefix}_{glue_key(str(name))}", None if value is None else float(value), display=False)
+
+
+def mean_pm(table, columns=None, fmt: str = ".3f"):
+    """A display copy of ``table`` in which each ``<column>`` with a ``<column> ±`` partner (the half-width of
+    its 95 % interval) becomes one ``mean ± half-width`` string; ``columns`` defaults to every such column.
+    Missing values show as "–"."""
+    import pandas as pd
+    columns = [c for c in table.columns if f"{c} ±" in table.columns] if columns is None else columns
+    shown = pd.DataFrame(index=table.index)
+    for col in columns:
+        if col in table:
+            shown[col] = ["–" if pd.isna(m) else f"{m:{fmt}} ± {h:{fmt}}" for m, h in zip(table[col], table[f"{col} ±"])]
+    return shown

@@ -225,13 +225,8 @@ def summary(profile, results: dict) -> "pd.DataFrame":  # noqa: F821
 
 def display_summary(table) -> "pd.DataFrame":  # noqa: F821
     """:func:`summary` with each mean and interval as one ``mean ± half-width`` string, for the book."""
-    import pandas as pd
-    shown = pd.DataFrame(index=table.index)
-    for metric in METRICS:
-        if metric in table:
-            shown[metric] = [("–" if pd.isna(m) else f"{m:.3f} ± {h:.3f}")
-                             for m, h in zip(table[metric], table[f"{metric} ±"])]
-    return shown
+    from .book import mean_pm
+    return mean_pm(table, METRICS)
 
 
 def paired_margin(results: dict, model: str, metric: str = "alignment", method: str = "-",

@@ -192,11 +192,8 @@ def score_table(results: dict, judges: dict):
 
 def display_scores(table):
     """:func:`score_table` with ``mean ± half-width`` strings, for the book."""
-    import pandas as pd
-    shown = pd.DataFrame(index=table.index)
-    for col in [c for c in table.columns if not c.endswith(" ±")]:
-        shown[col] = [("–" if pd.isna(m) else f"{m:.3f} ± {h:.3f}") for m, h in zip(table[col], table[f"{col} ±"])]
-    return shown
+    from .book import mean_pm
+    return mean_pm(table)
 
 
 def judge_accuracy(profile, judges: dict) -> dict[str, float]:

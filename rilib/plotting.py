@@ -10,7 +10,10 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 
 SIGNED_CMAP = "RdBu_r"
-OBJECTIVE_COLORS = {"standard": "#4d4d4d", "pgd": "#1f77b4", "trades": "#2ca02c", "fgsm_rs": "#d62728"}
+OBJECTIVE_COLORS = {"standard": "#4d4d4d", "pgd": "#1f77b4", "trades": "#2ca02c", "fgsm_rs": "#d62728",
+                    # the Lipschitz chapter's arms, matched by name
+                    "gp-l1": "#9467bd", "gp-l2": "#c5b0d5", "jacobian": "#8c564b", "label-smoothing": "#ff7f0e",
+                    "distilled": "#e377c2", "noise-consistency": "#bcbd22"}
 
 STYLE = {
     "figure.dpi": 110, "savefig.dpi": 150, "figure.figsize": (7.0, 3.6), "font.size": 10,
@@ -304,6 +307,43 @@ def loss_curves(curves: dict, ylabel: str, title: str = "", log: bool = True) ->
     if log:
         ax.set_yscale("log")
     ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def sweep_panels(table, x: str, panels, title: str = "") -> plt.Figure:
+    """One panel per entry of ``panels`` = [(columns, ylabel, error column or None), ...], each column of
+    ``table`` plotted against column ``x`` on a symmetric-log axis (so that x = 0 can be shown)."""
+    use_style()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.3), squeeze=False)
+    for ax, (columns, ylabel, err) in zip(axes[0], panels):
+        for col, marker in zip(columns, "os^"):
+            yerr = table[err] if err else None
+            ax.errorbar(table[x], table[col], yerr=yerr, marker=marker, capsize=3, label=col)
+        ax.set_xscale("symlog", linthresh=min(v for v in table[x] if v > 0))
+        ax.set_xlabel(x)
+        ax.set_ylabel(ylabel)
+        if len(columns) > 1:
+            ax.legend(loc="best")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def distributions(values: dict, ylabel: str, title: str = "", log: bool = True) -> plt.Figure:
+    """Box plots (median, quartiles, 5–95 % whiskers) of per-image values, one box per model."""
+    use_style()
+    names = list(values)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(names) + 1.5), 3.6))
+    box = ax.boxplot([list(values[n]) for n in names], whis=(5, 95), showfliers=False, patch_artist=True)
+    for patch, name in zip(box["boxes"], names):
+        patch.set_facecolor(model_color(name))
+        patch.set_alpha(0.6)
+    ax.set_xticks(range(1, len(names) + 1), [n.replace("mnist-", "") for n in names], rotation=35, ha="right")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
     if title:
         ax.set_title(title)
     return fig

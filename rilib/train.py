@@ -6,7 +6,9 @@ registering one more function in :data:`OBJECTIVES`.
 
 Registered: ``standard`` (cross-entropy), ``pgd`` (Madry et al. 2018), ``trades`` (Zhang et al. 2019,
 "Theoretically Principled Trade-off between Robustness and Accuracy"), ``fgsm_rs`` (Wong et al. 2020,
-"Fast is better than free").
+"Fast is better than free"); for the Lipschitz chapter ``input_gradient_penalty`` (Ross & Doshi-Velez 2018),
+``jacobian_penalty`` (Hoffman et al. 2019), ``label_smoothing``, ``distillation`` (Papernot et al. 2016) and
+``noise_consistency`` (smoothness without orientation).
 
 :func:`fit` trains with fixed seeds, a tqdm bar, a checkpoint at the end of every epoch, and resumes an
 interrupted run from its last checkpoint. Each epoch reseeds from (seed, epoch), so a resumed run ends
@@ -41,10 +43,12 @@ def list_objectives() -> list[str]:
 
 
 @OBJECTIVES.register("standard")
-def standard(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Empirical risk: mean cross-entropy on clean images."""
+def standard(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empirical risk: mean cross-entropy on clean images, of ``logits / temperature`` (a teacher for
+    defensive distillation is trained at its temperature; the model itself still outputs raw logits)."""
     logits = model(x)
-    return F.cross_entropy(logits, y), logits
+    return F.cross_entropy(logits / temperature, y), logits
 
 
 @OBJECTIVES.register("pgd")
@@ -90,6 +94,89 @@ def fgsm_rs(model, x, y, *, eps: float, alpha: Optional[float] = None) -> tuple[
                                use_best=False)
     logits = model(x_adv)
     return F.cross_entropy(logits, y), logits
+
+
+# ---------------------------------------------------------------------------------------------------
+# Regularisers of the Lipschitz chapter (Helland & VanHoudnos 2021 place them in one frame): a loss term that
+# orients the decision boundary plus a penalty on the local Lipschitz constant.
+
+def _input_gradient(model, x, y, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(per-example CE, logits, ∇ₓ of the summed CE) with the graph kept for double backpropagation."""
+    x = x.detach().requires_grad_(True)
+    logits = model(x)
+    ce = F.cross_entropy(logits, y, reduction="none")
+    grad, = torch.autograd.grad(ce.sum(), x, create_graph=create_graph)
+    return ce, logits, grad
+
+
+@OBJECTIVES.register("input_gradient_penalty")
+def input_gradient_penalty(model, x, y, *, lam: float, norm: str = "l1") -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy + λ · mean over examples of ‖∇ₓ CE‖ (double backpropagation; Drucker & LeCun 1992,
+    Ross & Doshi-Velez 2018). ``norm="l1"``: the dual norm of an L∞ threat, so that λ = ε is the first-order
+    expansion of L∞ adversarial training (Simon-Gabriel et al. 2019); ``norm="l2"``: the squared L2 norm of Ross
+    & Doshi-Velez."""
+    ce, logits, grad = _input_gradient(model, x, y)
+    g = grad.flatten(1)
+    if norm == "l1":
+        penalty = g.abs().sum(1)
+    elif norm == "l2":
+        penalty = g.pow(2).sum(1)
+    else:
+        raise RilibError(f"Unknown gradient-penalty norm {norm!r}. Valid: l1, l2.")
+    return ce.mean() + lam * penalty.mean(), logits
+
+
+@OBJECTIVES.register("jacobian_penalty")
+def jacobian_penalty(model, x, y, *, lam: float, projections: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy + λ/2 · ‖J‖²_F, the Frobenius norm of the input–logit Jacobian estimated with random unit
+    projections (Hoffman, Roberts & Yaida 2019): ‖J‖²_F ≈ C/n_proj · Σ ‖vᵀJ‖², v uniform on the unit sphere."""
+    x = x.detach().requires_grad_(True)
+    logits = model(x)
+    n, c = logits.shape
+    frob = 0.0
+    for _ in range(projections):
+        v = torch.randn(n, c, device=x.device)
+        v = v / v.norm(dim=1, keepdim=True)
+        jv, = torch.autograd.grad((logits * v).sum(), x, create_graph=True)
+        frob = frob + c * jv.flatten(1).pow(2).sum(1) / projections
+    return F.cross_entropy(logits, y) + lam / 2 * frob.mean(), logits
+
+
+@OBJECTIVES.register("label_smoothing")
+def label_smoothing(model, x, y, *, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy against labels smoothed by α (Szegedy et al. 2016): a control that lowers confidence
+    without any penalty on how fast the output changes near the data."""
+    logits = model(x)
+    return F.cross_entropy(logits, y, label_smoothing=alpha), logits
+
+
+_TEACHERS: dict[str, nn.Module] = {}
+
+
+@OBJECTIVES.register("distillation")
+def distillation(model, x, y, *, teacher: str, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Defensive distillation (Papernot et al. 2016): cross-entropy between the teacher's softmax at
+    temperature T and the student's, both at T. ``teacher`` is the zoo key of a model trained at T; the student
+    is used at T = 1, where its logits are about T times larger and its softmax saturates."""
+    if teacher not in _TEACHERS:
+        from .zoo import load_key
+        _TEACHERS[teacher] = load_key(teacher)
+    with torch.no_grad():
+        soft = F.softmax(_TEACHERS[teacher].to(x.device).eval()(x) / temperature, dim=1)
+    logits = model(x)
+    return -(soft * F.log_softmax(logits / temperature, dim=1)).sum(1).mean(), logits
+
+
+@OBJECTIVES.register("noise_consistency")
+def noise_consistency(model, x, y, *, eps: float, beta: float = 6.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smoothness without orientation: CE(f(x), y) + β · KL(f(x) ‖ f(x + δ)) with δ uniform in the L∞ ε-ball.
+    TRADES's penalty with the worst-case δ replaced by a random one (compare stability training, Zheng et al.
+    2016): it penalises how much the output changes near x on average, but not along the direction in which it
+    changes fastest, which is the direction the decision boundary faces."""
+    logits = model(x)
+    x_noisy = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+    smooth = F.kl_div(F.log_softmax(model(x_noisy), dim=1), F.softmax(logits, dim=1), reduction="batchmean")
+    return F.cross_entropy(logits, y) + beta * smooth, logits
 
 
 def learning_rate(base: float, schedule: str, progress: float) -> float:
@@ -144,6 +231,7 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
     Raises :class:`RilibError` if the loss becomes NaN or infinite; the last checkpoint is kept.
     """
     objective_fn = OBJECTIVES[objective]
+    torch.set_flush_denormal(True)  # denormal floats (tiny double-backprop gradients) slow the CPU badly
     opt = make_optimizer(model, optimizer, lr, weight_decay)
     history: list[dict] = []
     start_epoch = 0

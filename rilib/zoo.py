@@ -168,6 +168,16 @@ def train(spec: Spec, *, progress: bool = True, on_epoch_end=None) -> Path:
     return folder
 
 
+def load_key(key: str) -> Classifier:
+    """Load the trained model whose spec hashes to ``key`` (e.g. a distillation teacher)."""
+    matches = sorted(paths.zoo_dir().glob(f"*-{key}"))
+    if not matches or not (matches[0] / "spec.json").exists():
+        raise RilibError(f"No model with key {key} in the zoo at {paths.zoo_dir()}. Train it first "
+                         f"(`rilib zoo list` shows every model and its key; `rilib zoo train NAME`).")
+    d = json.loads((matches[0] / "spec.json").read_text())
+    return load(Spec(**{**d, "params": tuple(sorted(d["params"].items()))}))
+
+
 def metrics(spec: Spec) -> dict:
     """The ``metrics.json`` of a trained spec."""
     path = spec.folder() / "metrics.json"
@@ -223,8 +233,10 @@ def evaluate(name_or_spec: str | Spec, attack, profile: str | Profile = "cpu", n
 
     spec = resolve(name_or_spec, profile)
     model = get(spec, profile, progress=progress)
-    key = json.dumps({"attack": type(attack).__name__, **{k: v for k, v in vars(attack).items()
-                                                              if k != "loss"}, "n": n}, sort_keys=True)
+    fields = {k: v for k, v in vars(attack).items() if k != "loss"}
+    if getattr(attack, "loss", None) is not None:  # a custom loss (e.g. the margin loss) is part of the key
+        fields["loss"] = attack.loss.__name__
+    key = json.dumps({"attack": type(attack).__name__, **fields, "n": n}, sort_keys=True)
     path = spec.folder() / "evals.json"
     cache = json.loads(path.read_text()) if path.exists() else {}
     if key in cache:

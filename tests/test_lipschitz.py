@@ -1,0 +1,102 @@
+"""The Lipschitz chapter's objectives and measurements on known cases (rilib.train, rilib.chapter5)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import rilib
+from rilib import chapter5 as ch5
+from rilib import zoo
+from rilib.attacks import margin_loss
+from rilib.train import OBJECTIVES
+
+
+class SumLogit(nn.Module):
+    """logits = [a · Σx, 0]: its local Lipschitz constant (L∞ → L1) is |a| · d everywhere."""
+
+    def __init__(self, a: float):
+        super().__init__()
+        self.a = a
+
+    def forward(self, x):
+        z = self.a * x.flatten(1).sum(1, keepdim=True)
+        return torch.cat([z, torch.zeros_like(z)], dim=1)
+
+
+class Linear(nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(w)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.T
+
+
+def test_gradient_penalty_adds_lambda_times_the_l1_norm_of_the_input_gradient(tiny_standard, mnist_small):
+    x, y = mnist_small.x_test[:6], mnist_small.y_test[:6]
+    loss, logits = OBJECTIVES["input_gradient_penalty"](tiny_standard, x, y, lam=0.5, norm="l1")
+    ce = F.cross_entropy(logits, y)
+    grads = []
+    for i in range(len(x)):
+        xi = x[i:i + 1].clone().requires_grad_(True)
+        g, = torch.autograd.grad(F.cross_entropy(tiny_standard(xi), y[i:i + 1]), xi)
+        grads.append(g.abs().sum())
+    assert torch.allclose(loss, ce + 0.5 * torch.stack(grads).mean(), rtol=1e-4)
+    assert torch.allclose(ch5.gradient_l1(tiny_standard, x, y), torch.stack(grads), rtol=1e-4)
+    # double backpropagation: the penalty changes the parameter gradient
+    tiny_standard.zero_grad()
+    loss.backward()
+    with_penalty = tiny_standard.head.weight.grad.clone()
+    tiny_standard.zero_grad()
+    F.cross_entropy(tiny_standard(x), y).backward()
+    assert not torch.allclose(with_penalty, tiny_standard.head.weight.grad)
+    tiny_standard.zero_grad()
+
+
+def test_jacobian_penalty_estimates_the_frobenius_norm():
+    torch.manual_seed(0)
+    w = torch.randn(10, 16)
+    model = Linear(w)
+    x, y = torch.rand(2000, 1, 4, 4), torch.zeros(2000, dtype=torch.long)
+    loss, logits = OBJECTIVES["jacobian_penalty"](model, x, y, lam=2.0)
+    estimate = loss - F.cross_entropy(logits, y)   # λ/2 · mean estimate of ‖J‖²_F with λ = 2
+    assert abs(float(estimate) / float(w.pow(2).sum()) - 1) < 0.05
+
+
+def test_controls_reduce_to_their_definitions(tiny_standard, mnist_small):
+    x, y = mnist_small.x_test[:8], mnist_small.y_test[:8]
+    loss, logits = OBJECTIVES["label_smoothing"](tiny_standard, x, y, alpha=0.1)
+    assert torch.allclose(loss, F.cross_entropy(logits, y, label_smoothing=0.1))
+    loss, logits = OBJECTIVES["noise_consistency"](tiny_standard, x, y, eps=0.3, beta=0.0)
+    assert torch.allclose(loss, F.cross_entropy(logits, y))
+    loss, logits = OBJECTIVES["standard"](tiny_standard, x, y, temperature=4.0)
+    assert torch.allclose(loss, F.cross_entropy(logits / 4.0, y))
+
+
+def test_distillation_loads_its_teacher_from_the_zoo(mnist_small):
+    spec = rilib.Spec.make("mnist-5k", arch="tiny-cnn", objective="standard", params={"temperature": 5.0},
+                           epochs=1, n_train=500, n_test=100)
+    zoo.train(spec, progress=False)
+    teacher = zoo.load_key(spec.key())
+    x, y = mnist_small.x_test[:16], mnist_small.y_test[:16]
+    same, _ = OBJECTIVES["distillation"](teacher, x, y, teacher=spec.key(), temperature=5.0)
+    other = rilib.create_model("tiny-cnn", (1, 28, 28), 10, (0.13,), (0.31,))
+    different, _ = OBJECTIVES["distillation"](other, x, y, teacher=spec.key(), temperature=5.0)
+    assert same < different  # cross-entropy to the teacher's soft labels is lowest for the teacher itself
+
+
+def test_local_lipschitz_is_a_tight_lower_bound_of_the_known_constant():
+    x = torch.full((3, 1, 4, 4), 0.5)
+    est = ch5.local_lipschitz(SumLogit(0.5), x, eps=0.1)
+    true = 0.5 * 16
+    assert (est <= true + 1e-4).all() and (est >= 0.85 * true).all(), est
+
+
+def test_margin_loss_is_positive_exactly_when_misclassified(tiny_standard, mnist_small):
+    x, y = mnist_small.x_test[:50], mnist_small.y_test[:50]
+    with torch.no_grad():
+        wrong = tiny_standard(x).argmax(1) != y
+        m = margin_loss(tiny_standard, x, y)
+    assert torch.equal(m > 0, wrong)
