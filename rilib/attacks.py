@@ -243,6 +243,30 @@ class PGD:
         return x_adv
 
 
+@dataclass
+class WorstOf:
+    """Several attacks in turn, each on the images every earlier one failed on: an image counts as robust only
+    if all of them fail (the worst case per image, as AutoAttack reports it). ``WorstOf((a, b))(model, x, y)``."""
+
+    attacks: tuple
+
+    def describe(self) -> str:
+        return "worst case per image of " + " and ".join(a.describe() for a in self.attacks)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x_adv = x.detach().clone()
+        todo = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        for attack in self.attacks:
+            idx = todo.nonzero().flatten()
+            if len(idx) == 0:
+                break
+            adv = attack(model, x[idx], y[idx])
+            x_adv[idx] = adv
+            with torch.no_grad(), eval_mode(model):
+                todo[idx[model(adv).argmax(1) != y[idx]]] = False
+        return x_adv
+
+
 def FGSM(eps: float, random_start: bool = False, step_size: Optional[float] = None) -> PGD:
     """Fast gradient sign method (Goodfellow et al. 2015): one L∞ step of size ε.
 

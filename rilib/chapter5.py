@@ -7,8 +7,9 @@ standard, PGD-AT and TRADES models, and measures per model:
 - a local Lipschitz estimate, max ‖f(x′) − f(x)‖₁ / ‖x′ − x‖∞ over the ε-ball (logits f), maximised with rilib's
   projected-gradient optimizer as RobustBench's ``eval/lipschitz.py`` does after Yang et al. (2020);
 - the distribution of ‖∇ₓ CE‖₁ over test images;
-- accuracy under the strong PGD attack (PGD-40, 5 restarts) and, for the gradient-penalty arms, under a
-  stronger one (PGD-100, margin loss, 3 restarts) that guards against gradient masking;
+- accuracy under the strong PGD attack (PGD-40, 5 restarts) and, for the standard model and every new arm,
+  under a stronger one: the worst case per image of that attack and PGD-100 with the margin loss (3 restarts),
+  a guard against gradient masking;
 - Etmann et al.'s alignment (:func:`rilib.metrics.alignment`, shared with chapter 3);
 - the mean confidence (largest softmax probability) on clean test images.
 
@@ -23,7 +24,7 @@ import json
 import torch
 
 from . import zoo
-from .attacks import PGD, margin_loss, projected_gradient
+from .attacks import PGD, WorstOf, margin_loss, projected_gradient
 from .chapter1 import STANDARD, chapter1_zoo, strong_attack
 from .claims import Measurement, claim
 from .data import load_dataset
@@ -45,7 +46,7 @@ TEMPERATURE = 20.0
 FROM_CHAPTER1 = (STANDARD, "mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades")
 #: The arms with both orientation and smoothness, in the claims.
 ORIENTED_SMOOTH = ("mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades", MAIN_GP)
-_VERSION = 1
+_VERSION = 3
 
 
 @ZOO_GROUPS.register("chapter5")
@@ -93,10 +94,16 @@ def eval_n(profile) -> int:
     return min(get_profile(profile).eval_n, 500)
 
 
-def stronger_attack(profile) -> PGD:
+def margin_attack(profile) -> PGD:
     """PGD-100 with the margin loss, step 2.5·ε/100 and 3 random restarts (smoke: PGD-20, 2 restarts)."""
     steps, restarts = (20, 2) if get_profile(profile).name == "smoke" else (100, 3)
     return PGD(eps=EPS, steps=steps, step_size=2.5 * EPS / steps, restarts=restarts, loss=margin_loss)
+
+
+def stronger_attack(profile) -> WorstOf:
+    """The strong attack followed, on the images it did not fool, by :func:`margin_attack`: an image is robust
+    only if both fail."""
+    return WorstOf((strong_attack(get_profile(profile), EPS), margin_attack(profile)))
 
 
 def _lipschitz_ratio(model, x_adv, x):
@@ -134,7 +141,7 @@ def _cache_path(prof: Profile):
 
 def measure(profile, progress: bool = True) -> dict:
     """Per model, on the first :func:`eval_n` test images: clean accuracy, strong-attack accuracy,
-    stronger-attack accuracy (gradient-penalty arms and the standard model), and per-image lists of the
+    stronger-attack accuracy (the standard model and the new arms), and per-image lists of the
     Lipschitz estimate, ‖∇ₓ CE‖₁, alignment and confidence. Cached as JSON."""
     prof = get_profile(profile)
     path = _cache_path(prof)
@@ -150,11 +157,21 @@ def measure(profile, progress: bool = True) -> dict:
     for name, spec in tqdm(specs.items(), desc="Lipschitz chapter measurements", disable=not progress):
         model = zoo.load(spec)
         torch.manual_seed(0)
-        row = {"objective": spec.objective, "params": spec.param_dict,
-               "clean acc": accuracy(model, x, y),
-               "strong attack acc": zoo.evaluate(spec, strong_attack(prof, EPS), prof, n=n, progress=progress)}
-        if spec.objective in ("input_gradient_penalty", "jacobian_penalty", "standard"):
-            row["stronger attack acc"] = zoo.evaluate(spec, stronger_attack(prof), prof, n=n, progress=progress)
+        row = {"objective": spec.objective, "params": spec.param_dict, "clean acc": accuracy(model, x, y)}
+        # The stronger attack is the strong one and then the margin attack on its survivors (WorstOf), run
+        # here in two stages so that the strong attack's result serves both columns.
+        with torch.no_grad():
+            survived = model.eval()(x).argmax(1) == y
+        stages = [("strong attack acc", strong_attack(prof, EPS))]
+        if name not in FROM_CHAPTER1 or name == STANDARD:
+            stages.append(("stronger attack acc", margin_attack(prof)))
+        for column, attack in stages:
+            idx = survived.nonzero().flatten()
+            if len(idx):
+                adv = attack(model, x[idx], y[idx])
+                with torch.no_grad():
+                    survived[idx] = model(adv).argmax(1) == y[idx]
+            row[column] = float(survived.float().mean())
         with torch.no_grad():
             p = torch.softmax(model.eval()(x), 1)
         row["lipschitz"] = local_lipschitz(model, x).tolist()
@@ -243,7 +260,7 @@ def _claim_label_smoothing(profile: Profile) -> Measurement:
 
 @claim("ch5.gradient-penalty-is-robust", chapter="5",
        statement="The gradient-penalty model (L1, λ = ε) is more robust under PGD than the standard model, also "
-                 "under a stronger margin-loss attack (a guard against gradient masking).",
+                 "under the worst case of that attack and a margin-loss attack (a guard against gradient masking).",
        citation=f"{ROSS}; {HELLAND}")
 def _claim_gp_robust(profile: Profile) -> Measurement:
     t = table(profile, measure(profile))
@@ -254,7 +271,7 @@ def _claim_gp_robust(profile: Profile) -> Measurement:
     ok = all(t.loc[MAIN_GP, c] > t.loc[STANDARD, c] for c in ("strong attack acc", "stronger attack acc"))
     drop = t.loc[MAIN_GP, "strong attack acc"] - t.loc[MAIN_GP, "stronger attack acc"]
     return Measurement(measured, f"accuracy(gp) > accuracy(standard) at ε = {EPS:g} on {eval_n(profile)} test images "
-                       f"under both {strong} and {stronger}", ok,
+                       f"under {strong}, and under the {stronger}", ok,
                        f"the stronger attack costs the gradient-penalty model {100 * drop:.1f} points")
 
 

@@ -227,15 +227,21 @@ def evaluate(name_or_spec: str | Spec, attack, profile: str | Profile = "cpu", n
              progress: bool = True) -> float:
     """Robust accuracy of a zoo model under ``attack`` on the first ``n`` test images, cached in evals.json.
 
-    ``attack`` is a :class:`rilib.attacks.PGD`; its fields form the cache key. ``n=None`` uses all test images.
+    ``attack`` is a :class:`rilib.attacks.PGD` (its fields form the cache key) or any attack with a
+    ``describe()`` that names all its settings (e.g. :class:`rilib.attacks.WorstOf`). ``n=None`` uses all test
+    images.
     """
     from .evaluate import robust_accuracy
 
     spec = resolve(name_or_spec, profile)
     model = get(spec, profile, progress=progress)
-    fields = {k: v for k, v in vars(attack).items() if k != "loss"}
-    if getattr(attack, "loss", None) is not None:  # a custom loss (e.g. the margin loss) is part of the key
-        fields["loss"] = attack.loss.__name__
+    from .attacks import PGD
+    if isinstance(attack, PGD):
+        fields = {k: v for k, v in vars(attack).items() if k != "loss"}
+        if attack.loss is not None:  # a custom loss (e.g. the margin loss) is part of the key
+            fields["loss"] = attack.loss.__name__
+    else:  # e.g. WorstOf: its description names every attack and setting
+        fields = {"describe": attack.describe()}
     key = json.dumps({"attack": type(attack).__name__, **fields, "n": n}, sort_keys=True)
     path = spec.folder() / "evals.json"
     cache = json.loads(path.read_text()) if path.exists() else {}

@@ -83,3 +83,17 @@ def test_unknown_constraint_lists_valid_ones(tiny_standard, mnist_small):
     with pytest.raises(RilibError, match="linf, l2, unconstrained"):
         projected_gradient(tiny_standard, mnist_small.x_test[:2], mnist_small.y_test[:2], constraint="l7",
                            eps=0.1, step_size=0.1, steps=1)
+
+
+def test_worst_of_is_at_least_as_strong_as_each_attack(tiny_standard, mnist_small):
+    from rilib.attacks import WorstOf, margin_loss
+    from rilib.evaluate import robust_accuracy
+    x, y = mnist_small.x_test[:100], mnist_small.y_test[:100]
+    a = PGD(eps=0.1, steps=10)
+    b = PGD(eps=0.1, steps=10, loss=margin_loss)
+    torch.manual_seed(0)
+    both = robust_accuracy(tiny_standard, x, y, WorstOf((a, b)), progress=False)
+    torch.manual_seed(0)
+    only_a = robust_accuracy(tiny_standard, x, y, a, progress=False)
+    assert both <= only_a
+    assert "margin loss" in WorstOf((a, b)).describe()

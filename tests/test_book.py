@@ -117,6 +117,20 @@ def test_smoke_book_builds_the_inversion_chapter(smoke_book):
     assert "ex-ch4-judge" in page, "exercises"
 
 
+@pytest.mark.slow
+def test_smoke_book_builds_the_lipschitz_chapter(smoke_book):
+    root, _ = smoke_book
+    page = (root / "_build" / "html" / "book" / "05_lipschitz.html").read_text()
+    assert len(re.findall(r"<img", page)) >= 3, "gradients of every arm, the λ sweep, the ‖∇L‖₁ distribution"
+    text = re.sub(r"<[^>]+>", " ", page)
+    assert re.search(r"The standard model keeps\s+\d+\.\d%", text), "glued numbers must appear in the prose"
+    assert "stronger attack acc" in page and "margin loss" in page, "the table and the stronger attack"
+    for claim_id in ("ch5.orientation-and-smoothness-raise-alignment", "ch5.label-smoothing-is-not-smoothness",
+                     "ch5.gradient-penalty-is-robust"):
+        assert claim_id in page
+    assert "ex-ch5-distillation" in page, "exercises"
+
+
 def test_every_chapter_is_in_the_table_of_contents():
     toc = (ROOT / "_toc.yml").read_text()
     for src in sorted((ROOT / "notebooks").glob("*.md")):

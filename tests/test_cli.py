@@ -28,7 +28,7 @@ def test_help(args):
     (["claims", "--profile", "gpu"], "Valid profile names: smoke, cpu, paper"),
     (["zoo", "train", "mnist-pgd-0.4", "--profile", "smoke"], "Valid names: mnist-standard, mnist-pgd-0.1"),
     (["book", "run", "chapter-9", "--profile", "smoke"], "Valid: 01_standard_and_robust"),
-    (["claims", "--profile", "smoke", "--chapter", "9"], "Chapters with claims: 1, 2"),
+    (["claims", "--profile", "smoke", "--chapter", "9"], "Chapters with claims: 1, 2, 3, 4, 5"),
     (["filters", "stats", "x.pt", "--arch", "small-cnn", "--in-shape", "28,28"], "--in-shape must be C,H,W"),
 ])
 def test_unknown_names_give_one_clear_message(args, expected):
