@@ -15,9 +15,6 @@ Boychev (2023) compares attribution maps of standard and robust models; Tsipras 
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 from typing import Optional
 
 import torch
@@ -26,11 +23,13 @@ from . import zoo
 from .chapter1 import ROBUST, STANDARD, chapter1_zoo, load_models, model_names
 from .claims import Measurement, claim
 from .data import load_dataset
+from .errors import UnknownNameError
 from .metrics import (alignment, alignment_of, deletion_insertion, gini, mean_ci, randomize_top_layers,
                       spearman)
-from .paths import atomic_write_bytes, cache_dir
+from .paths import results_path
 from .profiles import Profile, get_profile
 from .saliency import Gradient, GradientSHAP, IntegratedGradients, Method, SmoothGrad, predicted
+from .train import save_atomic
 
 BOYCHEV = "Boychev 2023, Interpretable Computer Vision Models through Adversarial Training (arXiv 2307.02500)"
 ETMANN = ("Etmann et al. 2019, On the Connection Between Adversarial Robustness and Saliency Map "
@@ -93,7 +92,6 @@ def make_method(name: str, model, profile, grid: bool = False) -> Method:
         return IntegratedGradients(model, "uniform", n_baselines=N_BASELINES, steps=steps)
     if name == "shap":
         return GradientSHAP(model, background(prof), n_samples=SHAP_SAMPLES)
-    from .errors import UnknownNameError
     raise UnknownNameError(f"Unknown saliency method {name!r}. Valid names: {', '.join(METHODS)}.")
 
 
@@ -107,8 +105,8 @@ def grid_maps(profile, models: dict, method: str, x: torch.Tensor, progress: boo
 
 
 def completeness(profile, models: dict, x: torch.Tensor) -> "pd.DataFrame":  # noqa: F821
-    """Mean |Σ attribution − (f(x) − f(baseline))| of both IG variants on ``x``, at the grid's step count,
-    relative to the mean |f(x) − f(0)|; a DataFrame indexed by model."""
+    """Mean |Σ attribution − (f(x) − f(baseline))| (logit units) of both IG variants on ``x``, at the grid's
+    step count; a DataFrame indexed by model."""
     import pandas as pd
     rows = []
     for name, model in models.items():
@@ -129,8 +127,7 @@ def _cache_path(prof: Profile):
                 "models": {n: specs[n].key() for n in model_names(prof)},
                 "settings": [SMOOTHGRAD_NOISE, SMOOTHGRAD_SAMPLES, SHAP_SAMPLES, SHAP_BACKGROUND, N_BASELINES,
                              RANDOMIZED_LAYERS, DELETION_STEPS]}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir() / "results" / f"chapter3-{prof.name}-{key}.pt"
+    return results_path("chapter3", prof.name, settings, ".pt")
 
 
 def measure(profile, progress: bool = True) -> dict[str, torch.Tensor]:
@@ -180,9 +177,7 @@ def measure(profile, progress: bool = True) -> dict[str, torch.Tensor]:
         bar.update()
     bar.close()
     out = {key: v.detach().cpu().float() for key, v in out.items()}
-    buf = io.BytesIO()
-    torch.save(out, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    save_atomic(out, path)
     return out
 
 

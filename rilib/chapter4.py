@@ -16,9 +16,6 @@ under ``RILIB_CACHE/results``; the scores, figures and claims read that cache.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 
 import torch
 
@@ -29,8 +26,9 @@ from .data import load_dataset
 from .inversion import (ClassGaussian, GenerationSettings, InversionSettings, generate, invert,
                         representation_distance)
 from .metrics import mean_ci
-from .paths import atomic_write_bytes, cache_dir
+from .paths import results_path
 from .profiles import Profile, get_profile
+from .train import save_atomic
 from .zoo import ZOO_GROUPS, Spec
 
 ENGSTROM = ("Engstrom et al. 2019, Adversarial Robustness as a Prior for Learned Representations "
@@ -99,8 +97,7 @@ def _cache_path(prof: Profile):
     specs = chapter1_zoo(prof)
     settings = {"version": _VERSION, "profile": prof.name, "sizes": vars(prof.inversion),
                 "models": {n: specs[n].key() for n in MODELS}, "generation": vars(GENERATION)}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir() / "results" / f"chapter4-{prof.name}-{key}.pt"
+    return results_path("chapter4", prof.name, settings, ".pt")
 
 
 def images(profile, progress: bool = True) -> dict[str, torch.Tensor]:
@@ -128,9 +125,7 @@ def images(profile, progress: bool = True) -> dict[str, torch.Tensor]:
         curve = []
         out[f"{name}|generate"] = generate(model, classes.to(dev), seeds.to(dev), GENERATION, history=curve).cpu()
         out[f"{name}|generate|curve"] = torch.tensor(curve)
-    buf = io.BytesIO()
-    torch.save(out, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    save_atomic(out, path)
     return out
 
 

@@ -18,7 +18,6 @@ Measurements are cached atomically under ``RILIB_CACHE/results`` per profile and
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import torch
@@ -30,7 +29,7 @@ from .claims import Measurement, claim
 from .data import load_dataset
 from .evaluate import accuracy
 from .metrics import alignment, mean_ci
-from .paths import atomic_write_text, cache_dir
+from .paths import atomic_write_text, results_path
 from .profiles import Profile, get_profile
 from .zoo import ZOO_GROUPS, Spec
 
@@ -135,8 +134,7 @@ def _cache_path(prof: Profile):
     settings = {"version": _VERSION, "profile": prof.name, "n": eval_n(prof),
                 "models": {n: s.key() for n, s in arms(prof).items()},
                 "attacks": [strong_attack(prof, EPS).describe(), stronger_attack(prof).describe()]}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir() / "results" / f"chapter5-{prof.name}-{key}.json"
+    return results_path("chapter5", prof.name, settings, ".json")
 
 
 def measure(profile, progress: bool = True) -> dict:

@@ -47,6 +47,16 @@ def data_dir() -> Path:
     return Path(env).expanduser() if env else cache_dir() / "data"
 
 
+def results_path(chapter: str, profile: str, settings: dict, suffix: str) -> Path:
+    """Where a chapter caches its measurements: ``<cache>/results/<chapter>-<profile>-<hash><suffix>``, the hash
+    taken over ``settings`` (the models' spec keys, the sizes, a version number, ...), so that changing any of
+    them computes afresh instead of reading a stale file."""
+    import hashlib
+    import json
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "results" / f"{chapter}-{profile}-{key}{suffix}"
+
+
 def download_allowed() -> bool:
     """True when ``RILIB_DOWNLOAD=1``: torchvision may fetch missing datasets."""
     return os.environ.get("RILIB_DOWNLOAD", "0").strip().lower() in {"1", "true", "yes"}
