@@ -62,7 +62,7 @@ def test_jacobian_penalty_estimates_the_frobenius_norm():
     x, y = torch.rand(2000, 1, 4, 4), torch.zeros(2000, dtype=torch.long)
     loss, logits = OBJECTIVES["jacobian_penalty"](model, x, y, lam=2.0)
     estimate = loss - F.cross_entropy(logits, y)   # λ/2 · mean estimate of ‖J‖²_F with λ = 2
-    assert abs(float(estimate) / float(w.pow(2).sum()) - 1) < 0.05
+    assert abs(float(estimate.detach()) / float(w.pow(2).sum()) - 1) < 0.05
 
 
 def test_controls_reduce_to_their_definitions(tiny_standard, mnist_small):
