@@ -21,7 +21,7 @@ import torch
 
 from . import zoo
 from .chapter1 import ROBUST, STANDARD, chapter1_zoo, load_models, model_names
-from .claims import Measurement, claim
+from .claims import Measurement, claim, margins_above_zero
 from .data import load_dataset
 from .errors import UnknownNameError
 from .metrics import (alignment, alignment_of, deletion_insertion, gini, mean_ci, randomize_top_layers,
@@ -240,10 +240,7 @@ def paired_margin(results: dict, model: str, metric: str = "alignment", method: 
        citation=f"{ETMANN}; {BOYCHEV}")
 def _claim_alignment(profile: Profile) -> Measurement:
     res = measure(profile)
-    margins = {n: paired_margin(res, n) for n in ROBUST}
-    failed = [n for n, (_, low, _) in margins.items() if not low > 0]
-    measured = {n.removeprefix("mnist-"): f"+{m:.3f} [{lo:.3f}, {hi:.3f}]" if m >= 0 else f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
-                for n, (m, lo, hi) in margins.items()}
+    measured, failed = margins_above_zero({n: paired_margin(res, n) for n in ROBUST})
     return Measurement(measured, f"paired margin alignment(robust) − alignment({STANDARD}) with 95 % interval "
                        f"over {profile.saliency.n} test images; lower bound > 0 for each of {', '.join(ROBUST)}",
                        not failed, f"not reproduced for: {', '.join(failed)}" if failed else "")

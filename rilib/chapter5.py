@@ -25,7 +25,7 @@ import torch
 from . import zoo
 from .attacks import PGD, WorstOf, margin_loss, projected_gradient
 from .chapter1 import STANDARD, chapter1_zoo, strong_attack
-from .claims import Measurement, claim
+from .claims import Measurement, claim, margins_above_zero
 from .data import load_dataset
 from .evaluate import accuracy
 from .metrics import alignment, mean_ci
@@ -229,9 +229,7 @@ def _paired(results: dict, name: str, key: str, reference: str = STANDARD):
        citation=HELLAND)
 def _claim_alignment(profile: Profile) -> Measurement:
     res = measure(profile)
-    margins = {n: _paired(res, n, "alignment") for n in ORIENTED_SMOOTH}
-    failed = [n for n, (_, low, _) in margins.items() if not low > 0]
-    measured = {n.removeprefix("mnist-"): f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" for n, (m, lo, hi) in margins.items()}
+    measured, failed = margins_above_zero({n: _paired(res, n, "alignment") for n in ORIENTED_SMOOTH})
     return Measurement(measured, f"paired alignment margin over {STANDARD} on {eval_n(profile)} test images; "
                        "95 % interval above 0 for each arm", not failed,
                        f"not reproduced for: {', '.join(failed)}" if failed else "")

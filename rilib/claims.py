@@ -69,6 +69,14 @@ def claim(id: str, *, chapter: str, statement: str, citation: str):
     return deco
 
 
+def margins_above_zero(margins: dict) -> tuple[dict, list]:
+    """For paired margins ``{model: (mean, low, high)}`` (a 95 % interval), the measured values as
+    ``"+0.123 [+0.100, +0.146]"`` strings keyed by short model name, and the models whose interval does not
+    lie entirely above 0."""
+    measured = {n.removeprefix("mnist-"): f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" for n, (m, lo, hi) in margins.items()}
+    return measured, [n for n, (_, low, _) in margins.items() if not low > 0]
+
+
 def list_claims(chapter: Optional[str] = None) -> list[Claim]:
     return [c for _, c in CLAIMS.items() if chapter is None or c.chapter == chapter]
 
