@@ -253,18 +253,25 @@ class WorstOf:
     def describe(self) -> str:
         return "worst case per image of " + " and ".join(a.describe() for a in self.attacks)
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(adversarial images, per attack a mask of the images still classified correctly after it and every
+        earlier one). Images the model misclassifies clean count as fooled and are not attacked."""
         x_adv = x.detach().clone()
-        todo = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        with torch.no_grad(), eval_mode(model):
+            alive = model(x).argmax(1) == y
+        masks = []
         for attack in self.attacks:
-            idx = todo.nonzero().flatten()
-            if len(idx) == 0:
-                break
-            adv = attack(model, x[idx], y[idx])
-            x_adv[idx] = adv
-            with torch.no_grad(), eval_mode(model):
-                todo[idx[model(adv).argmax(1) != y[idx]]] = False
-        return x_adv
+            idx = alive.nonzero().flatten()
+            if len(idx):
+                adv = attack(model, x[idx], y[idx])
+                x_adv[idx] = adv
+                with torch.no_grad(), eval_mode(model):
+                    alive[idx] = model(adv).argmax(1) == y[idx]
+            masks.append(alive.clone())
+        return x_adv, masks
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.run(model, x, y)[0]
 
 
 def FGSM(eps: float, random_start: bool = False, step_size: Optional[float] = None) -> PGD:

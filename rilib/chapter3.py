@@ -22,7 +22,7 @@ import torch
 from . import zoo
 from .chapter1 import ROBUST, STANDARD, chapter1_zoo, load_models, model_names
 from .claims import Measurement, claim, margins_above_zero
-from .data import load_dataset
+from .data import first_per_class, load_dataset
 from .errors import UnknownNameError
 from .metrics import (alignment, alignment_of, deletion_insertion, gini, mean_ci, randomize_top_layers,
                       spearman)
@@ -66,7 +66,7 @@ def test_data(profile):
 def grid_images(profile, per_class: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``per_class`` test images of every class, ordered by class: (x, y)."""
     ds = test_data(profile)
-    idx = [i for c in range(ds.num_classes) for i in (ds.y_test == c).nonzero().flatten()[:per_class].tolist()]
+    idx = first_per_class(ds.y_test, per_class, ds.num_classes)
     return ds.x_test[idx], ds.y_test[idx]
 
 

@@ -22,7 +22,7 @@ import torch
 from . import zoo
 from .chapter1 import ROBUST, STANDARD, chapter1_zoo, train_zoo
 from .claims import Measurement, claim
-from .data import load_dataset
+from .data import first_per_class, load_dataset
 from .inversion import (ClassGaussian, GenerationSettings, InversionSettings, generate, invert,
                         representation_distance)
 from .metrics import mean_ci
@@ -78,8 +78,7 @@ def targets(profile) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     prof = get_profile(profile)
     ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
     per = max(1, prof.inversion.n // ds.num_classes)
-    idx = torch.tensor([i for c in range(ds.num_classes)
-                        for i in (ds.y_test == c).nonzero().flatten()[:per].tolist()])
+    idx = first_per_class(ds.y_test, per, ds.num_classes)
     x0, y0 = ds.x_test[idx], ds.y_test[idx]
     return x0, y0, x0.roll(-per, dims=0)
 

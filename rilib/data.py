@@ -90,6 +90,12 @@ def stratified_indices(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
 DATASETS: Registry[Callable[[], Dataset]] = Registry("dataset")
 
 
+def first_per_class(y: torch.Tensor, k: int, num_classes: int | None = None) -> torch.Tensor:
+    """Indices of the first ``k`` examples of every class, ordered by class (class 0's first, then class 1's ...)."""
+    num_classes = int(y.max()) + 1 if num_classes is None else num_classes
+    return torch.cat([(y == c).nonzero().flatten()[:k] for c in range(num_classes)])
+
+
 def list_datasets() -> list[str]:
     """Names accepted by :func:`load_dataset` (plus ``imagefolder:PATH``)."""
     return list(DATASETS) + ["imagefolder:PATH"]

@@ -28,6 +28,7 @@ from typing import Callable, Optional
 import torch
 
 from . import paths
+from .attacks import PGD
 from .data import load_dataset
 from .errors import RilibError
 from .models import Classifier, create_model
@@ -235,7 +236,6 @@ def evaluate(name_or_spec: str | Spec, attack, profile: str | Profile = "cpu", n
 
     spec = resolve(name_or_spec, profile)
     model = get(spec, profile, progress=progress)
-    from .attacks import PGD
     if isinstance(attack, PGD):
         fields = {k: v for k, v in vars(attack).items() if k != "loss"}
         if attack.loss is not None:  # a custom loss (e.g. the margin loss) is part of the key
