@@ -9,18 +9,26 @@ Attacks are configurations of it: :class:`PGD` (Madry et al. 2018, "Towards Deep
 Resistant to Adversarial Attacks"), :func:`FGSM` (Goodfellow et al. 2015) and the FGSM with random start of
 Wong et al. (2020, "Fast is better than free"). Representation inversion, class generation and
 perceptual-ball explanations (later chapters) reuse :func:`projected_gradient` with their own loss.
+
+An *attack* is a callable ``attack(model, x, y) -> x_adv`` with two more verbs, as torchattacks' attacks have:
+``describe()`` (a sentence for tables and captions) and ``cache_key()`` (a JSON-able dict that names every
+setting, a custom loss included by :func:`loss_id`), so that the zoo can cache evaluations without knowing the
+attack's class. Inputs may live anywhere: they are moved to the model's device and dtype.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import hashlib
+import inspect
+from dataclasses import dataclass, fields
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import to_model
 from .registry import Registry
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -104,6 +112,19 @@ CONSTRAINTS.add("l2", L2Step)
 CONSTRAINTS.add("unconstrained", UnconstrainedStep)
 
 
+def loss_id(fn: Callable) -> str:
+    """A name for a loss function that changes when its code does: the qualified name and the first 12 hex
+    digits of the sha256 of its source (of its byte code when the source cannot be read). Two losses that share a
+    ``__name__`` get different ids, so cached results of one are never served for the other."""
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+    try:
+        body = inspect.getsource(fn).encode()
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        body = code.co_code + repr(code.co_consts).encode() if code is not None else repr(fn).encode()
+    return f"{name}#{hashlib.sha256(body).hexdigest()[:12]}"
+
+
 def cross_entropy(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-example cross-entropy of ``model(x)`` against labels ``target`` (N,)."""
     return F.cross_entropy(model(x), target, reduction="none")
@@ -153,12 +174,14 @@ def projected_gradient(model: nn.Module, x0: torch.Tensor, target: torch.Tensor,
         history: if a list is given, the mean loss of every step is appended to it.
 
     Returns:
-        The optimised images, shaped like ``x0``, inside the ball and the box.
+        The optimised images, shaped like ``x0``, inside the ball and the box, on the model's device.
     """
     loss = loss or cross_entropy
     geometry = CONSTRAINTS[constraint](eps, step_size)
     sign = -1.0 if minimize else 1.0
-    x0 = x0.detach()
+    x0 = to_model(x0.detach(), model)
+    target = to_model(target, model) if torch.is_tensor(target) else target
+    start = to_model(start, model) if start is not None else None
 
     def box(x):
         return x.clamp(*clamp) if clamp is not None else x
@@ -226,7 +249,15 @@ class PGD:
         return (f"PGD-{self.steps} ({self.norm}, ε={self.eps:g}, step {self.alpha:.4g}, "
                 f"{self.restarts} restart{'s' if self.restarts != 1 else ''}, {start}{loss})")
 
+    def cache_key(self) -> dict:
+        """Every setting as a JSON-able dict; a custom loss by :func:`loss_id`."""
+        key = {"attack": "PGD", **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "loss"}}
+        if self.loss is not None:
+            key["loss"] = loss_id(self.loss)
+        return key
+
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x, y = to_model(x, model), to_model(y, model)
         x_adv = x.detach().clone()
         todo = torch.ones(len(x), dtype=torch.bool, device=x.device)
         for r in range(self.restarts):
@@ -253,9 +284,13 @@ class WorstOf:
     def describe(self) -> str:
         return "worst case per image of " + " and ".join(a.describe() for a in self.attacks)
 
+    def cache_key(self) -> dict:
+        return {"attack": "WorstOf", "attacks": [a.cache_key() for a in self.attacks]}
+
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(adversarial images, per attack a mask of the images still classified correctly after it and every
         earlier one). Images the model misclassifies clean count as fooled and are not attacked."""
+        x, y = to_model(x, model), to_model(y, model)
         x_adv = x.detach().clone()
         with torch.no_grad(), eval_mode(model):
             alive = model(x).argmax(1) == y

@@ -9,6 +9,9 @@
 
 A user's mistake (an unknown name, missing data, a corrupt checkpoint) prints one clear message and
 exits with status 2, without a traceback.
+
+The command line is the entry point above every layer of the package: it imports ``rilib.chapters`` (which
+registers the book's models and claims) and the book's runner and ledger, and nothing imports it.
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ def _zoo_train(names: list[str], profile: str, retrain: bool) -> None:
 def _filters_stats(checkpoint: str, arch: str, in_shape: str | None, num_classes: int | None) -> None:
     import pandas as pd
 
-    from . import filters
+    from .lenses import filters
     shape = None
     if in_shape:
         try:
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from . import profiles
+        from . import chapters, profiles  # noqa: F401  (chapters: register the book's models and claims)
         if hasattr(args, "profile"):
             profiles.get_profile(args.profile)
         if args.command == "zoo" and args.action == "list":
@@ -139,19 +142,19 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "zoo":
             _zoo_train(args.names, args.profile, args.retrain)
         elif args.command == "book" and args.action == "run":
-            from . import book
-            book.run(args.notebooks, args.profile, args.root)
+            from .book import runner
+            runner.run(args.notebooks, args.profile, args.root)
         elif args.command == "book":
-            from . import book
-            print(f"Built {book.build(args.root)}")
+            from .book import runner
+            print(f"Built {runner.build(args.root)}")
         elif args.command == "filters":
             _filters_stats(args.checkpoint, args.arch, args.in_shape, args.num_classes)
         elif args.command == "claims":
-            from . import claims
-            results = claims.run(args.profile, args.chapter)
-            print(claims.format_ledger(results))
+            from .book import ledger
+            results = ledger.run(args.profile, args.chapter)
+            print(ledger.format_ledger(results))
             if args.json:
-                claims.write_json(results, args.json)
+                ledger.write_json(results, args.json)
                 print(f"\nWrote {args.json}")
     except RilibError as exc:
         print(f"rilib: error: {exc}", file=sys.stderr)

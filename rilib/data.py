@@ -61,16 +61,17 @@ class Dataset:
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "Dataset":
         """A fixed subset: ``n_train`` training and ``n_test`` test examples, class-balanced as far as the
-        counts allow (:func:`stratified_indices`, seed 0), in their original order."""
+        counts allow (:func:`stratified_indices`, seed 0), in their original order. Its tensors are always new
+        ones, so a caller may edit them in place without changing this dataset (or a cache that holds it)."""
         def take(x, y, n):
             if n is None or n >= len(y):
-                return x, y
+                return x.clone(), y.clone()
             idx = stratified_indices(y, n, seed=0)
             return x[idx], y[idx]
 
         xtr, ytr = take(self.x_train, self.y_train, n_train)
         xte, yte = take(self.x_test, self.y_test, n_test)
-        return Dataset(self.name, xtr, ytr, xte, yte, self.classes, self.description, self.mean, self.std)
+        return Dataset(self.name, xtr, ytr, xte, yte, list(self.classes), self.description, self.mean, self.std)
 
 
 def stratified_indices(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
@@ -102,21 +103,30 @@ def list_datasets() -> list[str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(name: str) -> Dataset:
+def _load_cached(name: str, data_root: str, download: bool) -> Dataset:
+    """Decode dataset ``name`` once per (name, data root, download permission): the inputs that decide what
+    it returns. ``load_dataset`` hands out copies only."""
     if name.startswith("imagefolder:"):
         return load_imagefolder(name.split(":", 1)[1])
     return DATASETS[name]()
 
 
+def clear_cache() -> None:
+    """Forget every decoded dataset (the next :func:`load_dataset` decodes again)."""
+    _load_cached.cache_clear()
+
+
 def load_dataset(name: str, n_train: int | None = None, n_test: int | None = None) -> Dataset:
     """Load a dataset by name (see the module docstring), optionally a fixed stratified subset.
 
-    Raises :class:`RilibError` naming the valid datasets for an unknown name, and naming the path looked
-    in and the two ways to fix it when a dataset's files are missing.
+    The decoded dataset is cached in memory, keyed by the name and the environment it reads (``RILIB_DATA_DIR``,
+    ``RILIB_DOWNLOAD``); every call returns tensors of its own. Raises :class:`RilibError` naming the valid
+    datasets for an unknown name, and naming the path looked in and the two ways to fix it when a dataset's
+    files are missing.
     """
     if not name.startswith("imagefolder:") and name not in DATASETS:
         raise RilibError(DATASETS.unknown_message(name) + " Or use imagefolder:PATH for a folder of images.")
-    return _load_cached(name).subset(n_train, n_test)
+    return _load_cached(name, str(paths.data_dir()), paths.download_allowed()).subset(n_train, n_test)
 
 
 @DATASETS.register("mnist-5k")

@@ -12,15 +12,18 @@ import torch
 from torch import nn
 
 from .attacks import eval_mode
+from .models import to_model
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    """Share of images (N, C, H, W) in [0, 1] that ``model`` classifies as ``y``."""
+    """Share of images (N, C, H, W) in [0, 1] that ``model`` classifies as ``y``. The images may live anywhere;
+    each batch is moved to the model's device."""
     correct = 0
     with eval_mode(model):
         for i in range(0, len(y), batch_size):
-            correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+            xb, yb = to_model(x[i:i + batch_size], model), to_model(y[i:i + batch_size], model)
+            correct += int((model(xb).argmax(1) == yb).sum())
     return correct / max(1, len(y))
 
 
@@ -29,14 +32,15 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     batch_size: int = 500, progress: bool = True, desc: str = "attack") -> float:
     """Share of images still classified correctly after ``attack(model, x, y)``.
 
-    Images the model already misclassifies count as non-robust and are not attacked.
+    Images the model already misclassifies count as non-robust and are not attacked. Each batch is moved to the
+    model's device.
     """
     from tqdm import tqdm
 
     correct = 0
     with eval_mode(model):
         for i in tqdm(range(0, len(y), batch_size), desc=desc, leave=False, disable=not progress):
-            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            xb, yb = to_model(x[i:i + batch_size], model), to_model(y[i:i + batch_size], model)
             with torch.no_grad():
                 ok = model(xb).argmax(1) == yb
             if ok.any():

@@ -50,6 +50,19 @@ class Classifier(nn.Module):
         return self.head(self.representation(x))
 
 
+def to_model(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``x`` on the device of ``model`` and, for floating-point ``x``, in its floating dtype: what every lens and
+    chapter calls before it feeds a model, so that a model on a GPU (or in double precision) gets inputs it can
+    use. Integer tensors (labels) keep their dtype."""
+    ref = next(model.parameters(), None)
+    if ref is None:
+        ref = next(model.buffers(), None)
+    if ref is None:
+        return x
+    dtype = ref.dtype if x.is_floating_point() and ref.is_floating_point() else x.dtype
+    return x.to(device=ref.device, dtype=dtype)
+
+
 def list_architectures(pattern: str = "*") -> list[str]:
     return ARCHITECTURES.names(pattern)
 

@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -52,7 +55,6 @@ def results_path(chapter: str, profile: str, settings: dict, suffix: str) -> Pat
     taken over ``settings`` (the models' spec keys, the sizes, a version number, ...), so that changing any of
     them computes afresh instead of reading a stale file."""
     import hashlib
-    import json
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return cache_dir() / "results" / f"{chapter}-{profile}-{key}{suffix}"
 
@@ -77,3 +79,40 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Text version of :func:`atomic_write_bytes` (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_atomic(obj, path: Path) -> bytes:
+    """``torch.save`` ``obj`` to ``path`` atomically; return the bytes written (e.g. to hash them)."""
+    import io
+
+    import torch
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return buf.getvalue()
+
+
+def read_json(path: Path) -> Any:
+    """The JSON value stored at ``path``."""
+    return json.loads(Path(path).read_text())
+
+
+def load_cache(path: Path, read: Callable[[Path], Any]) -> Optional[Any]:
+    """``read(path)`` for a cache of derived values, or None when there is nothing usable to read.
+
+    A missing file gives None. A file that cannot be read (truncated, corrupt, written by another version) is moved
+    aside to ``<name>.corrupt`` with a one-line warning and gives None too, so that the caller recomputes it:
+    derived values are never worth a crash, and the bad file is kept for a look.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return read(path)
+    except Exception as exc:  # any failure to read a derived cache means: recompute it
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        first = str(exc).splitlines()[0][:160] if str(exc) else ""
+        warnings.warn(f"rilib: could not read the cache {path} ({type(exc).__name__}: {first}); moved it to "
+                      f"{aside.name} and recomputing.", stacklevel=2)
+        return None

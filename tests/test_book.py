@@ -23,6 +23,8 @@ def smoke_book(tmp_path_factory, private_cache):
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
     shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("*.ipynb"))
+    # the pages show the library's own code with {literalinclude} ../rilib/...
+    shutil.copytree(ROOT / "rilib", root / "rilib", ignore=shutil.ignore_patterns("__pycache__"))
     from rilib import book
     timings = {}
     for src in book.sources(root):

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 import rilib
-from rilib import RilibError, filters
+from rilib import RilibError
+from rilib.lenses import filters
 
 
 def test_all_zero_kernel_is_sparse():

@@ -1,11 +1,11 @@
-"""Representation inversion, class generation, the Gaussian seeds and the judges (rilib.inversion, chapter 4)."""
+"""Representation inversion, class generation, the Gaussian seeds and the scores of their images
+(rilib.lenses.inversion)."""
 
 from __future__ import annotations
 
 import torch
 
-from rilib import chapter4 as ch4
-from rilib import inversion as inv
+from rilib.lenses import inversion as inv
 
 
 def test_inversion_lowers_the_representation_distance(tiny_standard, mnist_small):
@@ -59,15 +59,15 @@ def test_gaussian_seeds_are_images_with_class_dependent_means(mnist_small):
 
 def test_judge_scores_real_digits_high_and_noise_near_chance(tiny_standard, mnist_small):
     x, y = mnist_small.x_test, mnist_small.y_test
-    assert ch4.judged(tiny_standard, x, y).mean() > 0.8
+    assert inv.recognised(tiny_standard, x, y).mean() > 0.8
     noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
     targets = torch.randint(0, 10, (len(x),), generator=torch.Generator().manual_seed(0))
-    assert ch4.judged(tiny_standard, noise, targets).mean() < 0.25
+    assert inv.recognised(tiny_standard, noise, targets).mean() < 0.25
 
 
 def test_ssim_and_psnr_of_an_image_with_itself_and_with_noise(mnist_small):
     x = mnist_small.x_test[:5]
-    ssim, psnr = ch4.ssim_psnr(x, x)
+    ssim, psnr = inv.ssim_psnr(x, x)
     assert torch.allclose(ssim, torch.ones(5)) and torch.isinf(psnr).all()
-    ssim_n, psnr_n = ch4.ssim_psnr(torch.rand(x.shape, generator=torch.Generator().manual_seed(0)), x)
+    ssim_n, psnr_n = inv.ssim_psnr(torch.rand(x.shape, generator=torch.Generator().manual_seed(0)), x)
     assert (ssim_n < 0.2).all() and (psnr_n < 10).all()

@@ -1,13 +1,18 @@
-"""The Lipschitz chapter's objectives and measurements on known cases (rilib.train, rilib.chapter5)."""
+"""The Lipschitz chapter's objectives and measurements on known cases (rilib.train, rilib.lenses.lipschitz)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import rilib
-from rilib import chapter5 as ch5
+from rilib.lenses import lipschitz
 from rilib import zoo
 from rilib.attacks import margin_loss
 from rilib.train import OBJECTIVES
@@ -44,7 +49,7 @@ def test_gradient_penalty_adds_lambda_times_the_l1_norm_of_the_input_gradient(ti
         g, = torch.autograd.grad(F.cross_entropy(tiny_standard(xi), y[i:i + 1]), xi)
         grads.append(g.abs().sum())
     assert torch.allclose(loss, ce + 0.5 * torch.stack(grads).mean(), rtol=1e-4)
-    assert torch.allclose(ch5.gradient_l1(tiny_standard, x, y), torch.stack(grads), rtol=1e-4)
+    assert torch.allclose(lipschitz.gradient_l1(tiny_standard, x, y), torch.stack(grads), rtol=1e-4)
     # double backpropagation: the penalty changes the parameter gradient
     tiny_standard.zero_grad()
     loss.backward()
@@ -75,21 +80,45 @@ def test_controls_reduce_to_their_definitions(tiny_standard, mnist_small):
     assert torch.allclose(loss, F.cross_entropy(logits / 4.0, y))
 
 
-def test_distillation_loads_its_teacher_from_the_zoo(mnist_small):
-    spec = rilib.Spec.make("mnist-5k", arch="tiny-cnn", objective="standard", params={"temperature": 5.0},
-                           epochs=1, n_train=500, n_test=100)
-    zoo.train(spec, progress=False)
-    teacher = zoo.load_key(spec.key())
+def test_distillation_learns_from_the_teacher_it_is_given(mnist_small, tiny_standard):
     x, y = mnist_small.x_test[:16], mnist_small.y_test[:16]
-    same, _ = OBJECTIVES["distillation"](teacher, x, y, teacher=spec.key(), temperature=5.0)
+    same, _ = OBJECTIVES["distillation"](tiny_standard, x, y, teacher=tiny_standard, temperature=5.0)
     other = rilib.create_model("tiny-cnn", (1, 28, 28), 10, (0.13,), (0.31,))
-    different, _ = OBJECTIVES["distillation"](other, x, y, teacher=spec.key(), temperature=5.0)
+    different, _ = OBJECTIVES["distillation"](other, x, y, teacher=tiny_standard, temperature=5.0)
     assert same < different  # cross-entropy to the teacher's soft labels is lowest for the teacher itself
+
+
+def test_a_student_spec_trains_its_teacher_first_on_an_empty_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RILIB_CACHE", str(tmp_path))
+    common = dict(epochs=1, n_train=300, n_test=100, batch_size=64)
+    teacher = rilib.Spec.make("mnist-5k", "tiny-cnn", "standard", params={"temperature": 5.0}, **common)
+    student = rilib.Spec.make("mnist-5k", "tiny-cnn", "distillation", params={"temperature": 5.0},
+                              teacher=teacher, **common)
+    assert not zoo.is_trained(teacher)
+    zoo.train(student, progress=False)
+    assert zoo.is_trained(teacher) and zoo.is_trained(student)
+    assert student.key() != rilib.Spec.make("mnist-5k", "tiny-cnn", "distillation", params={"temperature": 5.0},
+                                            teacher=rilib.Spec.make("mnist-5k", "tiny-cnn", "standard",
+                                                                    params={"temperature": 2.0}, **common),
+                                            **common).key(), "the teacher's spec is part of the student's"
+    assert rilib.Spec.from_dict(student.to_dict()) == student
+
+
+@pytest.mark.slow
+def test_the_distilled_model_alone_trains_both_on_an_empty_cache(tmp_path, monkeypatch):
+    """`rilib zoo train mnist-distilled-t20` on a fresh cache: the student trains its teacher itself."""
+    import rilib.chapters  # noqa: F401  (registers the zoo groups)
+    monkeypatch.setenv("RILIB_CACHE", str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "rilib", "zoo", "train", "mnist-distilled-t20", "--profile", "smoke"],
+                         capture_output=True, text=True, env=dict(os.environ), timeout=600)
+    assert out.returncode == 0, out.stderr
+    specs = zoo.zoo_specs("smoke")
+    assert zoo.is_trained(specs["mnist-teacher-t20"]) and zoo.is_trained(specs["mnist-distilled-t20"])
 
 
 def test_local_lipschitz_is_a_tight_lower_bound_of_the_known_constant():
     x = torch.full((3, 1, 4, 4), 0.5)
-    est = ch5.local_lipschitz(SumLogit(0.5), x, eps=0.1)
+    est = lipschitz.local_lipschitz(SumLogit(0.5), x, eps=0.1)
     true = 0.5 * 16
     assert (est <= true + 1e-4).all() and (est >= 0.85 * true).all(), est
 

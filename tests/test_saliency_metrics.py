@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from rilib import metrics, saliency
+from rilib.lenses import metrics, saliency, stats
 
 
 class HalfSquaredNorm(nn.Module):
@@ -114,6 +114,18 @@ def test_shap_explains_the_predicted_class(tiny_standard, mnist_small):
         saliency.GradientSHAP(tiny_standard, mnist_small.x_train[:32], n_samples=4).attribute(x, wrong)
 
 
-def test_mean_ci_brackets_the_mean():
-    m, lo, hi = metrics.mean_ci(torch.tensor([1.0, 2.0, 3.0, 4.0]))
-    assert lo < m == 2.5 < hi
+def test_mean_ci_brackets_the_mean_and_counts_what_it_left_out():
+    iv = stats.mean_ci(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert iv.low < iv.mean == 2.5 < iv.high and iv.n == 4 and iv.nonfinite == 0
+    # s = 1.2910 for 1..4, so the half-width is 1.96 · s / 2
+    assert iv.half_width == pytest.approx(1.96 * 1.2909944 / 2, rel=1e-6)
+    with_nan = stats.mean_ci(torch.tensor([1.0, float("nan"), 2.0, 3.0, 4.0, float("inf")]))
+    assert with_nan.mean == 2.5 and with_nan.n == 4 and with_nan.nonfinite == 2
+    assert "2 non-finite left out" in with_nan.format()
+
+
+def test_paired_interval_is_the_interval_of_the_differences():
+    a = torch.tensor([0.5, 0.6, 0.7, 0.8])
+    iv = stats.paired_ci(a, a - 0.1)
+    assert iv.mean == pytest.approx(0.1) and iv.half_width == pytest.approx(0.0, abs=1e-6)
+    assert stats.paired_ci([1.0, 2.0], [0.0, 0.0]).mean == 1.5

@@ -52,9 +52,9 @@ def test_zoo_does_not_retrain_a_cached_spec(monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("a cached spec was trained again")
 
-    monkeypatch.setattr("rilib.train.fit", no_training)
+    monkeypatch.setattr("rilib.zoo.fit", no_training)
     assert zoo.train(spec, progress=False) == folder
-    model = zoo.get(spec, progress=False)
+    model = zoo.get(spec, "smoke", progress=False)
     assert (folder / "model.pt").stat().st_mtime_ns == stamp
     assert isinstance(model, torch.nn.Module)
     info = json.loads((folder / "metrics.json").read_text())

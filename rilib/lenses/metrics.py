@@ -9,20 +9,23 @@ tensor code:
   :func:`deletion_insertion_reference` as the plain per-image version the tests check it against;
 - randomisation (Adebayo et al. 2018, "Sanity Checks for Saliency Maps"): rank correlation of the maps before
   and after re-initialising the top layers — :func:`spearman`, :func:`randomize_top_layers`;
-- concentration: the Gini coefficient of |map| (Chalasani et al. 2020) — :func:`gini`;
-- :func:`mean_ci`: the mean with a 95 % normal-approximation interval.
+- concentration: the Gini coefficient of |map| (Chalasani et al. 2020) — :func:`gini`.
+
+Intervals over these per-image values come from :mod:`rilib.lenses.stats`. Inputs may live on any device: each
+function moves them to the model's.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks import eval_mode
+from ..attacks import eval_mode
+from ..models import to_model
+from ..rng import seeded
 
 
 def alignment(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -32,7 +35,7 @@ def alignment(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch
     out = []
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].detach().clone().requires_grad_(True)
+            xb = to_model(x[i:i + batch_size], model).detach().clone().requires_grad_(True)
             logits = model(xb)
             psi = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
             g, = torch.autograd.grad(psi, xb)
@@ -83,6 +86,7 @@ def deletion_insertion(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor
     AUC is its trapezoid area over the fraction of pixels. Lower deletion and higher insertion AUC mean a
     more faithful map. Returns ``(deletion (N,), insertion (N,))``.
     """
+    x, saliency = to_model(x, model), to_model(saliency, model)
     n, c, h, w = x.shape
     ranks = _pixel_ranks(saliency)
     with eval_mode(model):
@@ -112,6 +116,7 @@ def deletion_insertion_reference(model: nn.Module, x: torch.Tensor, saliency: to
                                  sigma: float = 3.0) -> tuple[list[float], list[float]]:
     """Plain per-image, per-step version of :func:`deletion_insertion`, for cross-checking it."""
     dels, ins = [], []
+    x, saliency = to_model(x, model), to_model(saliency, model)
     with eval_mode(model):
         for xi, si in zip(x, saliency):
             xi = xi.unsqueeze(0)
@@ -121,7 +126,7 @@ def deletion_insertion_reference(model: nn.Module, x: torch.Tensor, saliency: to
             base = blur(xi, sigma)
             d_curve, i_curve = [], []
             for k in range(steps + 1):
-                m = torch.zeros(h * w)
+                m = torch.zeros(h * w, dtype=xi.dtype, device=xi.device)
                 m[order[: int(round(k / steps * h * w))]] = 1
                 m = m.view(1, 1, h, w)
                 d_curve.append(float(F.softmax(model(xi * (1 - m)), 1)[0, cls]))
@@ -156,20 +161,11 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def randomize_top_layers(model: nn.Module, n_layers: int = 2, seed: int = 0) -> nn.Module:
-    """A copy of ``model`` whose last ``n_layers`` layers with parameters are re-initialised (the cascading
-    model-randomisation test of Adebayo et al. 2018)."""
+    """A copy of ``model`` whose last ``n_layers`` layers with parameters are re-initialised with seed ``seed``
+    (the cascading model-randomisation test of Adebayo et al. 2018); the caller's random state is untouched."""
     clone = copy.deepcopy(model)
     layers = [m for m in clone.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    torch.manual_seed(seed)
-    for m in layers[-n_layers:]:
-        m.reset_parameters()
+    with seeded(seed):
+        for m in layers[-n_layers:]:
+            m.reset_parameters()
     return clone.eval()
-
-
-def mean_ci(values: torch.Tensor) -> tuple[float, float, float]:
-    """(mean, low, high): the mean and its 95 % normal-approximation interval."""
-    v = values.double().flatten()
-    v = v[torch.isfinite(v)]
-    m = float(v.mean())
-    half = 1.96 * float(v.std()) / math.sqrt(max(1, len(v))) if len(v) > 1 else float("nan")
-    return m, m - half, m + half

@@ -1,4 +1,4 @@
-"""Chapter 3's pieces that need no trained zoo: image selection, method names, margins and figures."""
+"""The saliency chapter's pieces that need no trained zoo: image selection, method names, margins and figures."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from rilib import chapter3 as ch3
-from rilib import plotting
+from rilib.book import plotting
+from rilib.chapters import saliency as ch3
 from rilib.errors import UnknownNameError
 
 matplotlib.use("Agg")
@@ -34,9 +34,9 @@ def test_every_method_of_the_chapter_makes_a_map(tiny_standard, mnist_small):
 
 def test_paired_margin_is_the_mean_difference_on_the_same_images():
     a = torch.tensor([0.5, 0.6, 0.7, 0.8])
-    results = {"mnist-pgd-0.3|-|alignment": a, "mnist-standard|-|alignment": a - 0.1}
-    mean, low, high = ch3.paired_margin(results, "mnist-pgd-0.3")
-    assert mean == pytest.approx(0.1) and low == pytest.approx(0.1) and high == pytest.approx(0.1)
+    results = ch3.SaliencyResults(alignment={"mnist-pgd-0.3": a, "mnist-standard": a - 0.1}, maps={})
+    iv = ch3.paired_margin(results, "mnist-pgd-0.3")
+    assert iv.mean == pytest.approx(0.1) and iv.low == pytest.approx(0.1) and iv.high == pytest.approx(0.1)
 
 
 def test_chapter_figures_have_labelled_axes():

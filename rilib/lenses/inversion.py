@@ -10,6 +10,9 @@
 Both call :func:`rilib.attacks.projected_gradient` with their own loss. ``fake_relu=True`` passes gradients
 through the last ReLU of the representation as if it were the identity, as the MadryLab ``robustness``
 library's ``FakeReLU`` does, so that dead units still steer the image.
+
+Scores of the images they make: :func:`recognised` (does an independent judge label an image as its target
+class) and :func:`ssim_psnr` (scikit-image's SSIM and PSNR against a reference image).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks import projected_gradient
+from ..attacks import eval_mode, projected_gradient
+from ..models import to_model
 
 
 class _FakeReLUFunction(torch.autograd.Function):
@@ -57,7 +61,8 @@ def with_fake_relu(model: nn.Module) -> nn.Module:
 
 
 def representation_distance(model: nn.Module, x: torch.Tensor, target_rep: torch.Tensor) -> torch.Tensor:
-    """‖rep(x) − target‖₂ / ‖target‖₂ per image (N,)."""
+    """‖rep(x) − target‖₂ / ‖target‖₂ per image (N,), ``rep`` the model's penultimate layer."""
+    x, target_rep = to_model(x, model), to_model(target_rep, model)
     return (model.representation(x) - target_rep).norm(dim=1) / target_rep.norm(dim=1).clamp_min(1e-12)
 
 
@@ -76,8 +81,8 @@ def invert(model: nn.Module, x0: torch.Tensor, seed: torch.Tensor, settings: Inv
     :func:`representation_distance` from ``seed`` (both (N, C, H, W) in [0, 1]). The ball is centred on the
     seed. With ``history`` a list, the mean distance of every step is appended to it (the loss curve)."""
     net = with_fake_relu(model) if fake_relu else model
-    with torch.no_grad():
-        target = model.representation(x0.detach()).detach()
+    with torch.no_grad(), eval_mode(model):
+        target = model.representation(to_model(x0.detach(), model)).detach()
     return projected_gradient(net, seed, target, constraint="l2", eps=settings.eps,
                               step_size=settings.step_size, steps=settings.steps,
                               loss=representation_distance, minimize=True, start=seed, history=history)
@@ -137,3 +142,21 @@ class ClassGaussian:
         out = F.interpolate(out, scale_factor=self.grain, mode="nearest")
         h, w = self.shape[-2:]
         return out[..., :h, :w].clamp(0, 1)
+
+
+def recognised(judge: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """1.0 where ``judge`` labels image i of ``x`` (N, C, H, W) as ``classes[i]``, else 0.0: (N,) on the CPU. An
+    independent classifier (another architecture and seed) scores generated images without seeing the model
+    that made them; Boychev (2023) uses an Inception network's FID where this book has no download."""
+    with torch.no_grad(), eval_mode(judge):
+        return (judge(to_model(x, judge)).argmax(1).cpu() == classes.cpu()).float()
+
+
+def ssim_psnr(x: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image SSIM and PSNR (dB) of ``x`` against ``ref`` (N, 1, H, W) in [0, 1], by scikit-image's
+    ``structural_similarity`` and ``peak_signal_noise_ratio`` (data range 1). Returns two (N,) tensors."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    a, b = x.detach().cpu().double().numpy(), ref.detach().cpu().double().numpy()
+    ssim = [structural_similarity(p[0], q[0], data_range=1.0) for p, q in zip(a, b)]
+    psnr = [peak_signal_noise_ratio(q[0], p[0], data_range=1.0) for p, q in zip(a, b)]
+    return torch.tensor(ssim, dtype=torch.float32), torch.tensor(psnr, dtype=torch.float32)

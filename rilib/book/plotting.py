@@ -1,19 +1,59 @@
 """One figure style for the whole book, and the plots the chapters share.
 
-Call :func:`use_style` once at the top of a notebook. Colours follow the model's objective, so a model
-has the same colour in every chapter; a diverging colormap (``SIGNED_CMAP``) is used for signed maps.
+Call :func:`use_style` once at the top of a notebook. Every model has one :class:`Style` (a short label and a
+colour), registered by the chapter that defines it in :data:`STYLES`, so a model looks the same in every figure
+and nothing here reads meaning out of a model's name. A diverging colormap (``SIGNED_CMAP``) is used for signed
+maps.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 
+from ..registry import Registry
+
 SIGNED_CMAP = "RdBu_r"
+#: Colours by training objective (PGD-AT models get a shade of its colour per ε, see :func:`pgd_color`).
 OBJECTIVE_COLORS = {"standard": "#4d4d4d", "pgd": "#1f77b4", "trades": "#2ca02c", "fgsm_rs": "#d62728",
-                    # the Lipschitz chapter's arms, matched by name
-                    "gp-l1": "#9467bd", "gp-l2": "#c5b0d5", "jacobian": "#8c564b", "label-smoothing": "#ff7f0e",
-                    "distilled": "#e377c2", "noise-consistency": "#bcbd22"}
+                    "input_gradient_penalty": "#9467bd", "input_gradient_penalty_l2": "#c5b0d5",
+                    "jacobian_penalty": "#8c564b", "label_smoothing": "#ff7f0e", "distillation": "#e377c2",
+                    "noise_consistency": "#bcbd22"}
+_PGD_SHADES = {0.1: "#9ecae1", 0.2: "#4292c6", 0.3: "#08519c"}
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a model appears in figures: a short ``label`` and a ``color``."""
+
+    label: str
+    color: str
+
+
+#: The style of every model name a chapter defines; :func:`style` falls back to the name in grey.
+STYLES: Registry[Style] = Registry("model style")
+
+
+def pgd_color(eps: float) -> str:
+    """The colour of a PGD-AT model: darker blue for a larger training ε."""
+    return _PGD_SHADES.get(round(eps, 6), OBJECTIVE_COLORS["pgd"])
+
+
+def style(name: str) -> Style:
+    """The registered style of model ``name`` (its name in grey if none is registered)."""
+    return STYLES[name] if name in STYLES else Style(name, "#7f7f7f")
+
+
+def model_label(name: str) -> str:
+    """The short label of model ``name`` in figures."""
+    return style(name).label
+
+
+def model_color(name: str) -> str:
+    """The colour of model ``name`` in figures."""
+    return style(name).color
 
 STYLE = {
     "figure.dpi": 110, "savefig.dpi": 150, "figure.figsize": (7.0, 3.6), "font.size": 10,
@@ -26,17 +66,6 @@ STYLE = {
 def use_style() -> None:
     """Apply the book's matplotlib style."""
     mpl.rcParams.update(STYLE)
-
-
-def model_color(name: str, objective: str | None = None) -> str:
-    """A stable colour for a model: by objective; PGD models get darker with larger ε in the name."""
-    if objective == "pgd" or (objective is None and "-pgd-" in name):
-        shades = {"0.1": "#9ecae1", "0.2": "#4292c6", "0.3": "#08519c"}
-        return shades.get(name.rsplit("-", 1)[-1], OBJECTIVE_COLORS["pgd"])
-    for key, color in OBJECTIVE_COLORS.items():
-        if objective == key or key.replace("_", "-") in name:
-            return color
-    return "#7f7f7f"
 
 
 def learning_curves(histories: dict[str, list[dict]], title: str = "") -> plt.Figure:
@@ -54,7 +83,7 @@ def learning_curves(histories: dict[str, list[dict]], title: str = "") -> plt.Fi
                 continue
             ep, val = zip(*pts)
             val = [v * scale for v in val] if scale else val
-            ax.plot(ep, val, marker="o", ms=3, label=name, color=model_color(name))
+            ax.plot(ep, val, marker="o", ms=3, label=model_label(name), color=model_color(name))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
     axes[1].legend(loc="lower right")
@@ -74,7 +103,7 @@ def weak_vs_strong(table, weak_col: str, strong_col: str, title: str = "") -> pl
     ax.bar(pos - 0.2, table[weak_col] * 100, 0.4, label=weak_col, color="#bdbdbd")
     ax.bar(pos + 0.2, table[strong_col] * 100, 0.4, label=f"{strong_col} (coloured by model)",
            color=[model_color(n) for n in names])
-    ax.set_xticks(pos, [n.replace("mnist-", "") for n in names])
+    ax.set_xticks(pos, [model_label(n) for n in names])
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.legend(loc="upper left")
@@ -87,14 +116,14 @@ def metrics_by_depth(per_depth, metrics=("sparsity", "variance_entropy", "orthog
                      labels=("sparsity (share of sparse kernels)", "variance entropy (log₁₀)",
                              "orthogonality (1 − mean |cos|)")) -> plt.Figure:
     """One panel per filter metric against the depth bin (``first``, then deciles of normalised depth),
-    one line per model. ``per_depth`` is :func:`rilib.chapter2.per_depth`'s long table."""
+    one line per model. ``per_depth`` is :func:`rilib.chapters.convolution_filters.per_depth`'s long table."""
     use_style()
     fig, axes = plt.subplots(1, len(metrics), figsize=(11, 3.4))
     order = list(dict.fromkeys(sorted(per_depth["bin"], key=lambda b: -1.0 if b == "first" else float(b[1:]))))
     for ax, metric, label in zip(axes, metrics, labels):
         for name, g in per_depth.groupby("model", sort=False):
             g = g.set_index("bin").reindex(order)
-            ax.plot(range(len(order)), g[metric], marker="o", ms=4, label=name, color=model_color(name))
+            ax.plot(range(len(order)), g[metric], marker="o", ms=4, label=model_label(name), color=model_color(name))
         ax.set_xticks(range(len(order)), order)
         ax.set_xlabel("depth bin")
         ax.set_ylabel(label)
@@ -123,7 +152,7 @@ def kernel_grid(weights: dict, max_filters: int = 16, title: str = "") -> plt.Fi
                 k = w[c, 0]
                 lim = float(k.abs().max()) or 1.0
                 ax.imshow(k, cmap=SIGNED_CMAP, vmin=-lim, vmax=lim)
-        axes[r, 0].set_ylabel(name.replace("mnist-", ""), rotation=0, ha="right", va="center", fontsize=8)
+        axes[r, 0].set_ylabel(model_label(name), rotation=0, ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title)
     return fig
@@ -146,7 +175,7 @@ def pca_bases(bases: dict, title: str = "") -> plt.Figure:
             ax.grid(False)
             if r == 0:
                 ax.set_title(f"PC{c + 1}", fontsize=8)
-        axes[r, 0].set_ylabel(name.replace("mnist-", ""), rotation=0, ha="right", va="center", fontsize=8)
+        axes[r, 0].set_ylabel(model_label(name), rotation=0, ha="right", va="center", fontsize=8)
         ax = axes[r, 9]
         ax.bar(range(1, 10), ratio.cpu() * 100, color=model_color(name))
         ax.set_ylim(0, max(float(share.max()) for _, share in bases.values()) * 110)
@@ -170,7 +199,7 @@ def interval_bars(table, column: str, low: str, high: str, ylabel: str, title: s
     vals = table[column].to_numpy()
     err = np.vstack([vals - table[low].to_numpy(), table[high].to_numpy() - vals])
     ax.bar(range(len(names)), vals, yerr=err, capsize=3, color=[model_color(n) for n in names])
-    ax.set_xticks(range(len(names)), [n.replace("mnist-", "") for n in names])
+    ax.set_xticks(range(len(names)), [model_label(n) for n in names])
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
@@ -232,7 +261,7 @@ def _mosaic_figure(columns: dict, title: str, row_labels, ylabel: str) -> plt.Fi
         side.set_visible(False)
     ax.xaxis.tick_top()
     ax.set_xticks([c * (w + pad) + w / 2 for c in range(len(cols))],
-                  [name.replace("mnist-", "") for name in cols], fontsize=8)
+                  [model_label(name) for name in cols], fontsize=8)
     ax.set_yticks([r * (h + pad) + h / 2 for r in range(n)],
                   [str(v) for v in row_labels] if row_labels is not None else [""] * n, fontsize=8)
     ax.tick_params(length=0)
@@ -260,8 +289,8 @@ def metric_vs_eps(table, column: str = "alignment", low: str = "ci95 low", high:
     for offset, (name, row) in zip((0.006, -0.006, 0.012), others.iterrows()):
         ax.errorbar(row["train ε"] + offset, row[column],
                     yerr=[[row[column] - row[low]], [row[high] - row[column]]],
-                    marker="s", capsize=3, linestyle="none", color=model_color(name, row.objective),
-                    label=name.replace("mnist-", ""))
+                    marker="s", capsize=3, linestyle="none", color=model_color(name),
+                    label=model_label(name))
     ax.set_xlabel("training ε (L∞, pixel scale [0, 1])")
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
@@ -273,7 +302,7 @@ def metric_vs_eps(table, column: str = "alignment", low: str = "ci95 low", high:
 
 def metric_heatmaps(table, metrics=("deletion", "insertion"), labels=None) -> plt.Figure:
     """One heatmap per metric: models (rows) × methods (columns) of the mean values in ``table``
-    (:func:`rilib.chapter3.summary`), each cell annotated."""
+    (:func:`rilib.chapters.saliency.summary`), each cell annotated."""
     use_style()
     import numpy as np
 
@@ -288,7 +317,7 @@ def metric_heatmaps(table, metrics=("deletion", "insertion"), labels=None) -> pl
             ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7,
                     color="white" if v < values.mean() else "black")
         ax.set_xticks(range(wide.shape[1]), wide.columns, rotation=35, ha="right", fontsize=8)
-        ax.set_yticks(range(wide.shape[0]), [n.replace("mnist-", "") for n in wide.index], fontsize=8)
+        ax.set_yticks(range(wide.shape[0]), [model_label(n) for n in wide.index], fontsize=8)
         ax.grid(False)
         ax.set_title(label)
         fig.colorbar(im, ax=ax, shrink=0.8)
@@ -300,7 +329,7 @@ def loss_curves(curves: dict, ylabel: str, title: str = "", log: bool = True) ->
     use_style()
     fig, ax = plt.subplots(figsize=(6.0, 3.4))
     for name, curve in curves.items():
-        ax.plot(range(len(curve)), [float(v) for v in curve], label=name.replace("mnist-", ""),
+        ax.plot(range(len(curve)), [float(v) for v in curve], label=model_label(name),
                 color=model_color(name))
     ax.set_xlabel("optimisation step")
     ax.set_ylabel(ylabel)
@@ -340,7 +369,7 @@ def distributions(values: dict, ylabel: str, title: str = "", log: bool = True) 
     for patch, name in zip(box["boxes"], names):
         patch.set_facecolor(model_color(name))
         patch.set_alpha(0.6)
-    ax.set_xticks(range(1, len(names) + 1), [n.replace("mnist-", "") for n in names], rotation=35, ha="right")
+    ax.set_xticks(range(1, len(names) + 1), [model_label(n) for n in names], rotation=35, ha="right")
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")

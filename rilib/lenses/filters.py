@@ -25,6 +25,9 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..errors import RilibError
+from ..models import ARCHITECTURES, create_model, to_model
+
 SPARSITY_EPS = 0.01
 MAX_ENTROPY = math.log10(9)
 
@@ -157,6 +160,7 @@ def first_layer_damping(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor) 
     trained on the same data are compared on the same footing. Gavrikov & Keuper (2022) find that robust
     models' first layers pass less of an adversarial perturbation on (a smaller ratio). Returns (N,).
     """
+    x, x_adv = to_model(x, model), to_model(x_adv, model)
     conv = first_layer(model)
     norm = getattr(model, "normalize", nn.Identity())
     a = torch.relu(conv(norm(x)))
@@ -176,9 +180,6 @@ def load_state_dict_as(path, arch: str, in_shape: tuple[int, int, int] | None = 
     from pathlib import Path
 
     import torchvision
-
-    from .errors import RilibError
-    from .models import ARCHITECTURES, create_model
 
     path = Path(path)
     tv_names = torchvision.models.list_models(module=torchvision.models)

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import RilibError
-from .paths import project_root
-from .profiles import get_profile
+from ..errors import RilibError
+from ..paths import project_root
+from ..profiles import get_profile
 
 SOURCE_SUFFIXES = (".md", ".py")
 
@@ -48,7 +48,7 @@ def select(names: Sequence[str] | None, root: Optional[str | Path] = None) -> li
     return [by_name.get(Path(n).name) or by_name[Path(n).stem] for n in names]
 
 
-def run(names: Sequence[str] | None = None, profile: str = "cpu", root: Optional[str | Path] = None,
+def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = None,
         log_output: bool = False) -> list[Path]:
     """Execute chapters under ``profile`` with papermill; return the executed notebooks in ``book/``."""
     import jupytext
@@ -139,35 +139,3 @@ def _toc_files(root: Path) -> list[Path]:
         cands = [root / f"{n}{s}" for s in (".md", ".ipynb", ".rst")] + [root / n]
         out.append(next((c for c in cands if c.exists() and c.is_file()), cands[1]))
     return out
-
-
-def glue_key(name: str) -> str:
-    """A zoo name as a glue key: ``mnist-pgd-0.3`` → ``pgd_03``."""
-    return name.removeprefix("mnist-").replace(".", "").replace("-", "_").replace("/", "_")
-
-
-def glue_table(table, columns: dict[str, str]) -> None:
-    """Glue every cell of ``table``'s ``columns`` for the prose, as ``<prefix>_<glue_key(row name)>``.
-
-    ``columns`` maps a key prefix to a column name. Values are glued as plain Python floats, so that
-    ``{glue:text}`key:.1%``` formats them (a NumPy scalar's text form would not parse).
-    """
-    from myst_nb import glue
-
-    for name, row in table.iterrows():
-        for prefix, column in columns.items():
-            value = row[column]
-            glue(f"{prefix}_{glue_key(str(name))}", None if value is None else float(value), display=False)
-
-
-def mean_pm(table, columns=None, fmt: str = ".3f"):
-    """A display copy of ``table`` in which each ``<column>`` with a ``<column> ±`` partner (the half-width of
-    its 95 % interval) becomes one ``mean ± half-width`` string; ``columns`` defaults to every such column.
-    Missing values show as "–"."""
-    import pandas as pd
-    columns = [c for c in table.columns if f"{c} ±" in table.columns] if columns is None else columns
-    shown = pd.DataFrame(index=table.index)
-    for col in columns:
-        if col in table:
-            shown[col] = ["–" if pd.isna(m) else f"{m:{fmt}} ± {h:{fmt}}" for m, h in zip(table[col], table[f"{col} ±"])]
-    return shown

@@ -1,7 +1,8 @@
 """Attribution maps behind one interface in Captum's style: ``Method(model).attribute(x, target=...)``.
 
-Every method returns a tensor shaped like ``x`` (N, C, H, W). Inputs are images in [0, 1]; ``target`` is a
-class index per image (N,) or ``None`` for the model's predicted class. The heavy lifting is Captum's and
+Every method returns a tensor shaped like ``x`` (N, C, H, W), on the model's device. Inputs are images in [0, 1]
+on any device (they are moved to the model's); ``target`` is a class index per image (N,) or ``None`` for the
+model's predicted class. Methods that sample noise own a seed, so a map does not depend on what ran before. The heavy lifting is Captum's and
 SHAP's; the classes only fix the settings the chapter uses and give them one verb.
 
 - :class:`Gradient`: the input gradient of the target logit (Simonyan et al. 2014), signed or absolute.
@@ -23,16 +24,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attacks import eval_mode
-from .registry import Registry
+from ..attacks import eval_mode
+from ..models import to_model
+from ..registry import Registry
+from ..rng import seeded
 
 METHODS: Registry[type] = Registry("saliency method")
 
 
 def predicted(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The model's predicted class for each image (N,)."""
+    """The model's predicted class for each image (N,), on the model's device."""
     with torch.no_grad(), eval_mode(model):
-        return model(x).argmax(1)
+        return model(to_model(x, model)).argmax(1)
 
 
 class Method:
@@ -44,10 +47,11 @@ class Method:
         self.model = model
 
     def attribute(self, x: torch.Tensor, target: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = to_model(x, self.model)
         with eval_mode(self.model), warnings.catch_warnings():
             # Captum warns that it sets requires_grad on the input itself, which is what we want.
             warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
-            target = predicted(self.model, x) if target is None else target
+            target = predicted(self.model, x) if target is None else to_model(target, self.model)
             return self._attribute(x, target).detach()
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -71,17 +75,19 @@ class Gradient(Method):
 @METHODS.register("smoothgrad")
 class SmoothGrad(Method):
     """SmoothGrad (Smilkov et al. 2017): the signed gradient averaged over ``n_samples`` copies of x with
-    Gaussian noise of standard deviation ``noise`` (in input units, images in [0, 1]); Captum ``NoiseTunnel``."""
+    Gaussian noise of standard deviation ``noise`` (in input units, images in [0, 1]); Captum ``NoiseTunnel``.
+    The noise is drawn with ``seed``, without touching the caller's random state."""
 
-    def __init__(self, model: nn.Module, noise: float = 0.15, n_samples: int = 25):
+    def __init__(self, model: nn.Module, noise: float = 0.15, n_samples: int = 25, seed: int = 0):
         super().__init__(model)
-        self.noise, self.n_samples = noise, n_samples
+        self.noise, self.n_samples, self.seed = noise, n_samples, seed
 
     def _attribute(self, x, target):
         from captum.attr import NoiseTunnel, Saliency
-        return NoiseTunnel(Saliency(self.model)).attribute(
-            x, nt_type="smoothgrad", nt_samples=self.n_samples, stdevs=self.noise, target=target, abs=False,
-            nt_samples_batch_size=min(self.n_samples, 25))
+        with seeded(self.seed):
+            return NoiseTunnel(Saliency(self.model)).attribute(
+                x, nt_type="smoothgrad", nt_samples=self.n_samples, stdevs=self.noise, target=target, abs=False,
+                nt_samples_batch_size=min(self.n_samples, 25))
 
 
 @METHODS.register("integrated_gradients")
@@ -104,7 +110,7 @@ class IntegratedGradients(Method):
         if self.baseline == "zero":
             return [torch.zeros_like(x)]
         g = torch.Generator(device="cpu").manual_seed(self.seed)
-        return [torch.rand(x.shape, generator=g).to(x.device) for _ in range(self.n_baselines)]
+        return [torch.rand(x.shape, generator=g).to(x) for _ in range(self.n_baselines)]
 
     def _attribute(self, x, target):
         from captum.attr import IntegratedGradients as CaptumIG
@@ -124,6 +130,18 @@ class IntegratedGradients(Method):
         return self.last_delta
 
 
+class _FedAsTheModelWants(nn.Module):
+    """A model that first moves what it is fed to the wrapped model's device and dtype: shap builds its samples
+    in the default dtype (float32), whatever the model's."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(to_model(x, self.model))
+
+
 @METHODS.register("shap")
 class GradientSHAP(Method):
     """Expected gradients with ``shap.GradientExplainer`` (Lundberg & Lee 2017) and a background set of
@@ -139,7 +157,7 @@ class GradientSHAP(Method):
         pred = predicted(self.model, x)
         if not torch.equal(pred, target.to(pred.device)):
             raise ValueError("GradientSHAP explains the predicted class only; pass target=None")
-        explainer = shap.GradientExplainer(self.model, self.background)
+        explainer = shap.GradientExplainer(_FedAsTheModelWants(self.model), to_model(self.background, self.model))
         values, _ = explainer.shap_values(x, nsamples=self.n_samples, ranked_outputs=1, rseed=self.seed)
         values = np.asarray(values)
         if values.ndim == x.ndim + 1:  # (N, C, H, W, 1): one ranked output

@@ -4,9 +4,11 @@ A claim is a function registered with :func:`claim`. It takes a :class:`~rilib.p
 measures something on zoo models (training them on first use, then cached) and returns a
 :class:`Measurement`: the measured value(s), the comparison it was held to, and pass/fail.
 :func:`run` runs the claims of a profile (optionally one chapter) and :func:`format_ledger` prints them;
-``rilib claims --profile cpu --json FILE`` does both from the command line.
+``rilib claims --profile cpu --json FILE`` does both from the command line. The chapters register their claims
+when ``rilib.chapters`` is imported.
 
-A claim that does not reproduce is reported as failed with its measured value: that is a finding.
+A claim that does not reproduce is reported as failed with its measured value: that is a finding. A claim whose
+intervals had to leave out non-finite values says how many in its measured values.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .errors import RilibError
-from .paths import atomic_write_text
-from .profiles import Profile, get_profile
-from .registry import Registry
+from ..errors import RilibError
+from ..lenses.stats import Interval
+from ..paths import atomic_write_text
+from ..profiles import Profile, get_profile
+from ..registry import Registry
 
 
 @dataclass
@@ -69,19 +72,21 @@ def claim(id: str, *, chapter: str, statement: str, citation: str):
     return deco
 
 
-def margins_above_zero(margins: dict) -> tuple[dict, list]:
-    """For paired margins ``{model: (mean, low, high)}`` (a 95 % interval), the measured values as
-    ``"+0.123 [+0.100, +0.146]"`` strings keyed by short model name, and the models whose interval does not
-    lie entirely above 0."""
-    measured = {n.removeprefix("mnist-"): f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]" for n, (m, lo, hi) in margins.items()}
-    return measured, [n for n, (_, low, _) in margins.items() if not low > 0]
+def margins_above_zero(margins: dict[str, Interval]) -> tuple[dict, list]:
+    """For paired margins ``{label: Interval}``, the measured values as ``"+0.123 [+0.100, +0.146]"`` strings
+    (with the count of non-finite values left out, if any), and the labels whose interval does not lie entirely
+    above 0."""
+    measured = {name: iv.format("+.3f") for name, iv in margins.items()}
+    return measured, [name for name, iv in margins.items() if not iv.above(0.0)]
 
 
 def list_claims(chapter: Optional[str] = None) -> list[Claim]:
-    return [c for _, c in CLAIMS.items() if chapter is None or c.chapter == chapter]
+    """The registered claims (of ``chapter``, if given), ordered by chapter, then as registered."""
+    claims = [c for _, c in CLAIMS.items() if chapter is None or c.chapter == chapter]
+    return sorted(claims, key=lambda c: (len(c.chapter), c.chapter))
 
 
-def run(profile: str | Profile = "cpu", chapter: Optional[str] = None) -> list[ClaimResult]:
+def run(profile: str | Profile, chapter: Optional[str] = None) -> list[ClaimResult]:
     """Measure every registered claim (of ``chapter``, if given) under ``profile``."""
     prof = get_profile(profile)
     chapters = sorted({c.chapter for c in list_claims()})

@@ -1,0 +1,95 @@
+"""What a page shows besides its figures: glued numbers, tables with intervals, and one claims section.
+
+Notebooks glue every number their prose quotes (MyST-NB ``glue``) and every figure they show; the helpers here
+keep the keys and the formats the same on every page:
+
+- :func:`glue_key`: a model's glue key from its figure label (``mnist-pgd-0.3`` → ``pgd_03``);
+- :func:`glue_table`, :func:`glue_by_model`, :func:`glue_intervals`, :func:`glue_values`, :func:`glue_figures`:
+  glue a table's cells, one number per model, intervals, plain values, figures;
+- :func:`mean_pm`: a table of means and half-widths as ``mean ± half-width`` strings;
+- :func:`claims_section`: a page's claims, measured, as a table, with ``claims_passed``, ``claims_total`` and
+  ``claims_profile`` glued for the sentence below it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+from ..lenses.stats import Interval
+from ..profiles import Profile, get_profile
+from . import ledger
+from .plotting import model_label
+
+
+def glue_key(name: str) -> str:
+    """A model's glue key, from its figure label: ``mnist-pgd-0.3`` (label ``pgd-0.3``) → ``pgd_03``."""
+    return model_label(name).replace(".", "").replace("-", "_").replace("/", "_")
+
+
+def _glue(key: str, value) -> None:
+    from myst_nb import glue
+    glue(key, value, display=False)
+
+
+def glue_table(table, columns: Mapping[str, str]) -> None:
+    """Glue every cell of ``table``'s ``columns`` for the prose, as ``<prefix>_<glue_key(row name)>``.
+
+    ``columns`` maps a key prefix to a column name. Values are glued as plain Python floats, so that
+    ``{glue:text}`key:.1%``` formats them (a NumPy scalar's text form would not parse).
+    """
+    for name, row in table.iterrows():
+        for prefix, column in columns.items():
+            value = row[column]
+            _glue(f"{prefix}_{glue_key(str(name))}", None if value is None else float(value))
+
+
+def glue_by_model(prefix: str, values: Mapping[str, float]) -> None:
+    """Glue one number per model as ``<prefix>_<glue_key(model)>`` (as a Python float)."""
+    for name, value in values.items():
+        _glue(f"{prefix}_{glue_key(name)}", float(value))
+
+
+def glue_intervals(prefix: str, intervals: Mapping[str, Interval]) -> None:
+    """Glue each model's interval as ``<prefix>_<key>``, ``<prefix>_<key>_low`` and ``<prefix>_<key>_high``."""
+    for name, iv in intervals.items():
+        key = f"{prefix}_{glue_key(name)}"
+        _glue(key, iv.mean)
+        _glue(f"{key}_low", iv.low)
+        _glue(f"{key}_high", iv.high)
+
+
+def glue_values(**values) -> None:
+    """Glue plain values under their keyword names (numbers as Python floats or ints, text as it is)."""
+    for key, value in values.items():
+        _glue(key, value)
+
+
+def glue_figures(figures: Mapping) -> None:
+    """Glue each figure under its key for a ``{glue:figure}`` directive, and close it (the notebook shows it
+    once, where the prose places it)."""
+    import matplotlib.pyplot as plt
+    for key, fig in figures.items():
+        _glue(key, fig)
+        plt.close(fig)
+
+
+def mean_pm(table, columns=None, fmt: str = ".3f"):
+    """A display copy of ``table`` in which each ``<column>`` with a ``<column> ±`` partner (the half-width of
+    its 95 % interval) becomes one ``mean ± half-width`` string; ``columns`` defaults to every such column.
+    Missing values show as "–"."""
+    import pandas as pd
+    columns = [c for c in table.columns if f"{c} ±" in table.columns] if columns is None else columns
+    shown = pd.DataFrame(index=table.index)
+    for col in columns:
+        if col in table:
+            shown[col] = ["–" if pd.isna(m) else f"{m:{fmt}} ± {h:{fmt}}" for m, h in zip(table[col], table[f"{col} ±"])]
+    return shown
+
+
+def claims_section(profile: str | Profile, chapter: str, results: Optional[list] = None):
+    """Measure the claims of ``chapter`` under ``profile`` (or show ``results``) as a table, and glue
+    ``claims_passed``, ``claims_total`` and ``claims_profile`` for the page's sentence about them."""
+    prof = get_profile(profile)
+    results = ledger.run(prof, chapter=chapter) if results is None else results
+    glue_values(claims_passed=sum(r.passed for r in results), claims_total=len(results), claims_profile=prof.name)
+    return ledger.to_frame(results).style.hide(axis="index")
