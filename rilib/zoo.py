@@ -216,7 +216,8 @@ def load(spec: Spec) -> Classifier:
                          f"but metrics.json recorded {info['sha256'][:16]}…. {retrain}")
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        model = create_model(spec.arch, info["in_shape"], info["num_classes"], info["mean"], info["std"])
+        with seeded(0):  # the initial weights are overwritten; drawing them must not move the caller's generator
+            model = create_model(spec.arch, info["in_shape"], info["num_classes"], info["mean"], info["std"])
         model.load_state_dict(state)
     except Exception as exc:  # unpickling or shape errors: say what and how to fix
         raise RilibError(f"Could not load {weights} as a {spec.arch} state_dict ({exc}). {retrain}") from None

@@ -80,6 +80,12 @@ def margins_above_zero(margins: dict[str, Interval]) -> tuple[dict, list]:
     return measured, [name for name, iv in margins.items() if not iv.above(0.0)]
 
 
+def margins_claim(margins: dict[str, Interval], comparison: str) -> Measurement:
+    """The measurement of a claim that every paired margin ``{label: Interval}`` lies above 0."""
+    measured, failed = margins_above_zero(margins)
+    return Measurement(measured, comparison, not failed, f"not reproduced for: {', '.join(failed)}" if failed else "")
+
+
 def list_claims(chapter: Optional[str] = None) -> list[Claim]:
     """The registered claims (of ``chapter``, if given), ordered by chapter, then as registered."""
     claims = [c for _, c in CLAIMS.items() if chapter is None or c.chapter == chapter]

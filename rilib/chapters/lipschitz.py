@@ -25,7 +25,7 @@ import torch
 from .. import paths, zoo
 from ..attacks import PGD, WorstOf, margin_loss
 from ..book import plotting
-from ..book.ledger import Measurement, claim, margins_above_zero
+from ..book.ledger import Measurement, claim, margins_claim
 from ..data import first_per_class, load_dataset
 from ..evaluate import accuracy
 from ..lenses.lipschitz import gradient_l1, local_lipschitz
@@ -286,11 +286,9 @@ def _paired(results: ArmResults, name: str, key: str, reference: str = STANDARD)
        citation=HELLAND)
 def _claim_alignment(profile: Profile) -> Measurement:
     res = measure(profile)
-    measured, failed = margins_above_zero({plotting.model_label(n): _paired(res, n, "alignment")
-                                           for n in ORIENTED_SMOOTH})
-    return Measurement(measured, f"paired alignment margin over {STANDARD} on {eval_n(profile)} test images; "
-                       "95 % interval above 0 for each arm", not failed,
-                       f"not reproduced for: {', '.join(failed)}" if failed else "")
+    return margins_claim({plotting.model_label(n): _paired(res, n, "alignment") for n in ORIENTED_SMOOTH},
+                         f"paired alignment margin over {STANDARD} on {eval_n(profile)} test images; 95 % interval "
+                         "above 0 for each arm")
 
 
 @claim("ch5.label-smoothing-is-not-smoothness", chapter="5",

@@ -22,7 +22,7 @@ import torch
 
 from .. import paths
 from ..book import plotting
-from ..book.ledger import Measurement, claim, margins_above_zero
+from ..book.ledger import Measurement, claim, margins_claim
 from ..data import first_per_class, load_dataset
 from ..errors import UnknownNameError
 from ..lenses.metrics import alignment, alignment_of, deletion_insertion, gini, randomize_top_layers, spearman
@@ -334,10 +334,9 @@ def alignment_margins(results: SaliencyResults, models=ROBUST) -> dict[str, Inte
        citation=f"{ETMANN}; {BOYCHEV}")
 def _claim_alignment(profile: Profile) -> Measurement:
     margins = alignment_margins(measure(profile))
-    measured, failed = margins_above_zero({plotting.model_label(n): iv for n, iv in margins.items()})
-    return Measurement(measured, f"paired margin alignment(robust) − alignment({STANDARD}) with 95 % interval "
-                       f"over {sizes(profile).n} test images; lower bound > 0 for each of {', '.join(ROBUST)}",
-                       not failed, f"not reproduced for: {', '.join(failed)}" if failed else "")
+    return margins_claim({plotting.model_label(n): iv for n, iv in margins.items()},
+                         f"paired margin alignment(robust) − alignment({STANDARD}) with 95 % interval over "
+                         f"{sizes(profile).n} test images; lower bound > 0 for each of {', '.join(ROBUST)}")
 
 
 @claim("ch3.deletion-below-random", chapter="3",
