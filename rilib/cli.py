@@ -91,8 +91,9 @@ def _zoo_list(profile: str) -> None:
         if status == "trained":
             status += f", clean acc {zoo.metrics(spec)['clean_acc']:.3f}"
         params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.params)
+        teacher = f" from teacher {spec.teacher.key()}" if spec.teacher is not None else ""
         print(f"  {name:<{width}}  {spec.key()}  {spec.dataset}/{spec.arch}/{spec.objective}"
-              f"({params}) {spec.epochs} epochs  [{status}]")
+              f"({params}){teacher} {spec.epochs} epochs  [{status}]")
 
 
 def _zoo_train(names: list[str], profile: str, retrain: bool) -> None:
