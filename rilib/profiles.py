@@ -31,6 +31,7 @@ class Profile:
     eval_steps: int = 40          # strong evaluation attack: PGD-k ...
     eval_restarts: int = 5        # ... with this many random restarts
     cifar10: str | None = None    # CIFAR-10 dataset name, if the profile trains CIFAR-10 models
+    mnist_arch: str = "small-cnn"  # architecture of the MNIST models the chapters compare
     expected_minutes: str = ""
 
 

@@ -133,6 +133,16 @@ def test_smoke_book_builds_the_lipschitz_chapter(smoke_book):
     assert "ex-ch5-distillation" in page, "exercises"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("page,function", [("01_standard_and_robust", "projected_gradient"),
+                                           ("02_convolution_filters", "variance_entropy"),
+                                           ("03_saliency", "deletion_insertion"), ("04_inversion", "invert"),
+                                           ("05_lipschitz", "local_lipschitz")])
+def test_every_chapter_shows_the_library_code_that_ran(smoke_book, page, function):
+    html = (smoke_book[0] / "_build" / "html" / "book" / f"{page}.html").read_text()
+    assert f'<span class="k">def</span><span class="w"> </span><span class="nf">{function}</span>' in html
+
+
 def test_every_chapter_is_in_the_table_of_contents():
     toc = (ROOT / "_toc.yml").read_text()
     for src in sorted((ROOT / "notebooks").glob("*.md")):

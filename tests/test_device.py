@@ -88,9 +88,9 @@ def test_every_lens_moves_its_inputs_to_the_model(name, strict_tiny, mnist_small
 
 @pytest.fixture(scope="module")
 def device_profile(private_cache):
-    """A profile named ``device`` that trains like ``smoke`` (so it shares the session's smoke zoo) with every
-    chapter sized to a few images; every model of its zoo is trained (in float32, as usual), then ``zoo.load``
-    hands out strict float64 models."""
+    """A profile named ``device``: the smoke profile's data and epochs on the tiny CNN (a float64 model is slow),
+    with every chapter sized to a few images. Every model of its zoo is trained (in float32, as usual), then
+    ``zoo.load`` hands out strict float64 models."""
     import rilib.chapters  # noqa: F401  (registers the zoo groups and claims)
     from rilib.chapters import inversion as ch4
     from rilib.chapters import lipschitz as ch5
@@ -98,7 +98,8 @@ def device_profile(private_cache):
     from rilib.lenses import GenerationSettings
 
     mp = pytest.MonkeyPatch()
-    prof = dataclasses.replace(rilib.get_profile("smoke"), name="device", eval_n=4, eval_steps=2, eval_restarts=2)
+    prof = dataclasses.replace(rilib.get_profile("smoke"), name="device", mnist_arch="tiny-cnn", eval_n=4,
+                               eval_steps=2, eval_restarts=2)
     # Every size, and the settings of the methods, as small as the code paths allow: a float64 model is slow.
     mp.setitem(ch3.SIZES._items, "device", ch3.SaliencySizes(n=4, sanity_n=2, ig_steps_grid=2, ig_steps_metrics=2))
     for name, value in (("SMOOTHGRAD_SAMPLES", 2), ("SHAP_SAMPLES", 2), ("SHAP_BACKGROUND", 8), ("IG_ZERO_STEPS", 2),

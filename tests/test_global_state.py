@@ -85,3 +85,16 @@ def test_claims_say_when_values_were_not_finite():
     from rilib.lenses.stats import mean_ci
     measured, failed = margins_above_zero({"a": mean_ci(torch.tensor([0.2, 0.3, float("nan"), 0.25]))})
     assert "1 non-finite left out" in measured["a"] and failed == []
+
+
+def test_a_table_mean_that_left_values_out_is_named_in_the_claim():
+    import pandas as pd
+
+    from rilib.book.ledger import join_notes, nonfinite_note
+    from rilib.lenses.stats import mean_ci
+    rows = {"a": mean_ci(torch.tensor([1.0, float("inf"), 2.0])), "b": mean_ci(torch.tensor([1.0, 2.0]))}
+    table = pd.DataFrame({"psnr": [iv.mean for iv in rows.values()],
+                          "psnr non-finite": [iv.nonfinite for iv in rows.values()]}, index=list(rows))
+    assert nonfinite_note(table, ["psnr"], ["a", "b"]) == "non-finite values left out of the means: 1 in psnr (a)"
+    assert nonfinite_note(table, ["psnr"], ["b"]) == ""
+    assert join_notes("x", "", "y") == "x; y"

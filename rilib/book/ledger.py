@@ -24,6 +24,7 @@ from ..lenses.stats import Interval
 from ..paths import atomic_write_text
 from ..profiles import Profile, get_profile
 from ..registry import Registry
+from .plotting import model_label
 
 
 @dataclass
@@ -73,15 +74,28 @@ def claim(id: str, *, chapter: str, statement: str, citation: str):
 
 
 def margins_above_zero(margins: dict[str, Interval]) -> tuple[dict, list]:
-    """For paired margins ``{label: Interval}``, the measured values as ``"+0.123 [+0.100, +0.146]"`` strings
-    (with the count of non-finite values left out, if any), and the labels whose interval does not lie entirely
-    above 0."""
-    measured = {name: iv.format("+.3f") for name, iv in margins.items()}
+    """For paired margins ``{model: Interval}``, the measured values as ``"+0.123 [+0.100, +0.146]"`` strings
+    (with the count of non-finite values left out, if any) keyed by the models' figure labels, and the models whose
+    interval does not lie entirely above 0."""
+    measured = {model_label(name): iv.format("+.3f") for name, iv in margins.items()}
     return measured, [name for name, iv in margins.items() if not iv.above(0.0)]
 
 
+def nonfinite_note(table, columns, rows) -> str:
+    """For a table of means with ``<column> non-finite`` counts (see :class:`~rilib.lenses.stats.Interval`), a
+    sentence naming every (row, column) whose mean left out non-finite values, or "" when none did."""
+    found = [f"{int(table.loc[r, f'{c} non-finite'])} in {c} ({model_label(r)})" for c in columns for r in rows
+             if table.loc[r, f"{c} non-finite"] > 0]
+    return f"non-finite values left out of the means: {', '.join(found)}" if found else ""
+
+
+def join_notes(*notes: str) -> str:
+    """The non-empty notes, joined by "; "."""
+    return "; ".join(n for n in notes if n)
+
+
 def margins_claim(margins: dict[str, Interval], comparison: str) -> Measurement:
-    """The measurement of a claim that every paired margin ``{label: Interval}`` lies above 0."""
+    """The measurement of a claim that every paired margin ``{model: Interval}`` lies above 0."""
     measured, failed = margins_above_zero(margins)
     return Measurement(measured, comparison, not failed, f"not reproduced for: {', '.join(failed)}" if failed else "")
 

@@ -52,7 +52,7 @@ def catalog_zoo(profile: Profile) -> dict[str, Spec]:
     ds, ep = profile.mnist, profile.epochs
     # AdamW with weight decay 0.01 for every model: the normal models of Gavrikov & Keuper (2022) used 0.01,
     # which raises filter sparsity, so the filter chapter compares like with like on this same zoo.
-    common = dict(arch="small-cnn", n_train=profile.n_train, n_test=profile.n_test, batch_size=128,
+    common = dict(arch=profile.mnist_arch, n_train=profile.n_train, n_test=profile.n_test, batch_size=128,
                   optimizer="adam", lr=1e-3, weight_decay=0.01, seed=0)
     paper = profile.name == "paper"
     # The paper recipes: Madry et al. PGD-40 step 0.01; Zhang et al. TRADES 40 steps step 0.01 on MNIST.

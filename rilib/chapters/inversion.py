@@ -22,7 +22,7 @@ import torch
 
 from .. import paths, zoo
 from ..book import plotting
-from ..book.ledger import Measurement, claim
+from ..book.ledger import Measurement, claim, join_notes, nonfinite_note
 from ..data import first_per_class, load_dataset
 from ..evaluate import accuracy
 from ..lenses.inversion import (ClassGaussian, GenerationSettings, InversionSettings, generate, invert, recognised,
@@ -58,6 +58,7 @@ SIZES.add("paper", InversionSizes(n=1000, invert_steps=10_000, invert_step=0.1, 
 
 
 def sizes(profile) -> InversionSizes:
+    """The chapter's sizes under ``profile`` (an unknown profile name lists the ones with sizes)."""
     return SIZES[get_profile(profile).name]
 
 
@@ -260,14 +261,15 @@ def per_image_scores(results: InversionImages, judges: dict) -> dict[str, dict[s
 
 def score_table(results: InversionImages, judges: dict):
     """Mean and 95 % interval of every score, one row per model (``seeds``: the Gaussian seeds unchanged).
-    Columns ``<score>`` and ``<score> ±`` (half-width)."""
+    Columns ``<score>``, ``<score> ±`` (half-width) and ``<score> non-finite`` (values left out of the mean, for
+    example the infinite PSNR of an exact copy)."""
     import pandas as pd
     table = []
     for name, row in per_image_scores(results, judges).items():
         entry = {"model": name}
         for score, values in row.items():
             iv = mean_ci(values)
-            entry[score], entry[f"{score} ±"] = iv.mean, iv.half_width
+            entry[score], entry[f"{score} ±"], entry[f"{score} non-finite"] = iv.mean, iv.half_width, iv.nonfinite
         table.append(entry)
     return pd.DataFrame(table).set_index("model")
 
@@ -333,7 +335,7 @@ def _claim_generation(profile: Profile) -> Measurement:
                        f"LeNet judge; each robust model's 95 % interval entirely above the standard model's",
                        not failed, (f"not reproduced for: {', '.join(failed)}. " if failed else "")
                        + f"Robust judge: {robust_judge}; Gaussian seeds alone: standard judge "
-                       f"{t.loc[SEEDS_ROW, col]:.3f}")
+                       f"{t.loc[SEEDS_ROW, col]:.3f}")  # recognition shares are 0/1 values: always finite
 
 
 @claim("ch4.robust-inversions-closer", chapter="4",
@@ -353,9 +355,11 @@ def _claim_inversion(profile: Profile) -> Measurement:
                 v = t.loc[n, col]
                 if not (v > std if better == "higher" else v < std):
                     failed.append(f"{plotting.model_label(n)} ({kind}, {score})")
+    columns = [f"inversion from {kind}: {score}" for kind in ("noise", "image") for score in checks]
     return Measurement(measured, "mean over the inverted images, for seeds of uniform noise and of another test image: "
                        f"SSIM and PSNR higher, judge feature distance lower than {STANDARD}, for every robust model",
-                       not failed, f"not reproduced for: {', '.join(failed)}" if failed else "")
+                       not failed, join_notes(f"not reproduced for: {', '.join(failed)}" if failed else "",
+                                              nonfinite_note(t, columns, MODELS)))
 
 
 __all__ = ["InversionSizes", "SIZES", "sizes", "judges_zoo", "load", "inversion_settings", "targets",

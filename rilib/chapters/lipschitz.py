@@ -25,7 +25,7 @@ import torch
 from .. import paths, zoo
 from ..attacks import PGD, WorstOf, margin_loss
 from ..book import plotting
-from ..book.ledger import Measurement, claim, margins_claim
+from ..book.ledger import Measurement, claim, join_notes, margins_claim, nonfinite_note
 from ..data import first_per_class, load_dataset
 from ..evaluate import accuracy
 from ..lenses.lipschitz import gradient_l1, local_lipschitz
@@ -75,6 +75,7 @@ SIZES.add("paper", LipschitzSizes())
 
 
 def sizes(profile) -> LipschitzSizes:
+    """The chapter's sizes under ``profile`` (an unknown profile name lists the ones with sizes)."""
     return SIZES[get_profile(profile).name]
 
 
@@ -83,7 +84,7 @@ def lipschitz_zoo(profile: Profile) -> dict[str, Spec]:
     """The new arms, trained like the catalogue's standard model (AdamW, lr 1e-3, wd 0.01, same epochs). The
     distilled student's spec holds its teacher's spec, so training the student trains the teacher first."""
     ds, ep = profile.mnist, profile.epochs["standard"]
-    common = dict(arch="small-cnn", n_train=profile.n_train, n_test=profile.n_test, batch_size=128,
+    common = dict(arch=profile.mnist_arch, n_train=profile.n_train, n_test=profile.n_test, batch_size=128,
                   optimizer="adam", lr=1e-3, weight_decay=0.01, seed=0, epochs=ep)
     specs = {f"mnist-gp-l1-{lam:g}": Spec.make(ds, objective="input_gradient_penalty",
                                                params={"lam": lam, "norm": "l1"}, **common) for lam in LAMBDAS}
@@ -212,7 +213,8 @@ def measure(profile, progress: bool = True) -> ArmResults:
 
 def table(profile, results: ArmResults):
     """One row per model: objective, training ε (the catalogue's models; None for the new arms), accuracies, and
-    mean with 95 % interval of the per-image measurements (columns ``<name>`` and ``<name> ±``)."""
+    mean with 95 % interval of the per-image measurements (columns ``<name>``, ``<name> ±`` and
+    ``<name> non-finite``, the values left out of the mean)."""
     import pandas as pd
     specs = arms(profile)
     rows = []
@@ -222,7 +224,7 @@ def table(profile, results: ArmResults):
                  "train ε": (train_eps(spec) or 0.0) if name in FROM_CATALOG else None, **row}
         for key in PER_IMAGE:
             iv = mean_ci(results.per_image[name][key])
-            entry[key], entry[f"{key} ±"] = iv.mean, iv.half_width
+            entry[key], entry[f"{key} ±"], entry[f"{key} non-finite"] = iv.mean, iv.half_width, iv.nonfinite
         rows.append(entry)
     return pd.DataFrame(rows).set_index("model")
 
@@ -286,7 +288,7 @@ def _paired(results: ArmResults, name: str, key: str, reference: str = STANDARD)
        citation=HELLAND)
 def _claim_alignment(profile: Profile) -> Measurement:
     res = measure(profile)
-    return margins_claim({plotting.model_label(n): _paired(res, n, "alignment") for n in ORIENTED_SMOOTH},
+    return margins_claim({n: _paired(res, n, "alignment") for n in ORIENTED_SMOOTH},
                          f"paired alignment margin over {STANDARD} on {eval_n(profile)} test images; 95 % interval "
                          "above 0 for each arm")
 
@@ -307,7 +309,8 @@ def _claim_label_smoothing(profile: Profile) -> Measurement:
                               ("alignment not below every oriented+smooth arm", align_ok)) if not ok]
     return Measurement(measured, "confidence(LS) < confidence(standard); Lipschitz(LS) > Lipschitz of each of "
                        f"{', '.join(ORIENTED_SMOOTH)}; alignment(LS) < alignment of each of them", not failed,
-                       "; ".join(failed))
+                       join_notes(*failed, nonfinite_note(t, ("confidence", "lipschitz", "alignment"),
+                                                          (STANDARD, ls, *ORIENTED_SMOOTH))))
 
 
 @claim("ch5.gradient-penalty-is-robust", chapter="5",

@@ -57,6 +57,7 @@ SIZES.add("paper", SaliencySizes(n=1000, sanity_n=500, ig_steps_grid=50, ig_step
 
 
 def sizes(profile) -> SaliencySizes:
+    """The chapter's sizes under ``profile`` (an unknown profile name lists the ones with sizes)."""
     return SIZES[get_profile(profile).name]
 
 
@@ -333,8 +334,7 @@ def alignment_margins(results: SaliencyResults, models=ROBUST) -> dict[str, Inte
                  "(Etmann alignment).",
        citation=f"{ETMANN}; {BOYCHEV}")
 def _claim_alignment(profile: Profile) -> Measurement:
-    margins = alignment_margins(measure(profile))
-    return margins_claim({plotting.model_label(n): iv for n, iv in margins.items()},
+    return margins_claim(alignment_margins(measure(profile)),
                          f"paired margin alignment(robust) − alignment({STANDARD}) with 95 % interval over "
                          f"{sizes(profile).n} test images; lower bound > 0 for each of {', '.join(ROBUST)}")
 

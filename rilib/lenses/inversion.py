@@ -27,6 +27,7 @@ from torch import nn
 
 from ..attacks import eval_mode, projected_gradient
 from ..models import to_model
+from ..rng import seeded
 
 
 class _FakeReLUFunction(torch.autograd.Function):
@@ -135,8 +136,7 @@ class ClassGaussian:
 
     def sample(self, classes: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """One seed image per entry of ``classes`` (N,), shaped (N, C, H, W), in [0, 1]."""
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
+        with seeded(seed):
             out = torch.stack([self.dists[int(c)].sample() for c in classes]).float()
         out = out.view(len(classes), *self.small_shape)
         out = F.interpolate(out, scale_factor=self.grain, mode="nearest")
