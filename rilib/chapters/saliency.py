@@ -207,7 +207,7 @@ def _cache_path(prof: Profile):
     settings = {"version": _VERSION, "profile": prof.name, "sizes": vars(sizes(prof)),
                 "models": {n: specs[n].key() for n in model_names(prof)},
                 "settings": [SMOOTHGRAD_NOISE, SMOOTHGRAD_SAMPLES, SHAP_SAMPLES, SHAP_BACKGROUND, N_BASELINES,
-                             RANDOMIZED_LAYERS, DELETION_STEPS]}
+                             RANDOMIZED_LAYERS, DELETION_STEPS, IG_ZERO_STEPS]}
     return paths.results_path("saliency", prof.name, settings, ".pt")
 
 
