@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 import torch
 
@@ -43,3 +45,21 @@ def tiny_standard(mnist_small):
 def _clear_dataset_cache():
     yield
     data_mod.clear_cache()
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the ``rilib`` command in this process: ``cli("zoo", "list")`` → a CompletedProcess with the exit code
+    and what it printed. (``python -m rilib`` is the same ``main``; tests that need the real entry point spawn it.)"""
+    from rilib.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's --help and usage errors
+            code = exc.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["rilib", *args], code, out.out, out.err)
+
+    return run

@@ -1,4 +1,5 @@
-"""The command line: help, and clear messages (no traceback) for unknown names."""
+"""The command line: help, and clear messages (no traceback) for unknown names. Most cases run ``main`` in this
+process (the ``cli`` fixture); the first two spawn ``python -m rilib`` to check the real entry point."""
 
 from __future__ import annotations
 
@@ -16,10 +17,17 @@ def rilib_cli(*args, env=None):
                           timeout=300)
 
 
+def test_the_entry_point_answers_help_and_errors():
+    out = rilib_cli("--help")
+    assert out.returncode == 0 and "usage: rilib" in out.stdout
+    out = rilib_cli("zoo", "list", "--profile", "laptop")
+    assert out.returncode == 2 and out.stderr.startswith("rilib: error:") and "Traceback" not in out.stderr
+
+
 @pytest.mark.parametrize("args", [[], ["zoo"], ["zoo", "list"], ["zoo", "train"], ["book"], ["book", "run"],
                                   ["book", "build"], ["claims"]])
-def test_help(args):
-    out = rilib_cli(*args, "--help")
+def test_help(args, cli):
+    out = cli(*args, "--help")
     assert out.returncode == 0 and "usage: rilib" in out.stdout
 
 
@@ -31,15 +39,15 @@ def test_help(args):
     (["claims", "--profile", "smoke", "--chapter", "9"], "Chapters with claims: 1, 2, 3, 4, 5"),
     (["filters", "stats", "x.pt", "--arch", "small-cnn", "--in-shape", "28,28"], "--in-shape must be C,H,W"),
 ])
-def test_unknown_names_give_one_clear_message(args, expected):
-    out = rilib_cli(*args)
+def test_unknown_names_give_one_clear_message(args, expected, cli):
+    out = cli(*args)
     assert out.returncode == 2
     assert expected in out.stderr
     assert "Traceback" not in out.stderr and out.stderr.startswith("rilib: error:")
 
 
-def test_zoo_list_shows_the_chapter_zoo():
-    out = rilib_cli("zoo", "list", "--profile", "smoke")
+def test_zoo_list_shows_the_chapter_zoo(cli):
+    out = cli("zoo", "list", "--profile", "smoke")
     assert out.returncode == 0
     for name in ("mnist-standard", "mnist-pgd-0.1", "mnist-pgd-0.2", "mnist-pgd-0.3", "mnist-trades",
                  "mnist-fgsm-rs"):

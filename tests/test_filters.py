@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -94,22 +92,17 @@ def test_pca_basis_is_orthonormal_and_ratios_sum_to_one():
     assert float(ratio.sum()) == pytest.approx(1.0) and torch.all(ratio[:-1] >= ratio[1:])
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "rilib", "filters", "stats", *args], capture_output=True,
-                          text=True, timeout=300)
-
-
-def test_cli_filters_stats_on_checkpoints_written_by_the_test(tmp_path):
+def test_cli_filters_stats_on_checkpoints_written_by_the_test(tmp_path, cli):
     import torchvision
     small = rilib.create_model("small-cnn", (1, 28, 28), 10, (0.13,), (0.31,))
     torch.save(small.state_dict(), tmp_path / "small.pt")
-    out = _cli(str(tmp_path / "small.pt"), "--arch", "small-cnn")
+    out = cli("filters", "stats", str(tmp_path / "small.pt"), "--arch", "small-cnn")
     assert out.returncode == 0, out.stderr
     assert "variance_entropy" in out.stdout and "features.0" in out.stdout and "first" in out.stdout
 
     resnet = torchvision.models.resnet18(weights=None, num_classes=10)
     torch.save({"state_dict": resnet.state_dict()}, tmp_path / "resnet.pt")  # a nested checkpoint
-    out = _cli(str(tmp_path / "resnet.pt"), "--arch", "resnet18")
+    out = cli("filters", "stats", str(tmp_path / "resnet.pt"), "--arch", "resnet18")
     assert out.returncode == 0, out.stderr
     assert "layer4.1.conv2" in out.stdout
 
@@ -121,10 +114,10 @@ def test_cli_filters_stats_on_checkpoints_written_by_the_test(tmp_path):
     (lambda p: torch.save([1, 2, 3], p), "small-cnn", "does not hold a state_dict"),
     (lambda p: torch.save({}, p), "resnet-19", "Unknown architecture 'resnet-19'"),
 ])
-def test_cli_filters_stats_rejects_bad_files_clearly(tmp_path, make, arch, expected):
+def test_cli_filters_stats_rejects_bad_files_clearly(tmp_path, make, arch, expected, cli):
     path = tmp_path / "bad.pt"
     make(path)
-    out = _cli(str(path), "--arch", arch)
+    out = cli("filters", "stats", str(path), "--arch", arch)
     assert out.returncode == 2 and expected in out.stderr and "Traceback" not in out.stderr
 
 
