@@ -18,10 +18,17 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the pinned dependencies and rilib
 
-book: install  ## train the zoo, execute every chapter and build _build/html (PROFILE=cpu|smoke|paper)
-	$(BIN)/rilib zoo train --profile $(PROFILE)
-	$(BIN)/rilib book run --profile $(PROFILE)
-	$(BIN)/rilib book build
+TIMINGS  = $(CURDIR)/_build/timings.jsonl
+
+book:  ## train the zoo, execute every chapter, build _build/html and _build/timings.json (PROFILE=cpu|smoke|paper)
+	@mkdir -p _build && rm -f $(TIMINGS)
+	@t0=$$($(PYTHON) -c 'import time; print(time.time())'); $(MAKE) --no-print-directory install; \
+	  $(PYTHON) -c 'import json, sys, time; print(json.dumps({"kind": "install", "name": "make install", \
+	  "seconds": round(time.time() - float(sys.argv[1]), 3), "end": time.time()}))' $$t0 >> $(TIMINGS)
+	RILIB_TIMINGS=$(TIMINGS) $(BIN)/rilib zoo train --profile $(PROFILE)
+	RILIB_TIMINGS=$(TIMINGS) $(BIN)/rilib book run --profile $(PROFILE)
+	RILIB_TIMINGS=$(TIMINGS) $(BIN)/rilib book build
+	$(BIN)/rilib book timings $(TIMINGS) --json _build/timings.json
 
 claims: install  ## print the claims ledger (PROFILE=...)
 	$(BIN)/rilib claims --profile $(PROFILE) --json _build/claims-$(PROFILE).json

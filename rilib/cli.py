@@ -2,8 +2,10 @@
 
     rilib zoo list [--profile P]
     rilib zoo train [NAMES ...] [--profile P] [--retrain]
-    rilib book run [NOTEBOOKS ...] [--profile P]
+    rilib zoo verify [--profile P]
+    rilib book run [NOTEBOOKS ...] [--profile P] [--force]
     rilib book build
+    rilib book timings LOG [--json FILE]
     rilib claims [--profile P] [--chapter C] [--json FILE]
     rilib filters stats CHECKPOINT --arch NAME
 
@@ -44,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_sub = zoo_p.add_subparsers(dest="action", metavar="ACTION", required=True)
     lst = zoo_sub.add_parser("list", help="list the models of a profile and whether they are trained")
     _add_profile(lst)
+    ver = zoo_sub.add_parser("verify", help="check every model of a profile against its recorded sha256",
+                             description="Check each model's metrics.json, its checkpoint's sha256 and its cached "
+                                         "evaluations; print a table. Exit status 1 if anything is wrong.")
+    _add_profile(ver)
     tr = zoo_sub.add_parser("train", help="train the named models (default: all) unless cached")
     tr.add_argument("names", nargs="*", metavar="NAME", help="zoo names (see `rilib zoo list`)")
     tr.add_argument("--retrain", action="store_true", help="delete the cached models first and train again")
@@ -55,9 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = book_sub.add_parser("run", help="execute chapters into book/ under a profile")
     run.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="chapter names (default: all)")
     run.add_argument("--root", default=None, help="project folder (default: this checkout)")
+    run.add_argument("--force", action="store_true",
+                     help="execute chapters even when their executed notebook is up to date")
     _add_profile(run)
     bld = book_sub.add_parser("build", help="build the HTML book into _build/html")
     bld.add_argument("--root", default=None, help="project folder (default: this checkout)")
+    tim = book_sub.add_parser("timings", help="summarise a timing log (RILIB_TIMINGS) and write it as JSON",
+                              description="Read the JSON-lines log that a run wrote while RILIB_TIMINGS named it "
+                                          "(`make book` does), print where the time went, and write the report.")
+    tim.add_argument("log", metavar="LOG", help="the log, e.g. _build/timings.jsonl")
+    tim.add_argument("--json", metavar="FILE", default=None, help="write the report here (e.g. _build/timings.json)")
 
     fil = sub.add_parser("filters", help="3×3 filter statistics of a checkpoint (Gavrikov & Keuper 2022)",
                          description="Filter statistics of Gavrikov & Keuper (2022) for a local checkpoint.")
@@ -100,14 +113,43 @@ def _zoo_train(names: list[str], profile: str, retrain: bool) -> None:
     from . import zoo
     specs = {n: zoo.resolve(n, profile) for n in names} if names else zoo.zoo_specs(profile)
     for name, spec in specs.items():
-        if retrain:
-            zoo.delete(spec)
-        cached = zoo.is_trained(spec)
+        cached = not retrain and zoo.is_trained(spec)
         t0 = time.perf_counter()
-        zoo.train(spec)
+        zoo.train(spec, retrain=retrain)  # verifies a cached model's checkpoint before calling it cached
         info = zoo.metrics(spec)
         how = "cached" if cached else f"trained in {time.perf_counter() - t0:.0f} s"
         print(f"{name}: {how}, clean acc {info['clean_acc']:.3f}  ({spec.folder()})", flush=True)
+
+
+def _timings(log: str, out: str | None) -> None:
+    import json
+    from pathlib import Path
+
+    from . import paths, timing
+    if not Path(log).is_file():
+        raise RilibError(f"No timing log at {log}. Runs write one where RILIB_TIMINGS points "
+                         f"(`make book` sets it to _build/timings.jsonl).")
+    rep = timing.report(Path(log))
+    print(timing.format_report(rep))
+    if out:
+        paths.atomic_write_text(Path(out), json.dumps(rep, indent=2))
+        print(f"Wrote {out}")
+
+
+def _zoo_verify(profile: str) -> int:
+    from . import zoo
+    specs = zoo.zoo_specs(profile)
+    width = max(len(n) for n in specs)
+    print(f"Model zoo, profile {profile} (cache: {zoo.paths.zoo_dir()})")
+    problems = 0
+    for name, spec in specs.items():
+        status = zoo.check(spec)
+        problems += status["problem"]
+        print(f"  {name:<{width}}  {spec.key()}  model: {status['model']:<11}  evaluations: {status['evaluations']}")
+        if status["detail"]:
+            print(f"  {'':<{width}}  {status['detail']}")
+    print(f"{problems} problem(s)." if problems else "Every trained model matches its recorded sha256.")
+    return 1 if problems else 0
 
 
 def _filters_stats(checkpoint: str, arch: str, in_shape: str | None, num_classes: int | None) -> None:
@@ -140,11 +182,15 @@ def main(argv: list[str] | None = None) -> int:
             profiles.get_profile(args.profile)
         if args.command == "zoo" and args.action == "list":
             _zoo_list(args.profile)
+        elif args.command == "zoo" and args.action == "verify":
+            return _zoo_verify(args.profile)
         elif args.command == "zoo":
             _zoo_train(args.names, args.profile, args.retrain)
         elif args.command == "book" and args.action == "run":
             from .book import runner
-            runner.run(args.notebooks, args.profile, args.root)
+            runner.run(args.notebooks, args.profile, args.root, force=args.force)
+        elif args.command == "book" and args.action == "timings":
+            _timings(args.log, args.json)
         elif args.command == "book":
             from .book import runner
             print(f"Built {runner.build(args.root)}")

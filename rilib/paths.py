@@ -8,11 +8,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
+
+from .errors import RilibError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -65,15 +69,31 @@ def download_allowed() -> bool:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one, never half."""
+    """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one, never half.
+
+    A write that fails (a full disk, a read-only folder) leaves the old file as it was, removes its temporary file
+    and raises :class:`~rilib.errors.RilibError` saying what could not be written and how to fix it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
+
+
+def cannot_write(path: Path, exc: OSError) -> RilibError:
+    """The one message for a file rilib could not write: what, why, what survived, and the fixes."""
+    return RilibError(
+        f"Could not write {path} ({type(exc).__name__}: {exc.strerror or exc}). Nothing was replaced: an earlier "
+        f"version of the file, if any, is intact. Free some disk space, fix the folder's permissions, or point "
+        f"RILIB_CACHE at a writable folder.")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -83,13 +103,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def save_atomic(obj, path: Path) -> bytes:
     """``torch.save`` ``obj`` to ``path`` atomically; return the bytes written (e.g. to hash them)."""
-    import io
-
-    import torch
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return buf.getvalue()
+    data = torch_bytes(obj)
+    atomic_write_bytes(Path(path), data)
+    return data
 
 
 def read_json(path: Path) -> Any:
@@ -111,8 +127,64 @@ def load_cache(path: Path, read: Callable[[Path], Any]) -> Optional[Any]:
         return read(path)
     except Exception as exc:  # any failure to read a derived cache means: recompute it
         aside = path.with_name(path.name + ".corrupt")
-        os.replace(path, aside)
         first = str(exc).splitlines()[0][:160] if str(exc) else ""
-        warnings.warn(f"rilib: could not read the cache {path} ({type(exc).__name__}: {first}); moved it to "
-                      f"{aside.name} and recomputing.", stacklevel=2)
+        try:
+            os.replace(path, aside)
+            kept = f"moved it to {aside.name}"
+        except OSError:  # a read-only cache: leave it where it is
+            kept = "left it in place (the folder is not writable)"
+        warnings.warn(f"rilib: could not read the cache {path} ({type(exc).__name__}: {first}); {kept} and "
+                      f"recomputing.", stacklevel=2)
         return None
+
+
+def store_cache(path: Path, data: bytes) -> bool:
+    """Write a cache of derived values atomically; if it cannot be written (a read-only or full cache folder), warn
+    and carry on: the values were computed and are returned to the caller, only not kept. Returns whether it was
+    written."""
+    try:
+        atomic_write_bytes(path, data)
+        return True
+    except RilibError as exc:
+        warnings.warn(f"rilib: the result is not cached. {exc}", stacklevel=2)
+        return False
+
+
+def torch_bytes(obj) -> bytes:
+    """``obj`` serialised by ``torch.save`` (tensors, and dicts, lists and numbers of them)."""
+    import io
+
+    import torch
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, waiting: str = "") -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) for the body; another process asking for it waits,
+    printing ``waiting`` once. The operating system releases the lock when its holder exits, however it exits, so
+    a process killed mid-way never blocks the next one. Where POSIX locks are unavailable (Windows) the body runs
+    unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+")
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(waiting, file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -29,7 +29,7 @@ from typing import Callable, Optional
 
 import torch
 
-from . import paths
+from . import paths, timing
 from .data import load_dataset
 from .errors import RilibError
 from .evaluate import robust_accuracy
@@ -143,23 +143,96 @@ def device() -> torch.device:
 
 
 def is_trained(spec: Spec) -> bool:
+    """Whether the spec's folder holds a model and its metrics (see :func:`verify` for whether they are intact)."""
     return (spec.folder() / "model.pt").exists() and (spec.folder() / "metrics.json").exists()
 
 
-def train(spec: Spec, *, progress: bool = True, on_epoch_end=None) -> Path:
-    """Train ``spec`` unless it is already in the zoo; return its folder.
+def _retrain_hint(folder: Path) -> str:
+    return (f"Run `rilib zoo train --retrain NAME` (`rilib zoo list` shows the names) or "
+            f"rilib.zoo.train(spec, retrain=True): {folder} is deleted and the model is trained again from its spec.")
 
-    A spec with a ``teacher`` first trains (or finds) the teacher, then hands the loaded teacher to its objective.
-    An interrupted run (a ``checkpoint.pt`` without ``model.pt``) resumes after its last complete epoch.
+
+def verify(spec: Spec) -> dict:
+    """Check a trained spec: ``metrics.json`` readable and ``model.pt`` matching the sha256 it recorded. Returns
+    the metrics; raises :class:`RilibError` naming the artefact and how to fix it."""
+    folder = spec.folder()
+    info = metrics(spec)
+    weights = folder / "model.pt"
+    if not weights.exists():
+        raise RilibError(f"Checkpoint {weights} is missing. {_retrain_hint(folder)}")
+    found = _sha256(weights)
+    if found != info.get("sha256"):
+        raise RilibError(f"Checkpoint {weights} is corrupt or was modified: its sha256 is {found[:16]}…, "
+                         f"but metrics.json recorded {str(info.get('sha256'))[:16]}…. {_retrain_hint(folder)}")
+    return info
+
+
+def check(spec: Spec) -> dict:
+    """The state of a spec's artefacts, for ``rilib zoo verify``: ``model`` (``ok``, ``not trained``,
+    ``interrupted`` or ``corrupt``), ``evaluations`` (``ok (N)``, ``none`` or ``corrupt``), ``detail`` (what is
+    wrong and how to fix it) and ``problem`` (bool)."""
+    folder = spec.folder()
+    out = {"model": "not trained", "evaluations": "none", "detail": "", "problem": False}
+    if is_trained(spec):
+        try:
+            verify(spec)
+            out["model"] = "ok"
+        except RilibError as exc:
+            out.update(model="corrupt", detail=str(exc), problem=True)
+    elif (folder / "checkpoint.pt").exists():
+        out["model"] = "interrupted"
+        out["detail"] = "an interrupted run; `rilib zoo train NAME` resumes it after its last complete epoch"
+    evals = folder / "evals.json"
+    if evals.exists():
+        try:
+            out["evaluations"] = f"ok ({len(paths.read_json(evals))})"
+        except (ValueError, OSError):
+            out["evaluations"] = "corrupt"
+            out["problem"] = True
+            out["detail"] = (out["detail"] + " " if out["detail"] else "") + (
+                f"{evals} cannot be read; the next evaluation sets it aside and recomputes.")
+    return out
+
+
+def _lock_path(spec: Spec) -> Path:
+    return paths.zoo_dir() / ".locks" / f"{spec.folder().name}.lock"
+
+
+def train(spec: Spec, *, progress: bool = True, on_epoch_end=None, retrain: bool = False) -> Path:
+    """Train ``spec`` unless it is already in the zoo (verified by :func:`verify`); return its folder.
+
+    - A cached model whose checkpoint does not match its recorded sha256 is never reported as trained: this raises
+      :class:`RilibError` saying how to retrain, and ``retrain=True`` deletes the folder and trains afresh.
+    - A spec with a ``teacher`` first trains (or finds) the teacher, then hands the loaded teacher to its objective.
+    - Training holds a per-spec file lock: a second process asking for the same spec waits, then finds it trained;
+      if the first process died, the second resumes its run.
+    - An interrupted run (a ``checkpoint.pt`` without ``model.pt``) resumes after its last complete epoch.
     """
     folder = spec.folder()
-    if is_trained(spec):
+    if not retrain and is_trained(spec):
+        verify(spec)
         return folder
-    params = spec.param_dict
     if spec.teacher is not None:
         train(spec.teacher, progress=progress)
+    with paths.file_lock(_lock_path(spec), waiting=f"rilib: waiting for another process that trains {folder.name}"):
+        if retrain:
+            delete(spec)
+        elif is_trained(spec):  # trained by another process while this one waited for the lock
+            verify(spec)
+            return folder
+        with timing.timed("train", folder.name):
+            _train(spec, folder, progress, on_epoch_end)
+    return folder
+
+
+def _train(spec: Spec, folder: Path, progress: bool, on_epoch_end) -> None:
+    params = spec.param_dict
+    if spec.teacher is not None:
         params["teacher"] = load(spec.teacher)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise paths.cannot_write(folder, exc) from None
     paths.atomic_write_text(folder / "spec.json", json.dumps(spec.to_dict(), indent=2))
     ds = load_dataset(spec.dataset, spec.n_train, spec.n_test)
     with seeded(spec.seed):
@@ -188,7 +261,6 @@ def train(spec: Spec, *, progress: bool = True, on_epoch_end=None) -> Path:
     }
     paths.atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2))
     (folder / "checkpoint.pt").unlink(missing_ok=True)
-    return folder
 
 
 def metrics(spec: Spec) -> dict:
@@ -199,28 +271,23 @@ def metrics(spec: Spec) -> dict:
     except FileNotFoundError:
         raise RilibError(f"Model {spec.key()} is not trained yet ({path} is missing). "
                          f"Train it with `rilib zoo train` or rilib.zoo.get(...).") from None
-    except json.JSONDecodeError as exc:
-        raise RilibError(f"{path} is not valid JSON ({exc}). Delete {path.parent} and train again.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RilibError(f"{path} is not valid JSON ({exc}). {_retrain_hint(path.parent)}") from None
 
 
 def load(spec: Spec) -> Classifier:
-    """Load a trained spec: verify ``model.pt`` against its recorded sha256, then load weights only."""
+    """Load a trained spec: :func:`verify` ``model.pt`` against its recorded sha256, then load weights only."""
     folder = spec.folder()
-    info = metrics(spec)
+    info = verify(spec)
     weights = folder / "model.pt"
-    retrain = (f"Delete {folder} (or run `rilib zoo train --retrain ...`) and the model is trained again "
-               f"from its spec.")
-    found = _sha256(weights)
-    if found != info["sha256"]:
-        raise RilibError(f"Checkpoint {weights} is corrupt or was modified: its sha256 is {found[:16]}…, "
-                         f"but metrics.json recorded {info['sha256'][:16]}…. {retrain}")
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         with seeded(0):  # the initial weights are overwritten; drawing them must not move the caller's generator
             model = create_model(spec.arch, info["in_shape"], info["num_classes"], info["mean"], info["std"])
         model.load_state_dict(state)
     except Exception as exc:  # unpickling or shape errors: say what and how to fix
-        raise RilibError(f"Could not load {weights} as a {spec.arch} state_dict ({exc}). {retrain}") from None
+        raise RilibError(f"Could not load {weights} as a {spec.arch} state_dict ({exc}). "
+                         f"{_retrain_hint(folder)}") from None
     # channels_last: faster 3×3 convolutions on the CPU (benchmarks/channels_last.py).
     return model.to(device=device(), memory_format=torch.channels_last).eval()
 
@@ -264,11 +331,11 @@ def evaluate(name_or_spec: str | Spec, attack, profile: str | Profile, n: Option
         return cached[key]["robust_acc"]
     ds = load_dataset(spec.dataset, spec.n_train, spec.n_test)
     t0 = time.perf_counter()
-    with seeded(0):
+    with seeded(0), timing.timed("evaluate", f"{spec.folder().name}: {attack.describe()}"):
         acc = robust_accuracy(model, ds.x_test[:n], ds.y_test[:n], attack, progress=progress,
                               desc=attack.describe())
     cached = paths.load_cache(path, paths.read_json) or {}  # another process may have added entries meanwhile
     cached[key] = {"robust_acc": acc, "attack": attack.describe(), "n": len(ds.y_test[:n]),
                    "seconds": time.perf_counter() - t0}
-    paths.atomic_write_text(path, json.dumps(cached, indent=2))
+    paths.store_cache(path, json.dumps(cached, indent=2).encode())
     return acc

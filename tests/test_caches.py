@@ -69,20 +69,6 @@ def test_the_dataset_cache_follows_the_data_root(tmp_path, monkeypatch):
     assert set(rilib.load_dataset("mnist").y_train.tolist()) == {7}
 
 
-def test_a_corrupt_evaluation_cache_is_set_aside_and_recomputed():
-    spec = rilib.Spec.make("mnist-5k", "tiny-cnn", "standard", epochs=1, n_train=200, n_test=50, batch_size=64,
-                           seed=22)
-    attack = PGD(eps=0.1, steps=2)
-    first = zoo.evaluate(spec, attack, "smoke", n=20, progress=False)
-    path = spec.folder() / "evals.json"
-    path.write_text('{"truncated": ')
-    with pytest.warns(UserWarning, match="could not read the cache"):
-        again = zoo.evaluate(spec, attack, "smoke", n=20, progress=False)
-    assert again == first
-    assert (spec.folder() / "evals.json.corrupt").read_text() == '{"truncated": '
-    assert len(json.loads(path.read_text())) == 1
-
-
 def test_a_corrupt_results_file_reads_as_missing(tmp_path):
     from rilib import paths
     path = tmp_path / "results.pt"

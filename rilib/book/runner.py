@@ -2,8 +2,9 @@
 
 Chapter sources are jupytext files in ``notebooks/`` (MyST markdown ``.md`` or percent ``.py``), each with a
 cell tagged ``parameters`` holding ``profile``. :func:`run` converts each to ``book/<name>.ipynb`` and
-executes it there with papermill; :func:`build` runs ``jupyter-book build`` on the project root
-(``_config.yml`` sets ``execute_notebooks: 'off'``: papermill already ran them).
+executes it there with papermill, unless that notebook is already up to date; :func:`build` runs
+``jupyter-book build`` on the project root (``_config.yml`` sets ``execute_notebooks: 'off'``: papermill already
+ran them).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .. import timing
 from ..errors import RilibError
 from ..paths import project_root
 from ..profiles import get_profile
@@ -48,9 +50,39 @@ def select(names: Sequence[str] | None, root: Optional[str | Path] = None) -> li
     return [by_name.get(Path(n).name) or by_name[Path(n).stem] for n in names]
 
 
+def run_key(source: Path, profile: str) -> str:
+    """What an executed chapter depends on, hashed: its source, the profile, and the source of the whole library
+    (code or sizes changed anywhere: run it again)."""
+    import hashlib
+
+    from ..paths import PACKAGE_DIR
+    h = hashlib.sha256()
+    h.update(Path(source).read_bytes())
+    h.update(profile.encode())
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        h.update(str(path.relative_to(PACKAGE_DIR)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _executed_key(path: Path) -> Optional[str]:
+    """The run key stored in an executed notebook, or None (missing, unreadable, or not run by rilib)."""
+    import nbformat
+    try:
+        return nbformat.read(path, as_version=4).metadata.get("rilib", {}).get("run_key")
+    except Exception:  # a missing or broken notebook is simply not up to date
+        return None
+
+
 def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = None,
-        log_output: bool = False) -> list[Path]:
-    """Execute chapters under ``profile`` with papermill; return the executed notebooks in ``book/``."""
+        log_output: bool = False, force: bool = False) -> list[Path]:
+    """Execute chapters under ``profile`` with papermill; return the executed notebooks in ``book/``.
+
+    A chapter whose executed notebook is up to date (same source, profile and library, see :func:`run_key`) is
+    not executed again unless ``force``. A chapter executes into a hidden file that replaces ``book/<name>.ipynb``
+    only when it completes: an interrupted or failing run leaves ``book/.<name>.failed.ipynb`` for a look and never
+    a partial notebook that ``build`` would publish.
+    """
     import jupytext
     import nbformat
     import papermill as pm
@@ -61,26 +93,56 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
     out_dir.mkdir(exist_ok=True)
     executed = []
     for src in select(names, root_path):
+        target = out_dir / f"{src.stem}.ipynb"
+        key = run_key(src, profile)
+        if not force and _executed_key(target) == key:
+            print(f"[rilib] {src.name} is up to date for profile {profile}: not executed again "
+                  f"(--force executes it anyway)", flush=True)
+            timing.record("chapter", src.stem, 0.0, executed=False, profile=profile)
+            executed.append(target)
+            continue
         nb = jupytext.read(src)
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        target = out_dir / f"{src.stem}.ipynb"
         staging = out_dir / f".{src.stem}.input.ipynb"
+        running = out_dir / f".{src.stem}.running.ipynb"
+        failed = out_dir / f".{src.stem}.failed.ipynb"
         nbformat.write(nb, staging)
         t0 = time.perf_counter()
         print(f"[rilib] executing {src.name} (profile {profile}) -> {target.relative_to(root_path)}", flush=True)
         try:
-            pm.execute_notebook(str(staging), str(target), parameters={"profile": profile},
+            pm.execute_notebook(str(staging), str(running), parameters={"profile": profile},
                                 kernel_name="python3", cwd=str(out_dir), log_output=log_output,
                                 progress_bar=False)
-        except pm.PapermillExecutionError as exc:
-            raise RilibError(f"{src.name} failed under profile {profile!r} in cell {exc.exec_count}: "
-                             f"{exc.ename}: {exc.evalue}\nThe partly executed notebook is {target}.") from None
+        except BaseException as exc:  # a failing cell, an interrupt: keep what ran, publish nothing
+            if running.exists():
+                os.replace(running, failed)
+            kept = (f"{target.relative_to(root_path)} keeps its last complete run" if target.exists()
+                    else f"{target.relative_to(root_path)} was not written")
+            if isinstance(exc, pm.PapermillExecutionError):
+                raise RilibError(f"{src.name} failed under profile {profile!r} in cell {exc.exec_count}: "
+                                 f"{exc.ename}: {exc.evalue}\nThe partly executed notebook is {failed}; "
+                                 f"{kept}.") from None
+            print(f"[rilib] {src.name} did not complete; the partly executed notebook is {failed}; {kept}.",
+                  file=sys.stderr, flush=True)
+            raise
         finally:
             staging.unlink(missing_ok=True)
-        _hide_default_parameters(target)
+        _hide_default_parameters(running)
+        _stamp(running, key, profile)
+        os.replace(running, target)
+        failed.unlink(missing_ok=True)
+        timing.record("chapter", src.stem, time.perf_counter() - t0, executed=True, profile=profile)
         print(f"[rilib] {src.name} done in {time.perf_counter() - t0:.0f} s", flush=True)
         executed.append(target)
     return executed
+
+
+def _stamp(path: Path, key: str, profile: str) -> None:
+    """Record the run key and the profile in an executed notebook's metadata."""
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["rilib"] = {"run_key": key, "profile": profile}
+    nbformat.write(nb, path)
 
 
 def _hide_default_parameters(path: Path) -> None:
@@ -109,7 +171,8 @@ def build(root: Optional[str | Path] = None, quiet: bool = True) -> Path:
         raise RilibError(f"The book lists pages that do not exist yet: {', '.join(map(str, missing))}. "
                          f"Run `rilib book run --profile cpu` (or `make book`) first.")
     env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1")
-    proc = subprocess.run(cmd, cwd=root_path, env=env, capture_output=True, text=True)
+    with timing.timed("build", "jupyter-book"):
+        proc = subprocess.run(cmd, cwd=root_path, env=env, capture_output=True, text=True)
     index = root_path / "_build" / "html" / "index.html"
     if proc.returncode != 0 or not index.exists():
         raise RilibError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -8,6 +8,9 @@ paper's four claims.
 
 from __future__ import annotations
 
+import json
+
+from .. import paths, timing
 from ..attacks import PGD
 from ..book import plotting
 from ..book.ledger import Measurement, claim
@@ -90,11 +93,29 @@ def damping_n(profile) -> int:
 def damping(profile, models: dict, eps: float = EVAL_EPS["mnist"], progress: bool = True):
     """Mean and 95 % interval (normal approximation) of the first-layer damping ratio per model, for PGD-40
     perturbations (step 2.5·ε/40, seed 0) computed against each model itself on the first :func:`damping_n` test
-    images. Returns a DataFrame indexed by model with columns ``damping ratio``, ``ci95 low``, ``ci95 high``."""
+    images. Returns a DataFrame indexed by model with columns ``damping ratio``, ``ci95 low``, ``ci95 high``.
+    For catalogue models the rows are cached under ``RILIB_CACHE/results`` (the page and its claim share them)."""
     import pandas as pd
-    from tqdm import tqdm
 
     prof = get_profile(profile)
+    specs = catalog_zoo(prof)
+    path = None
+    if all(name in specs for name in models):
+        settings = {"version": 1, "n": damping_n(prof), "eps": eps, "steps": prof.eval_steps,
+                    "models": {name: specs[name].key() for name in models}}
+        path = paths.results_path("convolution_filters", prof.name, settings, ".json")
+    rows = paths.load_cache(path, paths.read_json) if path is not None else None
+    if rows is None:
+        with timing.timed("measurement", "convolution_filters.damping", profile=prof.name):
+            rows = _damping_rows(prof, models, eps, progress)
+        if path is not None:
+            paths.store_cache(path, json.dumps(rows).encode())
+    return pd.DataFrame(rows).set_index("model")
+
+
+def _damping_rows(prof: Profile, models: dict, eps: float, progress: bool) -> list[dict]:
+    from tqdm import tqdm
+
     ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
     n = damping_n(prof)
     x, y = ds.x_test[:n], ds.y_test[:n]
@@ -104,7 +125,7 @@ def damping(profile, models: dict, eps: float = EVAL_EPS["mnist"], progress: boo
             x_adv = PGD(eps=eps, steps=prof.eval_steps)(model, x, y)
         iv = mean_ci(first_layer_damping(model, x, x_adv))
         rows.append({"model": name, "damping ratio": iv.mean, "ci95 low": iv.low, "ci95 high": iv.high})
-    return pd.DataFrame(rows).set_index("model")
+    return rows
 
 
 def damping_figure(profile, table):

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .. import paths, zoo
+from .. import paths, timing, zoo
 from ..book import plotting
 from ..book.ledger import Measurement, claim, join_notes, nonfinite_note
 from ..data import first_per_class, load_dataset
@@ -161,6 +161,11 @@ def images(profile, progress: bool = True) -> InversionImages:
     cached = paths.load_cache(path, _read)
     if cached is not None:
         return cached
+    with timing.timed("measurement", "inversion.images", profile=prof.name):
+        return _images(prof, path, progress)
+
+
+def _images(prof: Profile, path, progress: bool) -> InversionImages:
     from tqdm import tqdm
 
     models, _ = load(prof, progress)
@@ -180,7 +185,7 @@ def images(profile, progress: bool = True) -> InversionImages:
         generated[name] = generate(model, classes, seeds, GENERATION, history=curve).cpu()
         curves["generate"][name] = torch.tensor(curve)
     result = InversionImages(x0, y0, other, noise, seeds, classes, inverted, generated, curves)
-    paths.save_atomic(asdict(result), path)
+    paths.store_cache(path, paths.torch_bytes(asdict(result)))
     return result
 
 

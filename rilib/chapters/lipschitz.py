@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .. import paths, zoo
+from .. import paths, timing, zoo
 from ..attacks import PGD, WorstOf, margin_loss
 from ..book import plotting
 from ..book.ledger import Measurement, claim, join_notes, margins_claim, nonfinite_note
@@ -182,6 +182,11 @@ def measure(profile, progress: bool = True) -> ArmResults:
     cached = paths.load_cache(path, _read)
     if cached is not None:
         return cached
+    with timing.timed("measurement", "lipschitz.measure", profile=prof.name):
+        return _measure(prof, path, progress)
+
+
+def _measure(prof: Profile, path, progress: bool) -> ArmResults:
     from tqdm import tqdm
 
     specs = train(prof, progress)
@@ -207,7 +212,7 @@ def measure(profile, progress: bool = True) -> ArmResults:
         acc[name] = row
         per_image[name] = {k: v.detach().cpu().float() for k, v in values.items()}
     results = ArmResults(acc, per_image)
-    paths.save_atomic(asdict(results), path)
+    paths.store_cache(path, paths.torch_bytes(asdict(results)))
     return results
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import paths
+from .. import paths, timing
 from ..book import plotting
 from ..book.ledger import Measurement, claim, margins_claim
 from ..data import first_per_class, load_dataset
@@ -223,6 +223,11 @@ def measure(profile, progress: bool = True) -> SaliencyResults:
     cached = paths.load_cache(path, _read)
     if cached is not None:
         return cached
+    with timing.timed("measurement", "saliency.measure", profile=prof.name):
+        return _measure(prof, path, progress)
+
+
+def _measure(prof: Profile, path, progress: bool) -> SaliencyResults:
     from tqdm import tqdm
 
     models = load_models(prof, progress=progress)
@@ -265,7 +270,7 @@ def measure(profile, progress: bool = True) -> SaliencyResults:
     results = SaliencyResults({n: cpu(v) for n, v in align.items()},
                               {n: {m: {k_: cpu(v) for k_, v in row.items()} for m, row in methods.items()}
                                for n, methods in maps.items()})
-    paths.save_atomic({"alignment": results.alignment, "maps": results.maps}, path)
+    paths.store_cache(path, paths.torch_bytes({"alignment": results.alignment, "maps": results.maps}))
     return results
 
 

@@ -1,0 +1,297 @@
+"""Reliability: a run that is killed, a corrupt artefact, two processes at once, a read-only or full cache.
+
+Each case ends in a clear message or a correct recomputation, and each checks that nothing that existed before is
+lost. Models are tiny and trained on a few hundred digits, so the whole file runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+import rilib
+from rilib import RilibError, paths, zoo
+from rilib.attacks import PGD
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _spec(seed: int, epochs: int = 3, n_train: int = 300) -> rilib.Spec:
+    return rilib.Spec.make("mnist-5k", "tiny-cnn", "standard", epochs=epochs, n_train=n_train, n_test=100,
+                           batch_size=64, seed=seed)
+
+
+def _python(code: str, env: dict, **kw) -> subprocess.Popen:
+    """Start ``code`` in a new Python process with ``env`` added to this one's environment."""
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _files(folder: pathlib.Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Killed in the middle
+
+def test_kill_9_in_the_middle_of_training_then_resume_gives_the_uninterrupted_weights(tmp_path, monkeypatch):
+    killed = _python("""
+        import os, signal, rilib
+        from rilib import zoo
+        spec = rilib.Spec.make("mnist-5k", "tiny-cnn", "standard", epochs=3, n_train=300, n_test=100,
+                               batch_size=64, seed=41)
+        zoo.train(spec, progress=False,
+                  on_epoch_end=lambda epoch, record: os.kill(os.getpid(), signal.SIGKILL) if epoch == 1 else None)
+    """, {"RILIB_CACHE": str(tmp_path / "a")})
+    killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    spec = _spec(41)
+    monkeypatch.setenv("RILIB_CACHE", str(tmp_path / "a"))
+    folder = spec.folder()
+    assert (folder / "checkpoint.pt").exists() and not (folder / "model.pt").exists()
+    resumed_epochs = []
+    zoo.train(spec, progress=False, on_epoch_end=lambda e, r: resumed_epochs.append(e))  # the lock died with it
+    assert resumed_epochs == [2]
+    resumed = zoo.load(spec).state_dict()
+
+    monkeypatch.setenv("RILIB_CACHE", str(tmp_path / "b"))
+    zoo.train(spec, progress=False)
+    straight = zoo.load(spec).state_dict()
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Corrupt artefacts, one by one
+
+def test_a_corrupt_checkpoint_is_never_reported_as_cached():
+    spec = _spec(42, epochs=1)
+    folder = zoo.train(spec, progress=False)
+    blob = bytearray((folder / "model.pt").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (folder / "model.pt").write_bytes(bytes(blob))
+    before = _files(folder)
+    with pytest.raises(RilibError, match="corrupt or was modified") as err:
+        zoo.train(spec, progress=False)
+    assert "--retrain" in str(err.value) and str(folder) in str(err.value)
+    assert zoo.check(spec)["model"] == "corrupt"
+    assert _files(folder) == before, "refusing must not touch the folder"
+    zoo.train(spec, progress=False, retrain=True)
+    assert zoo.check(spec)["model"] == "ok" and zoo.load(spec) is not None
+
+
+def test_an_unreadable_metrics_file_is_a_clear_error():
+    spec = _spec(43, epochs=1)
+    folder = zoo.train(spec, progress=False)
+    (folder / "metrics.json").write_text('{"sha256": ')
+    before = _files(folder)
+    with pytest.raises(RilibError, match="not valid JSON") as err:
+        zoo.train(spec, progress=False)
+    assert "--retrain" in str(err.value)
+    assert _files(folder) == before
+
+
+def test_a_corrupt_evaluation_cache_is_set_aside_and_recomputed():
+    spec = _spec(44, epochs=1)
+    attack = PGD(eps=0.1, steps=2)
+    first = zoo.evaluate(spec, attack, "smoke", n=20, progress=False)
+    path = spec.folder() / "evals.json"
+    path.write_text('{"truncated": ')
+    with pytest.warns(UserWarning, match="could not read the cache"):
+        again = zoo.evaluate(spec, attack, "smoke", n=20, progress=False)
+    assert again == first
+    assert (spec.folder() / "evals.json.corrupt").read_text() == '{"truncated": '
+    assert len(json.loads(path.read_text())) == 1
+
+
+def test_a_corrupt_results_file_is_set_aside_and_recomputed(tiny_standard):
+    import dataclasses
+
+    from rilib.chapters import convolution_filters as ch2
+    profile = dataclasses.replace(rilib.get_profile("smoke"), name="reliability")
+    models = {"mnist-standard": tiny_standard}  # cached under the catalogue model's key
+    first = ch2.damping(profile, models, progress=False)
+    [path] = list((paths.cache_dir() / "results").glob("convolution_filters-reliability-*.json"))
+    path.write_text("[{")
+    with pytest.warns(UserWarning, match="recomputing"):
+        again = ch2.damping(profile, models, progress=False)
+    assert again.equals(first)
+    assert path.with_name(path.name + ".corrupt").read_text() == "[{"
+    assert json.loads(path.read_text())[0]["damping ratio"] == first["damping ratio"].iloc[0]
+
+
+def _book(tmp_path, cells: list[str]) -> pathlib.Path:
+    """A one-chapter book: notebooks/01_page.md with a parameters cell and ``cells``."""
+    root = tmp_path / "book-root"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("")
+    body = "\n".join(f"```{{code-cell}} ipython3\n{c}\n```\n" for c in cells)
+    (root / "notebooks" / "01_page.md").write_text(textwrap.dedent("""\
+        ---
+        jupytext:
+          text_representation: {extension: .md, format_name: myst}
+        kernelspec: {display_name: Python 3, language: python, name: python3}
+        ---
+        # A page
+
+        ```{code-cell} ipython3
+        :tags: [parameters]
+
+        profile = "cpu"
+        ```
+        """) + body)
+    return root
+
+
+@pytest.mark.slow
+def test_a_failing_chapter_leaves_no_notebook_that_the_build_would_publish(tmp_path):
+    from rilib.book import runner
+    root = _book(tmp_path, ["x = 1", "raise RuntimeError('boom')", "y = 2"])
+    with pytest.raises(RilibError, match="boom") as err:
+        runner.run(["01_page"], "smoke", root)
+    assert not (root / "book" / "01_page.ipynb").exists()
+    failed = root / "book" / ".01_page.failed.ipynb"
+    assert failed.exists() and str(failed) in str(err.value)
+    # a complete earlier run survives a failing one
+    good = _book(tmp_path / "good", ["x = 1"])
+    runner.run(["01_page"], "smoke", good)
+    executed = (good / "book" / "01_page.ipynb").read_bytes()
+    (good / "notebooks" / "01_page.md").write_text((good / "notebooks" / "01_page.md").read_text()
+                                                   + "```{code-cell} ipython3\nraise ValueError('late')\n```\n")
+    with pytest.raises(RilibError, match="keeps its last complete run"):
+        runner.run(["01_page"], "smoke", good)
+    assert (good / "book" / "01_page.ipynb").read_bytes() == executed
+
+
+@pytest.mark.slow
+def test_an_up_to_date_chapter_is_not_executed_again(tmp_path, capsys):
+    from rilib.book import runner
+    root = _book(tmp_path, ["import time\nstamp = time.time()\nstamp"])
+    runner.run(["01_page"], "smoke", root)
+    first = (root / "book" / "01_page.ipynb").read_bytes()
+    runner.run(["01_page"], "smoke", root)
+    assert "up to date" in capsys.readouterr().out
+    assert (root / "book" / "01_page.ipynb").read_bytes() == first
+    runner.run(["01_page"], "paper", root)  # another profile is another run
+    assert (root / "book" / "01_page.ipynb").read_bytes() != first
+
+
+# ---------------------------------------------------------------------------------------------------
+# Two processes at once
+
+def test_two_concurrent_trainings_of_one_spec_train_it_once(tmp_path):
+    code = """
+        import os, pathlib, sys, time, rilib
+        from rilib import zoo
+        spec = rilib.Spec.make("mnist-5k", "tiny-cnn", "standard", epochs=2, n_train=300, n_test=100,
+                               batch_size=64, seed=45)
+        started = pathlib.Path(os.environ["STARTED"])
+        def slow(epoch, record):
+            started.touch()
+            time.sleep(3)  # hold the spec long enough for the second process to ask for it
+        epochs = []
+        zoo.train(spec, progress=False, on_epoch_end=lambda e, r: (epochs.append(e), slow(e, r)))
+        zoo.load(spec)
+        print("TRAINED" if epochs else "FOUND IT TRAINED")
+    """
+    env = {"RILIB_CACHE": str(tmp_path / "cache"), "STARTED": str(tmp_path / "started")}
+    first = _python(code, env)
+    deadline = time.time() + 120
+    while not (tmp_path / "started").exists():
+        assert first.poll() is None and time.time() < deadline, first.communicate()
+        time.sleep(0.1)
+    second = _python(code, env)
+    outs = [p.communicate(timeout=300) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    assert [o.strip() for o, _ in outs] == ["TRAINED", "FOUND IT TRAINED"], outs
+    assert "waiting for another process" in outs[1][1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# A read-only cache, a full disk
+
+@pytest.fixture
+def read_only_cache(monkeypatch):
+    """Make every write into the cache fail as a read-only folder would (root ignores file permissions, so the
+    refusal is simulated where Python opens, creates or renames)."""
+    cache = paths.cache_dir().resolve()
+    inside = lambda p: str(pathlib.Path(p).resolve()).startswith(str(cache))  # noqa: E731
+    real_open, real_mkdir, real_replace = builtins.open, pathlib.Path.mkdir, os.replace
+
+    def guarded_open(file, mode="r", *a, **k):
+        if any(c in mode for c in "wax+") and inside(file):
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, mode, *a, **k)
+
+    def guarded_mkdir(self, *a, **k):
+        if inside(self) and not self.exists():
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *a, **k)
+
+    def guarded_replace(src, dst, *a, **k):
+        if inside(dst):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dst))
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(pathlib.Path, "mkdir", guarded_mkdir)
+    monkeypatch.setattr(os, "replace", guarded_replace)
+    yield cache
+
+
+def test_a_read_only_cache_refuses_to_train_with_a_clear_message(read_only_cache):
+    spec = _spec(46, epochs=1)
+    with pytest.raises(RilibError, match="Could not write .*RILIB_CACHE"):
+        zoo.train(spec, progress=False)
+
+
+def test_a_read_only_cache_serves_trained_models_and_computes_without_caching(monkeypatch, request):
+    spec = _spec(47, epochs=1)
+    zoo.train(spec, progress=False)
+    before = _files(spec.folder())
+    request.getfixturevalue("read_only_cache")
+    assert zoo.load(spec) is not None
+    with pytest.warns(UserWarning, match="not cached"):
+        acc = zoo.evaluate(spec, PGD(eps=0.1, steps=2), "smoke", n=10, progress=False)
+    assert 0.0 <= acc <= 1.0
+    assert _files(spec.folder()) == before
+
+
+def test_a_full_disk_keeps_the_old_artefacts(monkeypatch):
+    spec = _spec(48, epochs=3)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(epoch, record):
+        if epoch == 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        zoo.train(spec, progress=False, on_epoch_end=stop_after_first)
+    checkpoint = spec.folder() / "checkpoint.pt"
+    saved = checkpoint.read_bytes()
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(RilibError, match="No space left on device") as err:
+        zoo.train(spec, progress=False)
+    assert "intact" in str(err.value)
+    assert checkpoint.read_bytes() == saved, "the last complete checkpoint survives"
+    assert not list(spec.folder().glob(".*.tmp")), "no half-written file is left behind"
+    monkeypatch.undo()
+    epochs = []
+    zoo.train(spec, progress=False, on_epoch_end=lambda e, r: epochs.append(e))
+    assert epochs == [1, 2] and zoo.check(spec)["model"] == "ok"
