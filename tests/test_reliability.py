@@ -295,3 +295,28 @@ def test_a_full_disk_keeps_the_old_artefacts(monkeypatch):
     epochs = []
     zoo.train(spec, progress=False, on_epoch_end=lambda e, r: epochs.append(e))
     assert epochs == [1, 2] and zoo.check(spec)["model"] == "ok"
+
+
+def test_zoo_verify_reports_each_model(cli, monkeypatch):
+    spec = _spec(49, epochs=1)
+    zoo.train(spec, progress=False)
+    monkeypatch.setattr(zoo, "zoo_specs", lambda profile, group=None: {"tiny": spec})
+    out = cli("zoo", "verify", "--profile", "smoke")
+    assert out.returncode == 0 and "model: ok" in out.stdout
+    (spec.folder() / "model.pt").write_bytes(b"tampered")
+    out = cli("zoo", "verify", "--profile", "smoke")
+    assert out.returncode == 1 and "model: corrupt" in out.stdout and "--retrain" in out.stdout
+
+
+def test_the_timing_report_spans_every_process_that_wrote_to_the_log(tmp_path, monkeypatch):
+    from rilib import timing
+    log = tmp_path / "timings.jsonl"
+    timing.record("chapter", "ignored", 1.0)  # no RILIB_TIMINGS: nothing is written anywhere
+    monkeypatch.setenv("RILIB_TIMINGS", str(log))
+    timing.record("install", "make install", 2.0)
+    with timing.timed("chapter", "01_page", executed=True):
+        time.sleep(0.05)
+    rep = timing.report(log)
+    assert [r["kind"] for r in rep["records"]] == ["install", "chapter"]
+    assert rep["by_kind"]["install"] == 2.0 and rep["records"][1]["seconds"] >= 0.05
+    assert rep["total_seconds"] >= 2.0 and "chapter 01_page" in timing.format_report(rep)
