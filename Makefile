@@ -39,7 +39,9 @@ test: install  ## run the test suite (includes executing every chapter under the
 test-fast: install  ## the tests that train nothing and execute no notebook
 	$(BIN)/python -m pytest -q -m "not slow"
 
-benchmark: install  ## print the speed benchmarks
+benchmark: install  ## print the speed benchmarks, each with its ratio to a reference measured in the same run
+	$(BIN)/python benchmarks/adversarial_training.py
+	$(BIN)/python benchmarks/attacks.py
 	$(BIN)/python benchmarks/channels_last.py
 
 clean:  ## remove the built book and executed notebooks (keeps .venv and the model zoo)
