@@ -11,7 +11,6 @@ run on the same model and data, is the goal's yardstick: at most 1.1.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 

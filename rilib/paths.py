@@ -150,6 +150,26 @@ def store_cache(path: Path, data: bytes) -> bool:
         return False
 
 
+def cached(path: Path, compute: Callable[[], Any], *, load: Callable[[Path], Any], dump: Callable[[Any], bytes],
+           name: str = "") -> Any:
+    """A derived value kept at ``path``: ``load`` it if it is there and readable (:func:`load_cache`), otherwise
+    ``compute`` it (timed as a measurement called ``name`` in the run's timing log), ``dump`` it to bytes, store it
+    (:func:`store_cache`) and return it."""
+    value = load_cache(path, load)
+    if value is None:
+        from . import timing
+        with timing.timed("measurement", name or Path(path).stem):
+            value = compute()
+        store_cache(path, dump(value))
+    return value
+
+
+def torch_load(path: Path) -> Any:
+    """A file written with :func:`torch_bytes`, loaded with ``weights_only=True`` (tensors and plain containers)."""
+    import torch
+    return torch.load(path, weights_only=True)
+
+
 def torch_bytes(obj) -> bytes:
     """``obj`` serialised by ``torch.save`` (tensors, and dicts, lists and numbers of them)."""
     import io

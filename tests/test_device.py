@@ -13,7 +13,6 @@ import matplotlib
 import pytest
 import torch
 
-import rilib
 from rilib import zoo
 from rilib.attacks import PGD, WorstOf, margin_loss, projected_gradient
 from rilib.evaluate import accuracy, robust_accuracy

@@ -190,28 +190,35 @@ def test_an_up_to_date_chapter_is_not_executed_again(tmp_path, capsys):
 # Two processes at once
 
 def test_two_concurrent_trainings_of_one_spec_train_it_once(tmp_path):
+    """The first process holds the spec (it waits in its first epoch until the second one has asked for it); the
+    second must wait for the lock and then find the model trained, not train it a second time."""
     code = """
-        import os, pathlib, sys, time, rilib
+        import os, pathlib, time, rilib
         from rilib import zoo
         spec = rilib.Spec.make("mnist-5k", "tiny-cnn", "standard", epochs=2, n_train=300, n_test=100,
                                batch_size=64, seed=45)
-        started = pathlib.Path(os.environ["STARTED"])
-        def slow(epoch, record):
+        started, asked = pathlib.Path(os.environ["STARTED"]), pathlib.Path(os.environ["ASKED"])
+        def hold(epoch, record):
             started.touch()
-            time.sleep(3)  # hold the spec long enough for the second process to ask for it
+            while not asked.exists():
+                time.sleep(0.05)
+            time.sleep(1.0)  # the second process goes from `asked` to the lock in milliseconds
         epochs = []
-        zoo.train(spec, progress=False, on_epoch_end=lambda e, r: (epochs.append(e), slow(e, r)))
+        if os.environ["ROLE"] == "second":
+            asked.touch()
+        zoo.train(spec, progress=False, on_epoch_end=lambda e, r: (epochs.append(e), hold(e, r)))
         zoo.load(spec)
         print("TRAINED" if epochs else "FOUND IT TRAINED")
     """
-    env = {"RILIB_CACHE": str(tmp_path / "cache"), "STARTED": str(tmp_path / "started")}
-    first = _python(code, env)
-    deadline = time.time() + 120
+    env = {"RILIB_CACHE": str(tmp_path / "cache"), "STARTED": str(tmp_path / "started"),
+           "ASKED": str(tmp_path / "asked")}
+    first = _python(code, {**env, "ROLE": "first"})
+    deadline = time.time() + 300
     while not (tmp_path / "started").exists():
         assert first.poll() is None and time.time() < deadline, first.communicate()
         time.sleep(0.1)
-    second = _python(code, env)
-    outs = [p.communicate(timeout=300) for p in (first, second)]
+    second = _python(code, {**env, "ROLE": "second"})
+    outs = [p.communicate(timeout=600) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outs
     assert [o.strip() for o, _ in outs] == ["TRAINED", "FOUND IT TRAINED"], outs
     assert "waiting for another process" in outs[1][1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from .. import paths, timing
+from .. import paths
 from ..attacks import PGD
 from ..book import plotting
 from ..book.ledger import Measurement, claim
@@ -99,17 +99,15 @@ def damping(profile, models: dict, eps: float = EVAL_EPS["mnist"], progress: boo
 
     prof = get_profile(profile)
     specs = catalog_zoo(prof)
-    path = None
+    compute = lambda: _damping_rows(prof, models, eps, progress)  # noqa: E731
     if all(name in specs for name in models):
         settings = {"version": 1, "n": damping_n(prof), "eps": eps, "steps": prof.eval_steps,
                     "models": {name: specs[name].key() for name in models}}
-        path = paths.results_path("convolution_filters", prof.name, settings, ".json")
-    rows = paths.load_cache(path, paths.read_json) if path is not None else None
-    if rows is None:
-        with timing.timed("measurement", "convolution_filters.damping", profile=prof.name):
-            rows = _damping_rows(prof, models, eps, progress)
-        if path is not None:
-            paths.store_cache(path, json.dumps(rows).encode())
+        rows = paths.cached(paths.results_path("convolution_filters", prof.name, settings, ".json"), compute,
+                            load=paths.read_json, dump=lambda r: json.dumps(r).encode(),
+                            name="convolution_filters.damping")
+    else:
+        rows = compute()
     return pd.DataFrame(rows).set_index("model")
 
 

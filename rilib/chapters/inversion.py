@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .. import paths, timing, zoo
+from .. import paths, zoo
 from ..book import plotting
 from ..book.ledger import Measurement, claim, join_notes, nonfinite_note
 from ..data import first_per_class, load_dataset
@@ -150,22 +150,15 @@ def _cache_path(prof: Profile):
     return paths.results_path("inversion", prof.name, settings, ".pt")
 
 
-def _read(path) -> InversionImages:
-    return InversionImages(**torch.load(path, weights_only=True))
-
-
 def images(profile, progress: bool = True) -> InversionImages:
     """Every inversion and generation of the chapter (see :class:`InversionImages`); cached."""
     prof = get_profile(profile)
-    path = _cache_path(prof)
-    cached = paths.load_cache(path, _read)
-    if cached is not None:
-        return cached
-    with timing.timed("measurement", "inversion.images", profile=prof.name):
-        return _images(prof, path, progress)
+    return paths.cached(_cache_path(prof), lambda: _images(prof, progress),
+                        load=lambda p: InversionImages(**paths.torch_load(p)),
+                        dump=lambda r: paths.torch_bytes(asdict(r)), name="inversion.images")
 
 
-def _images(prof: Profile, path, progress: bool) -> InversionImages:
+def _images(prof: Profile, progress: bool) -> InversionImages:
     from tqdm import tqdm
 
     models, _ = load(prof, progress)
@@ -184,9 +177,7 @@ def _images(prof: Profile, path, progress: bool) -> InversionImages:
         curve = []
         generated[name] = generate(model, classes, seeds, GENERATION, history=curve).cpu()
         curves["generate"][name] = torch.tensor(curve)
-    result = InversionImages(x0, y0, other, noise, seeds, classes, inverted, generated, curves)
-    paths.store_cache(path, paths.torch_bytes(asdict(result)))
-    return result
+    return InversionImages(x0, y0, other, noise, seeds, classes, inverted, generated, curves)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .. import paths, timing, zoo
+from .. import paths, zoo
 from ..attacks import PGD, WorstOf, margin_loss
 from ..book import plotting
 from ..book.ledger import Measurement, claim, join_notes, margins_claim, nonfinite_note
@@ -170,23 +170,16 @@ def _cache_path(prof: Profile):
     return paths.results_path("lipschitz", prof.name, settings, ".pt")
 
 
-def _read(path) -> ArmResults:
-    return ArmResults(**torch.load(path, weights_only=True))
-
-
 def measure(profile, progress: bool = True) -> ArmResults:
     """Every measurement of :class:`ArmResults`, per arm, with the attacks' and the Lipschitz estimate's random
     starts seeded (seed 0 per model); cached."""
     prof = get_profile(profile)
-    path = _cache_path(prof)
-    cached = paths.load_cache(path, _read)
-    if cached is not None:
-        return cached
-    with timing.timed("measurement", "lipschitz.measure", profile=prof.name):
-        return _measure(prof, path, progress)
+    return paths.cached(_cache_path(prof), lambda: _measure(prof, progress),
+                        load=lambda p: ArmResults(**paths.torch_load(p)),
+                        dump=lambda r: paths.torch_bytes(asdict(r)), name="lipschitz.measure")
 
 
-def _measure(prof: Profile, path, progress: bool) -> ArmResults:
+def _measure(prof: Profile, progress: bool) -> ArmResults:
     from tqdm import tqdm
 
     specs = train(prof, progress)
@@ -211,9 +204,7 @@ def _measure(prof: Profile, path, progress: bool) -> ArmResults:
                       "alignment": alignment(model, x), "confidence": p.amax(1)}
         acc[name] = row
         per_image[name] = {k: v.detach().cpu().float() for k, v in values.items()}
-    results = ArmResults(acc, per_image)
-    paths.store_cache(path, paths.torch_bytes(asdict(results)))
-    return results
+    return ArmResults(acc, per_image)
 
 
 def table(profile, results: ArmResults):

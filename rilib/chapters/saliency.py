@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import paths, timing
+from .. import paths
 from ..book import plotting
 from ..book.ledger import Measurement, claim, margins_claim
 from ..data import first_per_class, load_dataset
@@ -211,23 +211,17 @@ def _cache_path(prof: Profile):
     return paths.results_path("saliency", prof.name, settings, ".pt")
 
 
-def _read(path) -> SaliencyResults:
-    return SaliencyResults(**torch.load(path, weights_only=True))
-
-
 def measure(profile, progress: bool = True) -> SaliencyResults:
     """Every per-image measurement of the chapter (see :class:`SaliencyResults`), computed on the first
     ``sizes(profile).n`` test images, the randomisation check on the first ``sanity_n`` of them; cached."""
     prof = get_profile(profile)
-    path = _cache_path(prof)
-    cached = paths.load_cache(path, _read)
-    if cached is not None:
-        return cached
-    with timing.timed("measurement", "saliency.measure", profile=prof.name):
-        return _measure(prof, path, progress)
+    return paths.cached(_cache_path(prof), lambda: _measure(prof, progress),
+                        load=lambda p: SaliencyResults(**paths.torch_load(p)),
+                        dump=lambda r: paths.torch_bytes({"alignment": r.alignment, "maps": r.maps}),
+                        name="saliency.measure")
 
 
-def _measure(prof: Profile, path, progress: bool) -> SaliencyResults:
+def _measure(prof: Profile, progress: bool) -> SaliencyResults:
     from tqdm import tqdm
 
     models = load_models(prof, progress=progress)
@@ -267,11 +261,9 @@ def _measure(prof: Profile, path, progress: bool) -> SaliencyResults:
         bar.update()
     bar.close()
     cpu = lambda v: v.detach().cpu().float()  # noqa: E731
-    results = SaliencyResults({n: cpu(v) for n, v in align.items()},
-                              {n: {m: {k_: cpu(v) for k_, v in row.items()} for m, row in methods.items()}
-                               for n, methods in maps.items()})
-    paths.store_cache(path, paths.torch_bytes({"alignment": results.alignment, "maps": results.maps}))
-    return results
+    return SaliencyResults({n: cpu(v) for n, v in align.items()},
+                           {n: {m: {k_: cpu(v) for k_, v in row.items()} for m, row in methods.items()}
+                            for n, methods in maps.items()})
 
 
 def alignment_table(profile, results: SaliencyResults):

@@ -11,7 +11,7 @@ from ..book import plotting
 from ..book.ledger import Measurement, claim
 from ..profiles import Profile, get_profile
 from . import catalog
-from .catalog import (EVAL_EPS, STANDARD, catalog_zoo, fmt_eps, model_names, robust_acc, strong_attack, train_eps,
+from .catalog import (EVAL_EPS, STANDARD, fmt_eps, model_names, robust_acc, strong_attack, train_eps,
                       train_zoo, weak_attack)
 
 MADRY = "Madry et al. 2018, Towards Deep Learning Models Resistant to Adversarial Attacks (ICLR)"
