@@ -43,6 +43,7 @@ benchmark: install  ## print the speed benchmarks, each with its ratio to a refe
 	$(BIN)/python benchmarks/adversarial_training.py
 	$(BIN)/python benchmarks/attacks.py
 	$(BIN)/python benchmarks/channels_last.py
+	$(BIN)/python benchmarks/processes.py
 
 clean:  ## remove the built book and executed notebooks (keeps .venv and the model zoo)
 	rm -rf _build book/*.ipynb

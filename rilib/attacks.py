@@ -156,7 +156,8 @@ def projected_gradient(model: nn.Module, x0: torch.Tensor, target: torch.Tensor,
                        random_start: bool = False, use_best: bool = True,
                        clamp: tuple[float, float] | None = (0.0, 1.0),
                        start: Optional[torch.Tensor] = None,
-                       history: Optional[list] = None) -> torch.Tensor:
+                       history: Optional[list] = None,
+                       fool: Optional[torch.Tensor] = None, early_stop: bool = False) -> torch.Tensor:
     """Projected gradient ascent (or descent) of a per-example loss inside an ε-ball around ``x0``.
 
     Args:
@@ -171,7 +172,15 @@ def projected_gradient(model: nn.Module, x0: torch.Tensor, target: torch.Tensor,
         use_best: return, per example, the iterate with the best loss seen, not the last one.
         clamp: the image box; ``None`` for no box.
         start: explicit starting point (overrides ``random_start``), e.g. a noise seed for inversion.
-        history: if a list is given, the mean loss of every step is appended to it.
+        history: if a list is given, the mean loss of every step is appended to it (over the examples still
+            being optimised, with ``early_stop``).
+        fool: labels (N,) of an attack. With them, an iterate the model misclassifies beats every iterate it
+            classifies correctly, whatever their losses: once the attack has found an adversarial example it never
+            trades it for a higher-loss iterate that is classified correctly. Among iterates of the same kind the
+            higher loss wins. Needs ``use_best``.
+        early_stop: with ``fool``, stop working on an example at its first misclassified iterate and drop it from
+            the batch. The same examples end misclassified as without it (an example is misclassified at the end
+            if and only if some iterate was), for the work of the iterates up to that point only.
 
     Returns:
         The optimised images, shaped like ``x0``, inside the ball and the box, on the model's device.
@@ -179,9 +188,16 @@ def projected_gradient(model: nn.Module, x0: torch.Tensor, target: torch.Tensor,
     loss = loss or cross_entropy
     geometry = CONSTRAINTS[constraint](eps, step_size)
     sign = -1.0 if minimize else 1.0
+    if fool is not None and not use_best:
+        raise ValueError("projected_gradient: fool= needs use_best=True (the misclassified iterate is kept).")
+    if early_stop and fool is None:
+        raise ValueError("projected_gradient: early_stop=True needs the labels to fool (fool=...).")
     x0 = to_model(x0.detach(), model)
     target = to_model(target, model) if torch.is_tensor(target) else target
     start = to_model(start, model) if start is not None else None
+    if fool is not None:
+        fool = to_model(fool, model)
+        model = _Recording(model)  # the loss's own forward pass tells which iterates are misclassified
 
     def box(x):
         return x.clamp(*clamp) if clamp is not None else x
@@ -194,7 +210,10 @@ def projected_gradient(model: nn.Module, x0: torch.Tensor, target: torch.Tensor,
         x = x0.clone()
 
     best_x = x.clone()
-    best_loss = torch.full((len(x0),), -float("inf"), device=x0.device)
+    best_loss = torch.full((len(x0),), -float("inf"), device=x0.device, dtype=x0.dtype)
+    best_fooled = torch.zeros(len(x0), dtype=torch.bool, device=x0.device)
+    active = torch.arange(len(x0), device=x0.device)  # the examples still optimised (all, without early_stop)
+    centre, goal, labels = x0, target, fool
     with eval_mode(model):
         for i in range(steps + 1):
             last = i == steps
@@ -202,21 +221,52 @@ def projected_gradient(model: nn.Module, x0: torch.Tensor, target: torch.Tensor,
                 break
             if last:  # the final iterate is only scored, not stepped from
                 with torch.no_grad():
-                    values = sign * loss(model, x, target)
+                    values = sign * loss(model, x, goal)
             else:
                 x.requires_grad_(True)
-                values = sign * loss(model, x, target)
+                values = sign * loss(model, x, goal)
                 grad, = torch.autograd.grad(values.sum(), x)
             with torch.no_grad():
                 if history is not None:
                     history.append(float(sign * values.mean()))
                 if use_best:
-                    better = values > best_loss
-                    best_loss = torch.where(better, values, best_loss)
-                    best_x[better] = x[better]
-                if not last:
-                    x = box(geometry.project(geometry.step(x, grad), x0)).detach()
+                    fooled = model.misclassified(x, labels) if fool is not None else best_fooled[active]
+                    was_fooled = best_fooled[active]
+                    better = (fooled & ~was_fooled) | ((fooled == was_fooled) & (values > best_loss[active]))
+                    at = active[better]
+                    best_loss[at], best_fooled[at] = values[better].to(best_loss.dtype), fooled[better]
+                    best_x[at] = x[better]
+                if last:
+                    break
+                x = box(geometry.project(geometry.step(x, grad), centre)).detach()
+                if early_stop and fooled.any():
+                    keep = ~fooled
+                    active, x, centre, grad = active[keep], x[keep], centre[keep], None
+                    goal, labels = goal[keep], labels[keep]
+                    if len(active) == 0:
+                        break
     return (best_x if use_best else x).detach()
+
+
+class _Recording(nn.Module):
+    """A model that remembers its last output, so that :func:`projected_gradient` can tell from the loss's own
+    forward pass which iterates are misclassified (one more forward only if the loss did not call the model on
+    the batch)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.last = None
+        self.train(model.training)  # so that eval_mode restores the wrapped model's own mode
+
+    def forward(self, x):
+        self.last = (x, self.model(x))
+        return self.last[1]
+
+    def misclassified(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.last is None or self.last[0] is not x:
+            self.forward(x)
+        return self.last[1].argmax(1) != labels
 
 
 @dataclass
@@ -228,6 +278,13 @@ class PGD:
     With ``restarts > 1`` each restart attacks only the examples that every earlier restart failed to
     misclassify, so an example counts as robust only if all restarts fail.
 
+    ``early_stop`` (the default) is for measuring accuracy: an example is no longer attacked once an iterate is
+    misclassified, and that iterate is returned. ``early_stop=False`` attacks every example for all its steps and
+    returns its highest-loss iterate, the perturbation to use when the image itself is measured (for example the
+    first-layer damping of chapter 2). The early stop can only fool more examples, never fewer: the full attack
+    might trade a misclassified iterate for a higher-loss one that is not. On a fixed seed the two leave the same
+    robust set (tests/test_attacks.py; benchmarks/attacks.py on the book's models).
+
     Call as ``PGD(eps=0.3)(model, x, y)`` → adversarial images, same shape, in [0, 1] and the ball.
     """
 
@@ -238,6 +295,7 @@ class PGD:
     random_start: bool = True
     norm: str = "linf"
     loss: Optional[LossFn] = None
+    early_stop: bool = True
 
     @property
     def alpha(self) -> float:
@@ -266,7 +324,8 @@ class PGD:
                 break
             adv = projected_gradient(model, x[idx], y[idx], constraint=self.norm, eps=self.eps,
                                      step_size=self.alpha, steps=self.steps, loss=self.loss,
-                                     random_start=self.random_start or r > 0)
+                                     random_start=self.random_start or r > 0,
+                                     fool=y[idx] if self.early_stop else None, early_stop=self.early_stop)
             x_adv[idx] = adv
             with torch.no_grad(), eval_mode(model):
                 fooled = model(adv).argmax(1) != y[idx]

@@ -97,3 +97,66 @@ def test_worst_of_is_at_least_as_strong_as_each_attack(tiny_standard, mnist_smal
     only_a = robust_accuracy(tiny_standard, x, y, a, progress=False)
     assert both <= only_a
     assert "margin loss" in WorstOf((a, b)).describe()
+
+
+class _Calls:
+    """Counts the examples a model is run on and records, for full batches, which of them it misclassifies."""
+
+    def __init__(self, model, y):
+        self.examples, self.fooled = 0, torch.zeros(len(y), dtype=torch.bool)
+        self.y = y
+        self.handle = model.register_forward_hook(self)
+
+    def __call__(self, module, inputs, out):
+        self.examples += len(out)
+        if len(out) == len(self.y):
+            self.fooled |= out.detach().argmax(1) != self.y
+
+
+@pytest.mark.parametrize("eps,loss", [(0.05, None), (0.1, None), (0.1, "margin")])
+def test_early_stopping_attack_gives_exactly_the_robust_set_of_the_full_attack(eps, loss, tiny_standard,
+                                                                               mnist_small):
+    """Stopping on an image once an iterate fools it leaves the robust set of the full attack (every image, all
+    steps, highest-loss iterate): same seed, same restarts, the same images survive, for less work."""
+    from rilib.attacks import margin_loss
+    from rilib.rng import seeded
+    x, y = mnist_small.x_test, mnist_small.y_test
+    with torch.no_grad():
+        ok = tiny_standard(x).argmax(1) == y
+    x, y = x[ok], y[ok]
+    kw = dict(eps=eps, steps=10, restarts=3, loss=margin_loss if loss else None)
+    masks, work = {}, {}
+    for early in (False, True):
+        calls = _Calls(tiny_standard, y)
+        with seeded(0):
+            adv = PGD(**kw, early_stop=early)(tiny_standard, x, y)
+        calls.handle.remove()
+        with torch.no_grad():
+            masks[early] = tiny_standard(adv).argmax(1) == y
+        work[early] = calls.examples
+    survivors = int(masks[True].sum())
+    assert 0 < survivors < len(y), "the attack must fool some images and not others for the test to mean anything"
+    assert torch.equal(masks[True], masks[False])
+    assert work[True] < work[False]
+
+
+def test_a_found_adversarial_example_is_kept(tiny_standard, mnist_small):
+    """With the labels to fool, an image ends misclassified if and only if some iterate was, even when a
+    correctly classified iterate has a higher loss. The loss here rewards the true class, so that the
+    misclassified iterates (from the random start) are the low-loss ones that a best-loss rule would throw away."""
+    from rilib.attacks import margin_loss
+    x, y = mnist_small.x_test[:100], mnist_small.y_test[:100]
+    toward_true_class = lambda model, xb, yb: -margin_loss(model, xb, yb)  # noqa: E731
+    kw = dict(eps=0.5, step_size=0.05, steps=5, loss=toward_true_class, random_start=True)
+    calls = _Calls(tiny_standard, y)
+    torch.manual_seed(0)
+    kept = projected_gradient(tiny_standard, x, y, fool=y, **kw)
+    ever_fooled = calls.fooled.clone()
+    calls.handle.remove()
+    torch.manual_seed(0)
+    best_loss = projected_gradient(tiny_standard, x, y, **kw)
+    with torch.no_grad():
+        fooled_kept = tiny_standard(kept).argmax(1) != y
+        fooled_best_loss = tiny_standard(best_loss).argmax(1) != y
+    assert ever_fooled.sum() > fooled_best_loss.sum(), "the best-loss rule must lose some for the test to mean anything"
+    assert torch.equal(fooled_kept, ever_fooled)

@@ -120,7 +120,8 @@ def _damping_rows(prof: Profile, models: dict, eps: float, progress: bool) -> li
     rows = []
     for name, model in tqdm(models.items(), desc="first-layer damping", disable=not progress):
         with seeded(0):
-            x_adv = PGD(eps=eps, steps=prof.eval_steps)(model, x, y)
+            # The full attack (no early stop): the perturbation is measured, not only whether it fools.
+            x_adv = PGD(eps=eps, steps=prof.eval_steps, early_stop=False)(model, x, y)
         iv = mean_ci(first_layer_damping(model, x, x_adv))
         rows.append({"model": name, "damping ratio": iv.mean, "ci95 low": iv.low, "ci95 high": iv.high})
     return rows

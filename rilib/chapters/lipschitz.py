@@ -166,7 +166,7 @@ class ArmResults:
 def _cache_path(prof: Profile):
     settings = {"version": _VERSION, "profile": prof.name, "n": eval_n(prof),
                 "models": {n: s.key() for n, s in arms(prof).items()},
-                "attacks": [strong_attack(prof, EPS).describe(), stronger_attack(prof).describe()]}
+                "attacks": [strong_attack(prof, EPS).cache_key(), stronger_attack(prof).cache_key()]}
     return paths.results_path("lipschitz", prof.name, settings, ".pt")
 
 
