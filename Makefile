@@ -27,7 +27,7 @@ book:  ## train the zoo, execute every chapter, build _build/html and _build/tim
 	  "seconds": round(time.time() - float(sys.argv[1]), 3), "end": time.time()}))' $$t0 >> $(TIMINGS)
 	RILIB_TIMINGS=$(TIMINGS) $(BIN)/rilib zoo train --profile $(PROFILE)
 	RILIB_TIMINGS=$(TIMINGS) $(BIN)/rilib book run --profile $(PROFILE)
-	RILIB_TIMINGS=$(TIMINGS) $(BIN)/rilib book build
+	RILIB_TIMINGS=$(TIMINGS) $(BIN)/rilib book build --profile $(PROFILE)
 	$(BIN)/rilib book timings $(TIMINGS) --json _build/timings.json
 
 claims: install  ## print the claims ledger (PROFILE=...)

@@ -4,9 +4,10 @@
     rilib zoo train [NAMES ...] [--profile P] [--retrain]
     rilib zoo verify [--profile P]
     rilib book run [NOTEBOOKS ...] [--profile P] [--force]
-    rilib book build
+    rilib book build [--profile P]
     rilib book timings LOG [--json FILE]
     rilib claims [--profile P] [--chapter C] [--json FILE]
+    rilib claims --compare A.json B.json
     rilib filters stats CHECKPOINT --arch NAME
 
 A user's mistake (an unknown name, missing data, a corrupt checkpoint) prints one clear message and
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(run)
     bld = book_sub.add_parser("build", help="build the HTML book into _build/html")
     bld.add_argument("--root", default=None, help="project folder (default: this checkout)")
+    bld.add_argument("--profile", default=None,
+                     help="also write the claims ledger of this profile to _build/html/ledger.json "
+                          "(`make book` passes its PROFILE)")
     tim = book_sub.add_parser("timings", help="summarise a timing log (RILIB_TIMINGS) and write it as JSON",
                               description="Read the JSON-lines log that a run wrote while RILIB_TIMINGS named it "
                                           "(`make book` does), print where the time went, and write the report.")
@@ -90,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "use) and print pass/fail with the measured values.")
     _add_profile(cl)
     cl.add_argument("--chapter", default=None, help="only this chapter's claims (e.g. 1)")
-    cl.add_argument("--json", metavar="FILE", default=None, help="also write the ledger as JSON")
+    cl.add_argument("--json", metavar="FILE", default=None,
+                    help="also write the ledger as JSON (schema rilib.ledger version 1, see rilib.book.ledger)")
+    cl.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                    help="measure nothing: print the claims whose outcome or values moved between two JSON "
+                         "ledgers; exit status 1 if any did")
     return parser
 
 
@@ -173,6 +181,17 @@ def _filters_stats(checkpoint: str, arch: str, in_shape: str | None, num_classes
         print(filters.by_depth(stats).to_string())
 
 
+def _compare_ledgers(a: str, b: str) -> int:
+    from .book import ledger
+    first, second = ledger.read_json(a), ledger.read_json(b)
+    lines = ledger.compare(first, second)
+    print(f"{a} (profile {first.get('profile')}) -> {b} (profile {second.get('profile')}): "
+          f"{len(lines) or 'no'} claim{'s' if len(lines) != 1 else ''} moved")
+    for line in lines:
+        print(f"  {line}")
+    return 1 if lines else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -193,11 +212,14 @@ def main(argv: list[str] | None = None) -> int:
             _timings(args.log, args.json)
         elif args.command == "book":
             from .book import runner
-            print(f"Built {runner.build(args.root)}")
+            index = runner.build(args.root, profile=args.profile)
+            print(f"Built {index}" + (f" and {index.parent / 'ledger.json'}" if args.profile else ""))
         elif args.command == "filters":
             _filters_stats(args.checkpoint, args.arch, args.in_shape, args.num_classes)
         elif args.command == "claims":
             from .book import ledger
+            if args.compare:
+                return _compare_ledgers(*args.compare)
             results = ledger.run(args.profile, args.chapter)
             print(ledger.format_ledger(results))
             if args.json:

@@ -25,6 +25,7 @@ def smoke_book(tmp_path_factory, private_cache):
     shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("*.ipynb"))
     # the pages show the library's own code with {literalinclude} ../rilib/...
     shutil.copytree(ROOT / "rilib", root / "rilib", ignore=shutil.ignore_patterns("__pycache__"))
+    import rilib.chapters  # noqa: F401  (registers the claims the built book ships as ledger.json)
     from rilib import book
     timings = {}
     for src in book.sources(root):
@@ -32,7 +33,7 @@ def smoke_book(tmp_path_factory, private_cache):
         book.run([src.stem], "smoke", root)
         timings[src.stem] = time.perf_counter() - t0
     print("\nsmoke execution seconds per chapter:", {k: round(v) for k, v in timings.items()})
-    book.build(root)
+    book.build(root, profile="smoke")
     return root, timings
 
 
@@ -84,10 +85,12 @@ def test_claims_cli_writes_the_ledger(smoke_book, tmp_path):
                           "--json", str(out_json)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     ledger = json.loads(out_json.read_text())
-    assert {c["id"] for c in ledger} == {"ch1.robust-costs-clean-accuracy", "ch1.pgd-0.3-survives-strong-attack",
-                                         "ch1.pgd-beats-fgsm-rs"}
-    for c in ledger:
+    assert ledger["schema"] == "rilib.ledger" and ledger["schema_version"] == 1 and ledger["profile"] == "smoke"
+    assert {c["id"] for c in ledger["claims"]} == {"ch1.robust-costs-clean-accuracy",
+                                                   "ch1.pgd-0.3-survives-strong-attack", "ch1.pgd-beats-fgsm-rs"}
+    for c in ledger["claims"]:
         assert c["profile"] == "smoke" and isinstance(c["passed"], bool) and c["measured"]
+        assert c["paper"] in c["papers"] and c["test"] and (c["passed"] or c["reason"])
     assert "Claims ledger, profile smoke" in out.stdout
 
 
@@ -147,3 +150,39 @@ def test_every_chapter_is_in_the_table_of_contents():
     toc = (ROOT / "_toc.yml").read_text()
     for src in sorted((ROOT / "notebooks").glob("*.md")):
         assert f"book/{src.stem}" in toc, f"{src.name} is not in _toc.yml"
+
+
+@pytest.mark.slow
+def test_synthesis_page_lists_every_claim_exactly_once_and_the_book_ships_the_ledger(smoke_book):
+    from rilib.book import ledger
+    from rilib.book.papers import PAPERS
+    root, _ = smoke_book
+    html_dir = root / "_build" / "html"
+    page = (html_dir / "book" / "99_synthesis.html").read_text()
+    ids = [c.id for c in ledger.list_claims()]
+    assert len(ids) >= 15
+    for claim_id in ids:
+        assert len(re.findall(rf'#claims">{re.escape(claim_id)}</a>', page)) == 1, claim_id
+    for key in {c.paper for c in ledger.list_claims()}:
+        assert PAPERS[key].short in page
+    assert len(re.findall(r"<img", page)) >= 1, "the ε dashboard"
+    shipped = ledger.read_json(html_dir / "ledger.json")
+    assert shipped["profile"] == "smoke" and shipped["total"] == len(ids)
+    assert [c["id"] for c in shipped["claims"]] == ids
+    assert 'href="../ledger.json"' in page
+
+
+@pytest.mark.slow
+def test_the_dashboard_has_one_panel_per_lens_with_intervals(smoke_book):
+    from rilib.book import dashboard
+    from rilib.chapters import synthesis
+    values = synthesis.dashboard_values("smoke")
+    assert list(values) == [name for name, _ in dashboard.PANELS.items()]
+    fig = synthesis.dashboard_figure("smoke", values)
+    assert sum(ax.get_visible() for ax in fig.axes) == len(dashboard.PANELS)
+    for name, series in values.items():
+        assert series, name
+        for label, by_model in series.items():
+            assert "mnist-standard" in by_model and len(by_model) >= 3, (name, label)
+            with_interval = [iv for iv in by_model.values() if iv.low == iv.low]  # not NaN
+            assert with_interval or "no interval" in dashboard.PANELS[name].note, (name, label)

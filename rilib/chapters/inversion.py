@@ -22,22 +22,19 @@ import torch
 
 from .. import paths, zoo
 from ..book import plotting
+from ..book.dashboard import panel
 from ..book.ledger import Measurement, claim, join_notes, nonfinite_note
 from ..data import first_per_class, load_dataset
 from ..evaluate import accuracy
 from ..lenses.inversion import (ClassGaussian, GenerationSettings, InversionSettings, generate, invert, recognised,
                                 representation_distance, ssim_psnr)
-from ..lenses.stats import mean_ci
+from ..lenses.stats import Interval, mean_ci
 from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
 from ..zoo import ZOO_GROUPS, Spec
-from .catalog import ROBUST, STANDARD, catalog_zoo, describe, train_zoo
+from .catalog import ROBUST, STANDARD, catalog_zoo, describe, protocol_differs, train_zoo
 
-ENGSTROM = ("Engstrom et al. 2019, Adversarial Robustness as a Prior for Learned Representations "
-            "(arXiv 1906.00945)")
-SANTURKAR = "Santurkar et al. 2019, Image Synthesis with a Single (Robust) Classifier (NeurIPS)"
-BOYCHEV = "Boychev 2023, Interpretable Computer Vision Models through Adversarial Training (arXiv 2307.02500)"
 
 
 @dataclass(frozen=True)
@@ -318,7 +315,7 @@ def _scores(profile):
 @claim("ch4.robust-generations-recognised", chapter="4",
        statement="Images generated from robust models are recognised as their target class by an independent "
                  "standard judge far more often than images generated from the standard model.",
-       citation=f"{SANTURKAR}; {BOYCHEV}")
+       papers=("boychev2023", "santurkar2019"), differs=protocol_differs)
 def _claim_generation(profile: Profile) -> Measurement:
     t = _scores(profile)
     col = "generation: standard judge"
@@ -337,7 +334,7 @@ def _claim_generation(profile: Profile) -> Measurement:
 @claim("ch4.robust-inversions-closer", chapter="4",
        statement="Robust models' representation inversions are closer to their targets than the standard model's, "
                  "in pixels (SSIM, PSNR) and in an independent judge's features.",
-       citation=f"{ENGSTROM}; {BOYCHEV}")
+       papers=("boychev2023", "engstrom2019"), differs=protocol_differs)
 def _claim_inversion(profile: Profile) -> Measurement:
     t = _scores(profile)
     checks = {"SSIM": "higher", "PSNR (dB)": "higher", "judge feature distance": "lower"}
@@ -362,3 +359,31 @@ __all__ = ["InversionSizes", "SIZES", "sizes", "judges_zoo", "load", "inversion_
            "generation_seeds", "InversionImages", "images", "inversion_figures", "final_distances",
            "generation_figures", "per_image_scores", "score_table", "display_scores", "judge_accuracy", "eps_table",
            "judge_figure", "MODELS", "JUDGE_STANDARD", "JUDGE_ROBUST", "GENERATION"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The synthesis page's ε dashboard
+
+def _intervals(profile: Profile, columns: dict) -> dict:
+    t = _scores(profile).drop(index=SEEDS_ROW)
+    n = {c: len(images(profile).classes) if c.startswith("generation") else len(images(profile).targets)
+         for c in columns}
+    return {label: {m: Interval(float(t.loc[m, c]), float(t.loc[m, c] - t.loc[m, f"{c} ±"]),
+                                float(t.loc[m, c] + t.loc[m, f"{c} ±"]), n[c]) for m in t.index}
+            for c, label in columns.items()}
+
+
+@panel("inversion", title="Representation inversion", chapter="4",
+       ylabel="judge-feature distance to target")
+def _panel_inversion(profile: Profile) -> dict:
+    """Distance of the inversions (from noise, from another image) to their targets in the standard LeNet
+    judge's representation: lower is closer. Mean and 95 % interval over the targets."""
+    return _intervals(profile, {"inversion from noise: judge feature distance": "from noise",
+                                "inversion from image: judge feature distance": "from another image"})
+
+
+@panel("generation", title="Class generation", chapter="4", ylabel="share recognised as target class")
+def _panel_generation(profile: Profile) -> dict:
+    """Share of the generated images each LeNet judge labels as their target class, with 95 % intervals."""
+    return _intervals(profile, {"generation: standard judge": "standard judge",
+                                "generation: robust judge": "robust judge"})

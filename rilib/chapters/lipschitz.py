@@ -25,6 +25,7 @@ import torch
 from .. import paths, zoo
 from ..attacks import PGD, WorstOf, margin_loss
 from ..book import plotting
+from ..book.dashboard import panel
 from ..book.ledger import Measurement, claim, join_notes, margins_claim, nonfinite_note
 from ..data import first_per_class, load_dataset
 from ..evaluate import accuracy
@@ -37,11 +38,8 @@ from ..profiles import Profile, get_profile
 from ..registry import Registry
 from ..rng import seeded
 from ..zoo import ZOO_GROUPS, Spec
-from .catalog import STANDARD, catalog_zoo, strong_attack, train_eps, train_zoo
+from .catalog import STANDARD, catalog_zoo, protocol_differs, strong_attack, train_eps, train_zoo
 
-HELLAND = ("Helland & VanHoudnos 2021, On the Human-Recognizability Phenomenon of Adversarially Trained Deep "
-           "Image Classifiers (arXiv 2101.05219)")
-ROSS = "Ross & Doshi-Velez 2018, Improving the Adversarial Robustness and Interpretability of Deep Neural Networks by Regularizing their Input Gradients (AAAI)"
 
 EPS = 0.1                      #: the chapter's L∞ radius: evaluation, Lipschitz ball and the main penalty weight
 LAMBDAS = (0.03, 0.1, 0.3)     #: the L1 gradient-penalty sweep; λ = ε is the first-order expansion of PGD-AT
@@ -281,7 +279,7 @@ def _paired(results: ArmResults, name: str, key: str, reference: str = STANDARD)
 @claim("ch5.orientation-and-smoothness-raise-alignment", chapter="5",
        statement="Arms with both orientation and smoothness (PGD-AT, TRADES, CE + gradient penalty) have input "
                  "gradients better aligned with the image than the standard model.",
-       citation=HELLAND)
+       papers="helland2021", differs=protocol_differs)
 def _claim_alignment(profile: Profile) -> Measurement:
     res = measure(profile)
     return margins_claim({n: _paired(res, n, "alignment") for n in ORIENTED_SMOOTH},
@@ -292,7 +290,7 @@ def _claim_alignment(profile: Profile) -> Measurement:
 @claim("ch5.label-smoothing-is-not-smoothness", chapter="5",
        statement="Label smoothing lowers confidence but keeps a high local Lipschitz estimate and does not raise "
                  "alignment as much as the arms with orientation and smoothness.",
-       citation=HELLAND)
+       papers="helland2021", differs=protocol_differs)
 def _claim_label_smoothing(profile: Profile) -> Measurement:
     t = table(profile, measure(profile))
     ls = "mnist-label-smoothing"
@@ -312,7 +310,7 @@ def _claim_label_smoothing(profile: Profile) -> Measurement:
 @claim("ch5.gradient-penalty-is-robust", chapter="5",
        statement="The gradient-penalty model (L1, λ = ε) is more robust under PGD than the standard model, also "
                  "under the worst case of that attack and a margin-loss attack (a guard against gradient masking).",
-       citation=f"{ROSS}; {HELLAND}")
+       papers=("helland2021", "ross2018"), differs=protocol_differs)
 def _claim_gp_robust(profile: Profile) -> Measurement:
     t = table(profile, measure(profile))
     strong = strong_attack(profile, EPS).describe()
@@ -329,3 +327,15 @@ def _claim_gp_robust(profile: Profile) -> Measurement:
 __all__ = ["LipschitzSizes", "SIZES", "sizes", "lipschitz_zoo", "arms", "train", "eval_n", "margin_attack", "stronger_attack", "ArmResults", "measure",
            "table", "display_table", "sweep", "sweep_figure", "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS",
            "MAIN_GP", "TEACHER", "DISTILLED", "FROM_CATALOG", "ORIENTED_SMOOTH"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The synthesis page's ε dashboard
+
+@panel("smoothness", title="Smoothness", chapter="5", ylabel="per test image (log scale)", log=True)
+def _panel_smoothness(profile: Profile) -> dict:
+    """The local Lipschitz estimate of the logits at ε = 0.1 and ‖∇ₓ CE‖₁, mean and 95 % interval over the test
+    images, for the catalogue's models this chapter measures."""
+    res = measure(profile, progress=False)
+    return {label: {m: mean_ci(res.per_image[m][key]) for m in FROM_CATALOG}
+            for key, label in (("lipschitz", "local Lipschitz estimate"), ("grad l1", "‖∇ₓ CE‖₁"))}

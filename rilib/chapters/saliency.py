@@ -22,6 +22,7 @@ import torch
 
 from .. import paths
 from ..book import plotting
+from ..book.dashboard import panel
 from ..book.ledger import Measurement, claim, margins_claim
 from ..data import first_per_class, load_dataset
 from ..errors import UnknownNameError
@@ -31,12 +32,8 @@ from ..lenses.stats import Interval, mean_ci, paired_ci
 from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
-from .catalog import ROBUST, STANDARD, catalog_zoo, describe, load_models, model_names
+from .catalog import ROBUST, STANDARD, catalog_zoo, describe, load_models, model_names, protocol_differs
 
-BOYCHEV = "Boychev 2023, Interpretable Computer Vision Models through Adversarial Training (arXiv 2307.02500)"
-ETMANN = ("Etmann et al. 2019, On the Connection Between Adversarial Robustness and Saliency Map "
-          "Interpretability (ICML)")
-PETSIUK = "Petsiuk, Das & Saenko 2018, RISE: Randomized Input Sampling for Explanation of Black-box Models (BMVC)"
 
 
 @dataclass(frozen=True)
@@ -329,7 +326,7 @@ def alignment_margins(results: SaliencyResults, models=ROBUST) -> dict[str, Inte
 @claim("ch3.robust-alignment-exceeds-standard", chapter="3",
        statement="Robust models' input gradients are better aligned with the image than the standard model's "
                  "(Etmann alignment).",
-       citation=f"{ETMANN}; {BOYCHEV}")
+       papers=("etmann2019", "boychev2023"), differs=protocol_differs)
 def _claim_alignment(profile: Profile) -> Measurement:
     return margins_claim(alignment_margins(measure(profile)),
                          f"paired margin alignment(robust) − alignment({STANDARD}) with 95 % interval over "
@@ -339,7 +336,7 @@ def _claim_alignment(profile: Profile) -> Measurement:
 @claim("ch3.deletion-below-random", chapter="3",
        statement="For every method and model, deleting pixels in the map's order destroys the prediction faster "
                  "than deleting them in random order (lower deletion AUC).",
-       citation=PETSIUK)
+       papers="petsiuk2018", differs=protocol_differs)
 def _claim_deletion(profile: Profile) -> Measurement:
     res = measure(profile)
     worst, failed = {}, []
@@ -357,7 +354,7 @@ def _claim_deletion(profile: Profile) -> Measurement:
 @claim("ch3.robust-maps-more-concentrated", chapter="3",
        statement="Exploratory: robust models' IG and SHAP maps are more concentrated (higher Gini coefficient) "
                  "than the standard model's.",
-       citation=BOYCHEV)
+       papers="boychev2023", differs=protocol_differs)
 def _claim_gini(profile: Profile) -> Measurement:
     res = measure(profile)
     measured, failed = {}, []
@@ -377,3 +374,30 @@ def _claim_gini(profile: Profile) -> Measurement:
 __all__ = ["SaliencySizes", "SIZES", "sizes", "METHODS", "METRICS", "grid_images", "grid_maps", "grid_figures",
            "completeness", "make_method", "SaliencyResults", "measure", "alignment_table", "alignment_figure",
            "summary", "display_summary", "deletion_figure", "paired_margin", "alignment_margins"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The synthesis page's ε dashboard
+
+def _per_method(profile: Profile, metric: str, methods) -> dict:
+    res = measure(profile, progress=False)
+    return {METHODS.get(method, method): {m: mean_ci(res.values(m, method, metric)) for m in res.maps}
+            for method in methods}
+
+
+@panel("saliency-alignment", title="Map alignment", chapter="3", ylabel="|⟨x, map⟩| / (‖x‖‖map‖)")
+def _panel_alignment(profile: Profile) -> dict:
+    """Alignment of the attribution maps with the image, mean and 95 % interval over the test images."""
+    return _per_method(profile, "map alignment", ("gradient", "ig-zero", "shap"))
+
+
+@panel("gini", title="Concentration of the maps", chapter="3", ylabel="Gini coefficient of |map|")
+def _panel_gini(profile: Profile) -> dict:
+    """Gini coefficient of the absolute maps, mean and 95 % interval over the test images."""
+    return _per_method(profile, "gini", ("ig-zero", "ig-uniform", "shap"))
+
+
+@panel("deletion", title="Deletion", chapter="3", ylabel="deletion AUC (lower is better)")
+def _panel_deletion(profile: Profile) -> dict:
+    """Deletion AUC (Petsiuk et al. 2018) of three methods and of the random map, mean and 95 % interval."""
+    return _per_method(profile, "deletion", ("gradient", "ig-zero", "shap", RANDOM_MAP))

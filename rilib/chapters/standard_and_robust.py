@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from .. import zoo
 from ..book import plotting
+from ..book.dashboard import panel
 from ..book.ledger import Measurement, claim
 from ..profiles import Profile, get_profile
 from . import catalog
-from .catalog import (EVAL_EPS, STANDARD, fmt_eps, model_names, robust_acc, strong_attack, train_eps,
+from .catalog import (EVAL_EPS, STANDARD, fmt_eps, model_names, protocol_differs, robust_acc, strong_attack, train_eps,
                       train_zoo, weak_attack)
 
-MADRY = "Madry et al. 2018, Towards Deep Learning Models Resistant to Adversarial Attacks (ICLR)"
-TSIPRAS = "Tsipras et al. 2019, Robustness May Be at Odds with Accuracy (ICLR)"
-WONG = "Wong, Rice & Kolter 2020, Fast is better than free: revisiting adversarial training (ICLR)"
 
 
 def results_table(profile, family: str = "mnist", progress: bool = True):
@@ -101,7 +99,7 @@ def cifar10_section(profile):
 
 @claim("ch1.robust-costs-clean-accuracy", chapter="1",
        statement="Every robust model's clean accuracy is at most the standard model's.",
-       citation=f"{TSIPRAS}; {MADRY}")
+       papers=("tsipras2019", "madry2018"), differs=protocol_differs)
 def _claim_clean_cost(profile: Profile) -> Measurement:
     specs = train_zoo(profile, model_names(profile))
     clean = {n: zoo.metrics(s)["clean_acc"] for n, s in specs.items()}
@@ -115,7 +113,7 @@ def _claim_clean_cost(profile: Profile) -> Measurement:
 @claim("ch1.pgd-0.3-survives-strong-attack", chapter="1",
        statement="PGD-AT at ε = 0.3 keeps at least 70 % accuracy under the strong attack at ε = 0.3; "
                  "the standard model keeps under 5 %.",
-       citation=MADRY)
+       papers="madry2018", differs=protocol_differs)
 def _claim_pgd_strong(profile: Profile) -> Measurement:
     pgd = robust_acc(profile, "mnist-pgd-0.3")
     std = robust_acc(profile, STANDARD)
@@ -127,7 +125,7 @@ def _claim_pgd_strong(profile: Profile) -> Measurement:
 
 @claim("ch1.pgd-beats-fgsm-rs", chapter="1",
        statement="Under the strong attack, PGD-AT (ε = 0.3) is more robust than FGSM-RS (ε = 0.3).",
-       citation=WONG)
+       papers="wong2020", differs=protocol_differs)
 def _claim_pgd_vs_fgsm(profile: Profile) -> Measurement:
     pgd = robust_acc(profile, "mnist-pgd-0.3")
     fgsm = robust_acc(profile, "mnist-fgsm-rs")
@@ -140,3 +138,19 @@ def _claim_pgd_vs_fgsm(profile: Profile) -> Measurement:
 
 __all__ = ["zoo_table", "results_table", "table_caption", "styled_table", "histories", "learning_curves_figure",
            "weak_vs_strong_figure", "cifar10_section"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The synthesis page's ε dashboard
+
+@panel("accuracy", title="Accuracy", chapter="1", ylabel="accuracy (share of test images)")
+def _panel_accuracy(profile: Profile) -> dict:
+    """Clean accuracy (every test image) and accuracy under the strong attack at ε = 0.3 (the first ``eval_n``),
+    with Wilson intervals over the images."""
+    from ..data import load_dataset
+    from ..lenses.stats import proportion_ci
+    table = results_table(profile, progress=False)
+    n_clean = len(load_dataset(profile.mnist, profile.n_train, profile.n_test).y_test)
+    return {"clean": {m: proportion_ci(a, n_clean) for m, a in table["clean acc"].items()},
+            "strong attack, ε = 0.3": {m: proportion_ci(a, profile.eval_n)
+                                       for m, a in table["strong attack acc"].items()}}

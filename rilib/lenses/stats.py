@@ -59,6 +59,16 @@ def mean_ci(values) -> Interval:
     return Interval(m, m - half, m + half, len(v), int((~finite).sum()))
 
 
+def proportion_ci(share: float, n: int) -> Interval:
+    """A share of ``n`` trials (an accuracy) with its 95 % Wilson score interval."""
+    if n <= 0:
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    p, z2 = float(share), Z95 ** 2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return Interval(p, centre - half, centre + half, n)
+
+
 def paired_ci(a, b) -> Interval:
     """Mean per-item difference ``a − b`` of two measurements on the same items (images), with its 95 %
     interval: the paired comparison, which removes the spread that the items themselves add. The difference is

@@ -1,0 +1,94 @@
+"""The ε dashboard of the synthesis page: every lens of the book against the training ε of the models.
+
+A chapter registers one :class:`Panel` per lens it measures with :func:`panel`. A panel's function takes the
+profile and returns ``{series: {model: Interval}}``: for each curve of the panel (say, the attribution method),
+the model's mean and 95 % interval, read from the chapter's cached results. :func:`figure` draws one panel per
+registered lens on a shared x-axis, training ε, with the standard model at ε = 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from ..lenses.stats import Interval
+from ..profiles import Profile, get_profile
+from ..registry import Registry
+from .plotting import use_style
+
+Series = Mapping[str, Mapping[str, Interval]]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One lens: its ``title``, the chapter that measures it, the y-axis label (with units), whether to draw it
+    on a log scale, and ``values(profile) -> {series: {model: Interval}}``."""
+
+    title: str
+    chapter: str
+    ylabel: str
+    values: Callable[[Profile], Series]
+    log: bool = False
+    note: str = ""
+
+
+PANELS: Registry[Panel] = Registry("dashboard panel")
+
+
+def panel(name: str, *, title: str, chapter: str, ylabel: str, log: bool = False, note: str = ""):
+    """Decorator registering ``fn(profile) -> {series: {model: Interval}}`` as the dashboard panel ``name``."""
+
+    def deco(fn: Callable[[Profile], Series]):
+        PANELS.add(name, Panel(title, chapter, ylabel, fn, log, note))
+        return fn
+
+    return deco
+
+
+def point(value: float, n: int = 1) -> Interval:
+    """A value without an interval (one seed, one deterministic number): drawn without error bars."""
+    return Interval(float(value), float("nan"), float("nan"), n)
+
+
+def collect(profile: str | Profile) -> dict[str, Series]:
+    """Every registered panel's values under ``profile``, by panel name, in registration order."""
+    prof = get_profile(profile)
+    return {name: p.values(prof) for name, p in PANELS.items()}
+
+
+def figure(values: Mapping[str, Series], train_eps: Mapping[str, float], columns: int = 4,
+           title: str = ""):
+    """One panel per entry of ``values`` (see :func:`collect`): each series as a line over the models of
+    ``train_eps`` ({model: training ε}, the standard model at 0), with its 95 % interval as error bars. Models a
+    panel did not measure are left out of its line."""
+    import matplotlib.pyplot as plt
+    use_style()
+    names = list(values)
+    rows = max(1, math.ceil(len(names) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False, sharex=True)
+    order = sorted(train_eps, key=train_eps.get)
+    for ax, name in zip(axes.flat, names):
+        p = PANELS[name]
+        for series, by_model in values[name].items():
+            models = [m for m in order if m in by_model]
+            xs = [train_eps[m] for m in models]
+            ivs = [by_model[m] for m in models]
+            mean = [iv.mean for iv in ivs]
+            err = [[0 if math.isnan(iv.low) else iv.mean - iv.low for iv in ivs],
+                   [0 if math.isnan(iv.high) else iv.high - iv.mean for iv in ivs]]
+            ax.errorbar(xs, mean, yerr=err, marker="o", capsize=3, label=series)
+        ax.set_title(f"{p.title} (ch. {p.chapter})")
+        ax.set_ylabel(p.ylabel)
+        if p.log:
+            ax.set_yscale("log")
+        if len(values[name]) > 1:
+            ax.legend(loc="best", fontsize=7)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax in axes.flat[:len(names)]:
+        ax.set_xlabel("training ε (L∞, pixel scale [0, 1])")
+        ax.xaxis.set_tick_params(labelbottom=True)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,137 @@
+"""The claims ledger as data: its JSON schema, reading it back, comparing two ledgers, and the synthesis page's
+view of it (every claim once, filed under a known paper). Nothing here trains a model: the results are made up."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import pytest
+
+import rilib.chapters  # noqa: F401  (registers the book's claims and dashboard panels)
+from rilib import RilibError
+from rilib.book import dashboard, ledger
+from rilib.book.papers import PAPERS
+from rilib.lenses.stats import Interval
+
+
+def made_up_results() -> list[ledger.ClaimResult]:
+    """One result per registered claim, as :func:`ledger.run` would return them, without measuring anything:
+    every third claim fails, and the first has intervals."""
+    out = []
+    for i, c in enumerate(ledger.list_claims()):
+        out.append(ledger.ClaimResult(
+            c.id, c.chapter, c.statement, c.citation, "smoke", {"model-a": 0.5 + i / 100, "model-b": "text"},
+            "held to something", i % 3 != 0, "" if i % 3 else "not reproduced for: model-a", 0.01, c.paper,
+            c.papers, {"a": {"mean": 0.1, "low": 0.05, "high": 0.15}} if i == 0 else None,
+            "one training seed per model" if i % 2 else ""))
+    return out
+
+
+def test_every_claim_is_filed_under_a_known_paper():
+    claims = ledger.list_claims()
+    assert len(claims) >= 15
+    for c in claims:
+        assert c.papers and all(k in PAPERS for k in c.papers) and c.paper == c.papers[0]
+        assert c.citation.startswith(PAPERS[c.paper].short)
+    with pytest.raises(RilibError, match="helland2021"):
+        ledger.claim("test.unknown-paper", chapter="9", statement="-", papers="nobody2099")
+
+
+def test_json_round_trip(tmp_path):
+    results = made_up_results()
+    path = tmp_path / "ledger.json"
+    ledger.write_json(results, path)
+    data = ledger.read_json(path)
+    assert data["schema"] == "rilib.ledger" and data["schema_version"] == 1
+    assert data["profile"] == "smoke" and data["total"] == len(results)
+    assert data["passed"] == sum(r.passed for r in results)
+    assert set(data["versions"]) >= {"python", "torch", "rilib"} and "created" in data and "commit" in data
+    for r, c in zip(results, data["claims"]):
+        assert (c["id"], c["paper"], c["papers"], c["statement"], c["test"], c["passed"], c["measured"]) == \
+            (r.id, r.paper, list(r.papers), r.statement, r.comparison, r.passed, r.measured)
+        assert c["reason"] == r.reason and bool(c["reason"]) == (not r.passed)
+    assert data["claims"][0]["interval"] == {"a": {"mean": 0.1, "low": 0.05, "high": 0.15}}
+    failed = [c for c in data["claims"] if not c["passed"]]
+    assert any(c["reason"].startswith("finding") for c in failed)
+    assert any("differs from the paper" in c["reason"] for c in failed)
+
+
+def test_compare_names_exactly_what_moved():
+    a = ledger.to_json(made_up_results())
+    assert ledger.compare(a, copy.deepcopy(a)) == []
+    b = copy.deepcopy(a)
+    flipped = b["claims"][1]
+    flipped["passed"] = not flipped["passed"]
+    moved = b["claims"][2]
+    moved["measured"] = {**moved["measured"], "model-a": 0.99}
+    del b["claims"][3]
+    lines = ledger.compare(a, b)
+    assert len(lines) == 3
+    assert lines[0] == f"only in the first: {a['claims'][3]['id']}"
+    assert any(line.startswith(f"{flipped['id']}: ") and "->" in line for line in lines)
+    assert any(line.startswith(f"{moved['id']}: still") and "0.990" in line for line in lines)
+
+
+def test_reading_a_ledger_that_is_not_one_says_what_to_do(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(RilibError, match="not a readable JSON ledger"):
+        ledger.read_json(bad)
+    bad.write_text(json.dumps({"schema": "something.else"}))
+    with pytest.raises(RilibError, match="not a rilib ledger"):
+        ledger.read_json(bad)
+    bad.write_text(json.dumps({"schema": "rilib.ledger", "schema_version": 99, "claims": []}))
+    with pytest.raises(RilibError, match="version 99"):
+        ledger.read_json(bad)
+    with pytest.raises(RilibError, match="No ledger at"):
+        ledger.read_json(tmp_path / "missing.json")
+    legacy = tmp_path / "legacy.json"  # the first format: a plain list of claims
+    legacy.write_text(json.dumps([{"id": "ch1.x", "passed": True, "measured": 1.0, "comparison": "c",
+                                   "profile": "cpu"}]))
+    assert ledger.read_json(legacy)["schema_version"] == 0
+
+
+def test_cli_compare(cli, tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    results = made_up_results()
+    ledger.write_json(results, a)
+    ledger.write_json(results, b)
+    same = cli("claims", "--compare", str(a), str(b))
+    assert same.returncode == 0 and "no claims moved" in same.stdout
+    data = json.loads(b.read_text())
+    data["claims"][0]["passed"] = not data["claims"][0]["passed"]
+    b.write_text(json.dumps(data))
+    moved = cli("claims", "--compare", str(a), str(b))
+    assert moved.returncode == 1 and "1 claim moved" in moved.stdout and data["claims"][0]["id"] in moved.stdout
+    missing = cli("claims", "--compare", str(a), str(tmp_path / "nope.json"))
+    assert missing.returncode == 2 and "No ledger at" in missing.stderr
+
+
+def test_synthesis_lists_every_claim_once_under_its_paper():
+    from rilib.chapters import synthesis
+    results = made_up_results()
+    html = synthesis.by_paper(results).data
+    for r in results:
+        assert len(re.findall(rf'#claims">{re.escape(r.id)}</a>', html)) == 1, r.id
+    counts = synthesis.counts(results)
+    assert counts["claims"].sum() == len(results) and counts["passed"].sum() == sum(r.passed for r in results)
+    focus_first = [PAPERS[k].focus for k in synthesis.papers_in_order(results)]
+    assert focus_first == sorted(focus_first, reverse=True)
+
+
+def test_dashboard_draws_one_panel_per_registered_lens():
+    from rilib.chapters import synthesis
+    names = [name for name, _ in dashboard.PANELS.items()]
+    assert {"accuracy", "filters", "saliency-alignment", "gini", "deletion", "inversion", "generation",
+            "smoothness"} <= set(names)
+    eps = synthesis.train_eps("smoke")
+    values = {n: {"a curve": {m: Interval(0.5 + e, 0.4 + e, 0.6 + e, 10) for m, e in eps.items()}} for n in names}
+    fig = dashboard.figure(values, eps)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == len(names)
+    assert all(ax.get_xlabel().startswith("training ε") and ax.get_ylabel() for ax in visible)
+    trends = synthesis.trends("smoke", values)
+    assert set(trends["with ε"]) == {"rises"}
+    assert "rise: " in synthesis.trend_sentence(trends)
