@@ -135,3 +135,11 @@ def test_dashboard_draws_one_panel_per_registered_lens():
     trends = synthesis.trends("smoke", values)
     assert set(trends["with ε"]) == {"rises"}
     assert "rise: " in synthesis.trend_sentence(trends)
+
+
+def test_wilson_interval_of_an_accuracy():
+    from rilib.lenses.stats import proportion_ci
+    iv = proportion_ci(0.5, 100)
+    assert (round(iv.low, 4), round(iv.high, 4)) == (0.4038, 0.5962)
+    edge = proportion_ci(0.0, 1000)  # all wrong: the interval still has width, and stays inside [0, 1]
+    assert edge.low == pytest.approx(0.0, abs=1e-12) and 0.001 < edge.high < 0.01

@@ -138,8 +138,8 @@ def damping_figure(profile, table):
 # Claims
 
 def _differs(profile: Profile) -> str:
-    return ("the book's MNIST CNNs trained with AdamW (decoupled weight decay), not the paper's RobustBench "
-            f"CIFAR-10 and ImageNet models; {protocol_differs(profile)}")
+    return ("the book's MNIST CNNs trained with AdamW (decoupled weight decay), not the RobustBench models the "
+            f"paper studied; {protocol_differs(profile)}")
 
 
 def _compare(values: dict, better: str) -> tuple[dict, bool, str]:
