@@ -50,18 +50,26 @@ def select(names: Sequence[str] | None, root: Optional[str | Path] = None) -> li
     return [by_name.get(Path(n).name) or by_name[Path(n).stem] for n in names]
 
 
-def run_key(source: Path, profile: str) -> str:
-    """What an executed chapter depends on, hashed: its source, the profile, and the source of the whole library
-    (code or sizes changed anywhere: run it again)."""
+def library_digest() -> str:
+    """The sha256 of the whole library's source (file names and contents)."""
     import hashlib
 
     from ..paths import PACKAGE_DIR
     h = hashlib.sha256()
-    h.update(Path(source).read_bytes())
-    h.update(profile.encode())
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         h.update(str(path.relative_to(PACKAGE_DIR)).encode())
         h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def run_key(source: Path, profile: str, library: Optional[str] = None) -> str:
+    """What an executed chapter depends on, hashed: its source, the profile, and the source of the whole library
+    (code or sizes changed anywhere: run it again). ``library``: :func:`library_digest`, if already computed."""
+    import hashlib
+    h = hashlib.sha256()
+    h.update(Path(source).read_bytes())
+    h.update(profile.encode())
+    h.update((library or library_digest()).encode())
     return h.hexdigest()[:16]
 
 
@@ -92,9 +100,10 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
     out_dir = root_path / "book"
     out_dir.mkdir(exist_ok=True)
     executed = []
+    library = library_digest()
     for src in select(names, root_path):
         target = out_dir / f"{src.stem}.ipynb"
-        key = run_key(src, profile)
+        key = run_key(src, profile, library)
         if not force and _executed_key(target) == key:
             print(f"[rilib] {src.name} is up to date for profile {profile}: not executed again "
                   f"(--force executes it anyway)", flush=True)
@@ -127,8 +136,7 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
             raise
         finally:
             staging.unlink(missing_ok=True)
-        _hide_default_parameters(running)
-        _stamp(running, key, profile)
+        _finish(running, key, profile)
         os.replace(running, target)
         failed.unlink(missing_ok=True)
         timing.record("chapter", src.stem, time.perf_counter() - t0, executed=True, profile=profile)
@@ -137,17 +145,10 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
     return executed
 
 
-def _stamp(path: Path, key: str, profile: str) -> None:
-    """Record the run key and the profile in an executed notebook's metadata."""
-    import nbformat
-    nb = nbformat.read(path, as_version=4)
-    nb.metadata["rilib"] = {"run_key": key, "profile": profile}
-    nbformat.write(nb, path)
-
-
-def _hide_default_parameters(path: Path) -> None:
-    """Hide the source's default ``parameters`` cell in the book: papermill's injected cell below it shows the
-    profile the chapter actually ran with."""
+def _finish(path: Path, key: str, profile: str) -> None:
+    """In one read and write of an executed notebook: hide the source's default ``parameters`` cell in the book
+    (papermill's injected cell below it shows the profile the chapter actually ran with), and record the run key
+    and the profile in its metadata."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -156,7 +157,8 @@ def _hide_default_parameters(path: Path) -> None:
         for cell, t in zip(nb.cells, tags):
             if "parameters" in t and "remove-cell" not in t:
                 cell.metadata["tags"] = [*t, "remove-cell"]
-        nbformat.write(nb, path)
+    nb.metadata["rilib"] = {"run_key": key, "profile": profile}
+    nbformat.write(nb, path)
 
 
 def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Optional[str] = None) -> Path:

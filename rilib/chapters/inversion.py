@@ -28,7 +28,7 @@ from ..data import first_per_class, load_dataset
 from ..evaluate import accuracy
 from ..lenses.inversion import (ClassGaussian, GenerationSettings, InversionSettings, generate, invert, recognised,
                                 representation_distance, ssim_psnr)
-from ..lenses.stats import Interval, mean_ci
+from ..lenses.stats import mean_ci
 from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
@@ -365,12 +365,11 @@ __all__ = ["InversionSizes", "SIZES", "sizes", "judges_zoo", "load", "inversion_
 # The synthesis page's ε dashboard
 
 def _intervals(profile: Profile, columns: dict) -> dict:
-    t = _scores(profile).drop(index=SEEDS_ROW)
-    n = {c: len(images(profile).classes) if c.startswith("generation") else len(images(profile).targets)
-         for c in columns}
-    return {label: {m: Interval(float(t.loc[m, c]), float(t.loc[m, c] - t.loc[m, f"{c} ±"]),
-                                float(t.loc[m, c] + t.loc[m, f"{c} ±"]), n[c]) for m in t.index}
-            for c, label in columns.items()}
+    """``{label: {model: mean_ci of the per-image scores of column}}`` for ``columns`` = {column: label}: the
+    intervals :func:`score_table` reports, for each compared model."""
+    _, judges = load(profile)
+    scores = per_image_scores(images(profile), judges)
+    return {label: {m: mean_ci(scores[m][c]) for m in MODELS} for c, label in columns.items()}
 
 
 @panel("inversion", title="Representation inversion", chapter="4",
