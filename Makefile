@@ -44,6 +44,7 @@ benchmark: install  ## print the speed benchmarks, each with its ratio to a refe
 	$(BIN)/python benchmarks/attacks.py
 	$(BIN)/python benchmarks/channels_last.py
 	$(BIN)/python benchmarks/processes.py
+	$(BIN)/python benchmarks/attack_strength.py --profile $(PROFILE)
 
 clean:  ## remove the built book and executed notebooks (keeps .venv and the model zoo)
 	rm -rf _build book/*.ipynb

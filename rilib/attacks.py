@@ -7,7 +7,8 @@ inside the ε-ball around the start image and inside the image box [0, 1].
 
 Attacks are configurations of it: :class:`PGD` (Madry et al. 2018, "Towards Deep Learning Models
 Resistant to Adversarial Attacks"), :func:`FGSM` (Goodfellow et al. 2015) and the FGSM with random start of
-Wong et al. (2020, "Fast is better than free"). Representation inversion, class generation and
+Wong et al. (2020, "Fast is better than free"). :class:`APGD` adapts torchattacks' Auto-PGD (Croce & Hein 2020,
+the attacks of AutoAttack) to the same protocol, and :class:`WorstOf` chains attacks per image. Representation inversion, class generation and
 perceptual-ball explanations (later chapters) reuse :func:`projected_gradient` with their own loss.
 
 An *attack* is a callable ``attack(model, x, y) -> x_adv`` with two more verbs, as torchattacks' attacks have:
@@ -30,6 +31,7 @@ from torch import nn
 
 from .models import to_model
 from .registry import Registry
+from .rng import seeded
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -346,26 +348,84 @@ class WorstOf:
     def cache_key(self) -> dict:
         return {"attack": "WorstOf", "attacks": [a.cache_key() for a in self.attacks]}
 
-    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            seconds: Optional[list] = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(adversarial images, per attack a mask of the images still classified correctly after it and every
-        earlier one). Images the model misclassifies clean count as fooled and are not attacked."""
+        earlier one). Images the model misclassifies clean count as fooled and are not attacked. If ``seconds``
+        is a list of one number per attack, each attack's wall time is added to its entry."""
+        import time
+
         x, y = to_model(x, model), to_model(y, model)
         x_adv = x.detach().clone()
         with torch.no_grad(), eval_mode(model):
             alive = model(x).argmax(1) == y
         masks = []
-        for attack in self.attacks:
+        for i, attack in enumerate(self.attacks):
             idx = alive.nonzero().flatten()
+            t0 = time.perf_counter()
             if len(idx):
                 adv = attack(model, x[idx], y[idx])
                 x_adv[idx] = adv
                 with torch.no_grad(), eval_mode(model):
                     alive[idx] = model(adv).argmax(1) == y[idx]
+            if seconds is not None:
+                seconds[i] += time.perf_counter() - t0
             masks.append(alive.clone())
         return x_adv, masks
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.run(model, x, y)[0]
+
+
+@dataclass
+class APGD:
+    """Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+    parameter-free attacks"), run by torchattacks: the step size adapts itself, so there is nothing to tune.
+
+    ``loss="ce"`` is APGD-CE; ``loss="targeted"`` is APGD-T, the targeted DLR loss against each of the ``targets``
+    classes the model ranks highest after the true one, in turn (AutoAttack's standard version uses 9 on 10
+    classes; ``benchmarks/attack_strength.py`` measures what 3 leave out). Random starts are seeded with ``seed``
+    in a fork of the generators, so the caller's random state is untouched.
+    """
+
+    eps: float
+    steps: int = 100
+    loss: str = "ce"
+    targets: int = 9
+    norm: str = "linf"
+    seed: int = 0
+
+    def describe(self) -> str:
+        name = f"APGD-T ({self.targets} target classes)" if self.loss == "targeted" else f"APGD-{self.loss.upper()}"
+        return f"{name}, {self.steps} steps ({self.norm}, ε={self.eps:g}, torchattacks)"
+
+    def cache_key(self) -> dict:
+        import torchattacks
+        return {"attack": "APGD", **{f.name: getattr(self, f.name) for f in fields(self)},
+                "torchattacks": torchattacks.__version__}
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        import torchattacks
+
+        from .errors import RilibError
+        norms = {"linf": "Linf", "l2": "L2"}
+        if self.norm not in norms or self.loss not in ("ce", "dlr", "targeted"):
+            raise RilibError(f"APGD with norm {self.norm!r} and loss {self.loss!r} is not defined. Valid norms: "
+                             f"{', '.join(norms)}; losses: ce, dlr, targeted.")
+        x, y = to_model(x, model), to_model(y, model)
+        if not len(y):
+            return x
+        with seeded(self.seed), eval_mode(model):
+            if self.loss == "targeted":
+                with torch.no_grad():
+                    classes = model(x[:1]).shape[1]
+                atk = torchattacks.APGDT(model, norm=norms[self.norm], eps=self.eps, steps=self.steps,
+                                         n_classes=classes, seed=self.seed)
+                atk.n_target_classes = min(self.targets, classes - 1)
+            else:
+                atk = torchattacks.APGD(model, norm=norms[self.norm], eps=self.eps, steps=self.steps,
+                                        loss=self.loss, seed=self.seed)
+            return atk(x, y).detach()
 
 
 def FGSM(eps: float, random_start: bool = False, step_size: Optional[float] = None) -> PGD:

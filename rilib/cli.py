@@ -114,7 +114,7 @@ def _zoo_list(profile: str) -> None:
         params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.params)
         teacher = f" from teacher {spec.teacher.key()}" if spec.teacher is not None else ""
         print(f"  {name:<{width}}  {spec.key()}  {spec.dataset}/{spec.arch}/{spec.objective}"
-              f"({params}){teacher} {spec.epochs} epochs  [{status}]")
+              f"({params}){teacher} {spec.epochs} epochs, {spec.optimizer_label()}, seed {spec.seed}  [{status}]")
 
 
 def _zoo_train(names: list[str], profile: str, retrain: bool) -> None:

@@ -48,3 +48,21 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 with torch.no_grad():
                     correct += int((model(adv).argmax(1) == yb[ok]).sum())
     return correct / max(1, len(y))
+
+
+def staged_robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, batch_size: int = 500,
+                           progress: bool = True, desc: str = "attack") -> tuple[list[float], list[float]]:
+    """For a chain of attacks (:class:`rilib.attacks.WorstOf`, each attack run on the images every earlier one
+    failed on): after each attack of the chain, the share of images still classified correctly, and the seconds
+    each attack took. The last share is the chain's robust accuracy, the worst case per image."""
+    from tqdm import tqdm
+
+    k = len(attack.attacks)
+    correct, seconds = [0] * k, [0.0] * k
+    with eval_mode(model):
+        for i in tqdm(range(0, len(y), batch_size), desc=desc, leave=False, disable=not progress):
+            xb, yb = to_model(x[i:i + batch_size], model), to_model(y[i:i + batch_size], model)
+            _, masks = attack.run(model, xb, yb, seconds=seconds)
+            for j, m in enumerate(masks):
+                correct[j] += int(m.sum())
+    return [c / max(1, len(y)) for c in correct], seconds

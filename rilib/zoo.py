@@ -32,7 +32,7 @@ import torch
 from . import paths, timing
 from .data import load_dataset
 from .errors import RilibError
-from .evaluate import robust_accuracy
+from .evaluate import robust_accuracy, staged_robust_accuracy
 from .models import Classifier, create_model
 from .profiles import Profile, get_profile
 from .registry import Registry
@@ -86,6 +86,13 @@ class Spec:
         if self.teacher is not None:
             d["teacher"] = self.teacher.to_dict()
         return d
+
+    def optimizer_label(self) -> str:
+        """The optimiser as a reader names it, with its settings: ``AdamW`` (decoupled weight decay), ``Adam`` (no
+        decay) or ``SGD`` (momentum 0.9, weight decay coupled into the gradient), e.g.
+        ``"AdamW lr 0.001 constant, wd 0.01"``."""
+        name = {"adam": "AdamW" if self.weight_decay else "Adam", "sgd": "SGD"}.get(self.optimizer, self.optimizer)
+        return f"{name} lr {self.lr:g} {self.schedule}, wd {self.weight_decay:g}"
 
     def key(self) -> str:
         """First 12 hex digits of the sha256 of the spec's canonical JSON."""
@@ -235,8 +242,7 @@ def _train(spec: Spec, folder: Path, progress: bool, on_epoch_end) -> None:
         raise paths.cannot_write(folder, exc) from None
     paths.atomic_write_text(folder / "spec.json", json.dumps(spec.to_dict(), indent=2))
     ds = load_dataset(spec.dataset, spec.n_train, spec.n_test)
-    with seeded(spec.seed):
-        model = create_model(spec.arch, ds.shape, ds.num_classes, ds.mean, ds.std)
+    model = _initial(spec, ds.shape, ds.num_classes, ds.mean, ds.std)
     t0 = time.perf_counter()
     history = fit(model, ds, objective=spec.objective, params=params, epochs=spec.epochs,
                   batch_size=spec.batch_size, optimizer=spec.optimizer, lr=spec.lr,
@@ -261,6 +267,18 @@ def _train(spec: Spec, folder: Path, progress: bool, on_epoch_end) -> None:
     }
     paths.atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2))
     (folder / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def _initial(spec: Spec, in_shape, num_classes: int, mean, std):
+    with seeded(spec.seed):
+        return create_model(spec.arch, tuple(in_shape), num_classes, mean, std)
+
+
+def initial_model(spec: Spec) -> Classifier:
+    """The weights a trained spec started from: its architecture initialised under its seed, exactly as
+    training drew them (for measuring how far training moved the filters)."""
+    info = metrics(spec)
+    return _initial(spec, info["in_shape"], info["num_classes"], info["mean"], info["std"]).eval()
 
 
 def metrics(spec: Spec) -> dict:
@@ -322,20 +340,35 @@ def evaluate(name_or_spec: str | Spec, attack, profile: str | Profile, n: Option
     The attack's random starts are seeded (seed 0) in a fork, so the caller's random state is untouched. A corrupt
     ``evals.json`` is set aside with a warning and the evaluation is recomputed.
     """
+    return evaluation(name_or_spec, attack, profile, n, progress)["robust_acc"]
+
+
+def evaluation(name_or_spec: str | Spec, attack, profile: str | Profile, n: Optional[int] = None,
+               progress: bool = True) -> dict:
+    """The cached record behind :func:`evaluate`: ``robust_acc``, ``attack`` (its description), ``n`` and
+    ``seconds``. For a chain of attacks (:class:`rilib.attacks.WorstOf`) also ``stages``: per attack of the chain,
+    its description, the accuracy left after it and every earlier one, and its seconds."""
     spec = resolve(name_or_spec, profile)
     model = get(spec, profile, progress=progress)
     key = json.dumps({**attack.cache_key(), "n": n}, sort_keys=True)
     path = spec.folder() / "evals.json"
     cached = paths.load_cache(path, paths.read_json) or {}
     if key in cached:
-        return cached[key]["robust_acc"]
+        return cached[key]
     ds = load_dataset(spec.dataset, spec.n_train, spec.n_test)
+    x, y = ds.x_test[:n], ds.y_test[:n]
     t0 = time.perf_counter()
+    record = {"attack": attack.describe(), "n": len(y)}
     with seeded(0), timing.timed("evaluate", f"{spec.folder().name}: {attack.describe()}"):
-        acc = robust_accuracy(model, ds.x_test[:n], ds.y_test[:n], attack, progress=progress,
-                              desc=attack.describe())
+        if hasattr(attack, "run"):
+            shares, seconds = staged_robust_accuracy(model, x, y, attack, progress=progress, desc=attack.describe())
+            record["robust_acc"] = shares[-1]
+            record["stages"] = [{"attack": a.describe(), "robust_acc": s, "seconds": t}
+                                for a, s, t in zip(attack.attacks, shares, seconds)]
+        else:
+            record["robust_acc"] = robust_accuracy(model, x, y, attack, progress=progress, desc=attack.describe())
+    record["seconds"] = time.perf_counter() - t0
     cached = paths.load_cache(path, paths.read_json) or {}  # another process may have added entries meanwhile
-    cached[key] = {"robust_acc": acc, "attack": attack.describe(), "n": len(ds.y_test[:n]),
-                   "seconds": time.perf_counter() - t0}
+    cached[key] = record
     paths.store_cache(path, json.dumps(cached, indent=2).encode())
-    return acc
+    return record

