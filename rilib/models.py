@@ -101,19 +101,6 @@ def small_cnn(in_shape, num_classes, mean, std) -> Classifier:
     return _cnn(in_shape, num_classes, mean, std, (16, 32, 32, 64), 128)
 
 
-@ARCHITECTURES.register("wong-mnist")
-def wong_mnist(in_shape, num_classes, mean, std) -> Classifier:
-    """The MNIST network of Wong, Rice & Kolter (2020, ``fast_adversarial/MNIST/mnist_net.py``): two 4×4
-    convolutions with stride 2 (16, 32 channels), FC-100, FC-classes."""
-    c, h, w = in_shape
-    convs = nn.Sequential(nn.Conv2d(c, 16, 4, stride=2, padding=1), nn.ReLU(inplace=True),
-                          nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(inplace=True))
-    with torch.no_grad():
-        flat = convs(torch.zeros(1, c, h, w)).numel()
-    features = nn.Sequential(*convs, nn.Flatten(), nn.Linear(flat, 100), nn.ReLU(inplace=True))
-    return Classifier(Normalize(mean, std), features, nn.Linear(100, num_classes))
-
-
 @ARCHITECTURES.register("tiny-cnn")
 def tiny_cnn(in_shape, num_classes, mean, std) -> Classifier:
     """Two 3×3 convolutions (8, 16 channels) and FC-32: for tests that train in seconds."""

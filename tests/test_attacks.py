@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import rilib
 from rilib.attacks import FGSM, PGD, projected_gradient
 from rilib.evaluate import accuracy, robust_accuracy
 
@@ -160,3 +161,37 @@ def test_a_found_adversarial_example_is_kept(tiny_standard, mnist_small):
         fooled_best_loss = tiny_standard(best_loss).argmax(1) != y
     assert ever_fooled.sum() > fooled_best_loss.sum(), "the best-loss rule must lose some for the test to mean anything"
     assert torch.equal(fooled_kept, ever_fooled)
+
+
+def test_apgd_adapter_matches_torchattacks_and_keeps_the_callers_random_state(tiny_standard, mnist_small):
+    torchattacks = pytest.importorskip("torchattacks")
+    from rilib.attacks import APGD
+    x, y = mnist_small.x_test[:64], mnist_small.y_test[:64]
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    ours = APGD(eps=0.1, steps=20, loss="targeted", targets=3)(tiny_standard, x, y)
+    assert torch.rand(1) == before, "APGD must not move the caller's generator"
+    ref = torchattacks.APGDT(tiny_standard, eps=0.1, steps=20, n_classes=10, seed=0)
+    ref.n_target_classes = 3
+    assert torch.equal(ours, ref(x, y))
+    assert (ours - x).abs().max() <= 0.1 + 1e-6 and ours.min() >= 0 and ours.max() <= 1
+    assert "APGD-T (3 target classes)" in APGD(eps=0.1, loss="targeted", targets=3).describe()
+    with pytest.raises(rilib.RilibError, match="Valid norms"):
+        APGD(eps=0.1, loss="hinge")(tiny_standard, x, y)
+
+
+def test_staged_accuracy_falls_stage_by_stage_and_ends_at_the_chain(tiny_standard, mnist_small):
+    from rilib.attacks import APGD, WorstOf, margin_loss
+    from rilib.evaluate import robust_accuracy, staged_robust_accuracy
+    from rilib.rng import seeded
+    x, y = mnist_small.x_test[:100], mnist_small.y_test[:100]
+    chain = WorstOf((PGD(eps=0.1, steps=10), PGD(eps=0.1, steps=10, loss=margin_loss), APGD(eps=0.1, steps=10)))
+    with seeded(0):
+        shares, seconds = staged_robust_accuracy(tiny_standard, x, y, chain, progress=False)
+    with seeded(0):
+        final = robust_accuracy(tiny_standard, x, y, chain, progress=False)
+    with seeded(0):
+        first = robust_accuracy(tiny_standard, x, y, chain.attacks[0], progress=False)
+    assert shares == sorted(shares, reverse=True) and len(seconds) == 3 and all(s >= 0 for s in seconds)
+    assert shares[-1] == pytest.approx(final) and shares[0] == pytest.approx(first)

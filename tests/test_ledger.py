@@ -143,3 +143,20 @@ def test_wilson_interval_of_an_accuracy():
     assert (round(iv.low, 4), round(iv.high, 4)) == (0.4038, 0.5962)
     edge = proportion_ci(0.0, 1000)  # all wrong: the interval still has width, and stays inside [0, 1]
     assert edge.low == pytest.approx(0.0, abs=1e-12) and 0.001 < edge.high < 0.01
+
+
+def test_seed_verdict_names_findings_and_limits_of_scale():
+    from rilib.book.ledger import seed_verdict
+    from rilib.lenses.stats import seed_ci
+    holds = [0.02, 0.03, 0.025]
+    assert seed_verdict("a", holds, seed_ci(holds)) == ""
+    wide = [0.01, 0.05, 0.001]                      # all positive, interval crosses 0
+    assert "limit of scale" in seed_verdict("a", wide, seed_ci(wide))
+    mixed = [0.01, -0.02, 0.005]
+    assert "not reproduced, 2 of 3" in seed_verdict("a", mixed, seed_ci(mixed))
+    opposite = [-0.02, -0.03, -0.025]
+    assert "finding" in seed_verdict("a", opposite, seed_ci(opposite))
+    assert "no difference" in seed_verdict("a", [0.0] * 3, seed_ci([0.0] * 3))
+    # Below a bound: PGD's lead over FGSM-RS must stay under 5 points.
+    assert seed_verdict("a", [0.01, 0.02, 0.015], seed_ci([0.01, 0.02, 0.015]), above=False, bound=0.05) == ""
+    assert "finding" in seed_verdict("a", [0.7, 0.75, 0.8], seed_ci([0.7, 0.75, 0.8]), above=False, bound=0.05)

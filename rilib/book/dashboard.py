@@ -60,8 +60,9 @@ def collect(profile: str | Profile) -> dict[str, Series]:
 def figure(values: Mapping[str, Series], train_eps: Mapping[str, float], columns: int = 4,
            title: str = ""):
     """One panel per entry of ``values`` (see :func:`collect`): each series as a line over the models of
-    ``train_eps`` ({model: training ε}, the standard model at 0), with its 95 % interval as error bars. Models a
-    panel did not measure are left out of its line."""
+    ``train_eps`` ({model: training ε}, the standard model at 0), with its 95 % interval as a vertical segment
+    (drawn from its bounds, so an interval that does not contain its estimate, as a bootstrap interval of a biased
+    statistic may not, is shown as it is). Models a panel did not measure are left out of its line."""
     import matplotlib.pyplot as plt
     use_style()
     names = list(values)
@@ -74,10 +75,11 @@ def figure(values: Mapping[str, Series], train_eps: Mapping[str, float], columns
             models = [m for m in order if m in by_model]
             xs = [train_eps[m] for m in models]
             ivs = [by_model[m] for m in models]
-            mean = [iv.mean for iv in ivs]
-            err = [[0 if math.isnan(iv.low) else iv.mean - iv.low for iv in ivs],
-                   [0 if math.isnan(iv.high) else iv.high - iv.mean for iv in ivs]]
-            ax.errorbar(xs, mean, yerr=err, marker="o", capsize=3, label=series)
+            line, = ax.plot(xs, [iv.mean for iv in ivs], marker="o", label=series)
+            bounded = [(x, iv) for x, iv in zip(xs, ivs) if not (math.isnan(iv.low) or math.isnan(iv.high))]
+            if bounded:
+                ax.vlines([x for x, _ in bounded], [iv.low for _, iv in bounded], [iv.high for _, iv in bounded],
+                          color=line.get_color(), lw=1.5)
         ax.set_title(f"{p.title} (ch. {p.chapter})")
         ax.set_ylabel(p.ylabel)
         if p.log:

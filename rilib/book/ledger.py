@@ -153,6 +153,29 @@ def margins_claim(margins: dict[str, Interval], comparison: str) -> Measurement:
                        intervals={model_label(name): iv for name, iv in margins.items()})
 
 
+def seed_verdict(name: str, diffs, iv: Interval, above: bool = True, bound: float = 0.0) -> str:
+    """Why a seed-level comparison failed, in one clause ("" if it holds): the claim needs ``iv`` (the Student-t
+    interval over seed pairs of ``diffs``) wholly above ``bound`` (``above``) or wholly below it.
+
+    - *finding*: the interval lies wholly on the other side of ``bound``;
+    - *no difference*: every seed pair sits exactly at ``bound``;
+    - *unresolved at n seeds (limit of scale)*: every seed pair points the claimed way, but the interval is too wide;
+    - *not reproduced*: only some seed pairs point the claimed way.
+    """
+    if (iv.low > bound) if above else (iv.high < bound):
+        return ""
+    if (iv.high < bound) if above else (iv.low > bound):
+        return f"{name}: finding, the interval over seeds {iv.format('+.3f')} lies wholly on the other side of {bound:g}"
+    if all(d == bound for d in diffs):
+        return f"{name}: no difference, every seed pair measures exactly {bound:g}"
+    agree = sum((d > bound) if above else (d < bound) for d in diffs)
+    if agree == len(diffs):
+        return (f"{name}: unresolved at {len(diffs)} seeds (limit of scale), every seed pair points the claimed way "
+                f"but the interval {iv.format('+.3f')} contains {bound:g}")
+    return (f"{name}: not reproduced, {agree} of {len(diffs)} seed pairs point the claimed way and the interval "
+            f"{iv.format('+.3f')} contains {bound:g}")
+
+
 def list_claims(chapter: Optional[str] = None) -> list[Claim]:
     """The registered claims (of ``chapter``, if given), ordered by chapter, then as registered."""
     claims = [c for _, c in CLAIMS.items() if chapter is None or c.chapter == chapter]

@@ -14,7 +14,7 @@ from .. import paths
 from ..attacks import PGD
 from ..book import plotting
 from ..book.dashboard import panel
-from ..book.ledger import Measurement, claim
+from ..book.ledger import Measurement, claim, seed_verdict
 from ..data import load_dataset
 from .. import zoo
 from ..lenses.filters import (bootstrap_overall, by_depth, conv3x3_layers, first_layer, first_layer_damping,
@@ -243,12 +243,15 @@ def _differs(profile: Profile) -> str:
 
 
 def _seed_claim(profile: Profile, column: str, better: str, note=None) -> Measurement:
-    cmp = seed_comparison(profile)
+    table = seed_table(profile, progress=False)
+    cmp = seed_comparison(profile, table)
     ivs = {arm: cmp.loc[column, arm] for arm in SEEDED_ROBUST}
-    ok = {arm: (iv.high < 0 if better == "lower" else iv.low > 0) if iv.n > 1 else
-          (iv.mean < 0 if better == "lower" else iv.mean > 0) for arm, iv in ivs.items()}
-    failed = [a for a, v in ok.items() if not v]
-    text = f"not reproduced for: {', '.join(failed)}" if failed else ""
+    std = seed_names(profile, STANDARD)
+    verdicts = {arm: seed_verdict(arm, [float(table.loc[r, column] - table.loc[s, column])
+                                        for r, s in zip(seed_names(profile, arm), std)], iv, above=better != "lower")
+                for arm, iv in ivs.items()}
+    failed = [a for a, v in verdicts.items() if v]
+    text = "; ".join(v for v in verdicts.values() if v)
     if note:
         text = "; ".join(t for t in (text, note(profile)) if t)
     return Measurement({f"{arm} − standard": iv.format("+.3f") for arm, iv in ivs.items()},
