@@ -52,6 +52,22 @@ def test_zoo_list_shows_the_chapter_zoo(cli):
     for name in ("mnist-standard", "mnist-pgd-0.1", "mnist-pgd-0.2", "mnist-pgd-0.3", "mnist-trades",
                  "mnist-fgsm-rs"):
         assert name in out.stdout
+    assert "AdamW lr 0.001 constant, wd 0.01, seed 0" in out.stdout, "zoo list shows optimiser and seed"
+
+
+def test_seeded_arms_differ_in_seed_between_and_within_arms():
+    from rilib.chapters import catalog
+    assert catalog.seed_names("smoke", "mnist-pgd-0.3") == ["mnist-pgd-0.3"]   # smoke: one seed
+    specs = catalog.all_specs("cpu")
+    names = [n for arm in catalog.SEEDED for n in catalog.seed_names("cpu", arm)]
+    assert len(names) == 3 * len(catalog.SEEDED)
+    seeds = [specs[n].seed for n in names if specs[n].seed != 0]
+    assert len(seeds) == len(set(seeds)) == 2 * len(catalog.SEEDED), "replicate seeds differ between and within arms"
+    for arm in catalog.SEEDED:   # a replicate is its arm's recipe with only the seed changed
+        first, *rest = (specs[n] for n in catalog.seed_names("cpu", arm))
+        assert all(r.to_dict() | {"seed": 0} == first.to_dict() for r in rest)
+    with pytest.raises(RilibError, match="Valid: headline, strong, weak"):
+        catalog.evaluation("cpu", "mnist-pgd-0.3", attack="autoattack")
 
 
 @pytest.mark.parametrize("call,expected", [

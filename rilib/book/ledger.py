@@ -158,21 +158,22 @@ def seed_verdict(name: str, diffs, iv: Interval, above: bool = True, bound: floa
     interval over seed pairs of ``diffs``) wholly above ``bound`` (``above``) or wholly below it.
 
     - *finding*: the interval lies wholly on the other side of ``bound``;
-    - *no difference*: every seed pair sits exactly at ``bound``;
-    - *unresolved at n seeds (limit of scale)*: every seed pair points the claimed way, but the interval is too wide;
-    - *not reproduced*: only some seed pairs point the claimed way.
+    - *no difference*: every seed (pair) measures exactly ``bound``;
+    - *unresolved at n seeds (limit of scale)*: every seed (or seed pair) points the claimed way, but the interval is
+      too wide;
+    - *not reproduced*: only some seeds point the claimed way.
     """
     if (iv.low > bound) if above else (iv.high < bound):
         return ""
     if (iv.high < bound) if above else (iv.low > bound):
         return f"{name}: finding, the interval over seeds {iv.format('+.3f')} lies wholly on the other side of {bound:g}"
     if all(d == bound for d in diffs):
-        return f"{name}: no difference, every seed pair measures exactly {bound:g}"
+        return f"{name}: no difference, every seed (pair) measures exactly {bound:g}"
     agree = sum((d > bound) if above else (d < bound) for d in diffs)
     if agree == len(diffs):
-        return (f"{name}: unresolved at {len(diffs)} seeds (limit of scale), every seed pair points the claimed way "
+        return (f"{name}: unresolved at {len(diffs)} seeds (limit of scale), every seed points the claimed way "
                 f"but the interval {iv.format('+.3f')} contains {bound:g}")
-    return (f"{name}: not reproduced, {agree} of {len(diffs)} seed pairs point the claimed way and the interval "
+    return (f"{name}: not reproduced, {agree} of {len(diffs)} seeds point the claimed way and the interval "
             f"{iv.format('+.3f')} contains {bound:g}")
 
 

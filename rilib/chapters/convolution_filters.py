@@ -2,21 +2,21 @@
 after Gavrikov & Keuper (2022).
 
 Measures the filter statistics of :mod:`rilib.lenses.filters` on the catalogue's MNIST models (all trained with
-AdamW and weight decay 0.01, the weight decay of the paper's normal models), draws them, and registers the
-paper's four claims.
+AdamW and weight decay 0.01, the weight decay of the paper's normal models), with a kernel bootstrap per model, the
+movement of every layer from its initialisation, and the standard and robust arms at several training seeds; draws
+them, and registers the paper's four claims, each held to its Student-t interval over seed pairs.
 """
 
 from __future__ import annotations
 
 import json
 
-from .. import paths
+from .. import paths, zoo
 from ..attacks import PGD
 from ..book import plotting
 from ..book.dashboard import panel
 from ..book.ledger import Measurement, claim, seed_verdict
 from ..data import load_dataset
-from .. import zoo
 from ..lenses.filters import (bootstrap_overall, by_depth, conv3x3_layers, first_layer, first_layer_damping,
                               layer_stats, movement, overall_stats, pca_basis)
 from ..lenses.stats import mean_ci, seed_ci
