@@ -31,6 +31,7 @@ from torch import nn
 
 from ..errors import RilibError
 from ..models import ARCHITECTURES, create_model, to_model
+from .stats import percentile_interval
 
 SPARSITY_EPS = 0.01
 MAX_ENTROPY = math.log10(9)
@@ -145,8 +146,6 @@ def bootstrap_overall(model: nn.Module, resamples: int = 1000, seed: int = 0) ->
     count-weighted scatter matrix of the normalised kernels (the squared singular values of the centred matrix),
     and the orthogonality from the count-weighted sum of |cos| over pairs of distinct filters.
     """
-    from .stats import Interval
-
     gen = torch.Generator().manual_seed(seed)
     base = overall_stats(layer_stats(model))
     per_layer = []
@@ -191,13 +190,7 @@ def bootstrap_overall(model: nn.Module, resamples: int = 1000, seed: int = 0) ->
 
     draws = {col: weighted(col) for col in WEIGHTS}
     draws["variance_entropy_deepest"] = per_layer[-1]["variance_entropy"]
-    out = {}
-    for key, v in draws.items():
-        ok = torch.isfinite(v)
-        lo, hi = (torch.quantile(v[ok], torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist() if ok.any()
-                  else (float("nan"), float("nan")))
-        out[key] = Interval(base[key], lo, hi, resamples, int((~ok).sum()))
-    return out
+    return {key: percentile_interval(base[key], v, resamples) for key, v in draws.items()}
 
 
 @torch.no_grad()

@@ -128,14 +128,19 @@ def bootstrap_ci(items, statistic, resamples: int = 1000, seed: int = 0) -> Inte
     seeded by ``seed``, so the interval is the same on every run. ``nonfinite`` counts resamples whose statistic was
     not finite (left out)."""
     items = items if torch.is_tensor(items) else torch.as_tensor(np.asarray(items))
-    point = float(statistic(items))
     gen = torch.Generator().manual_seed(seed)
     n = len(items)
-    values = torch.tensor([float(statistic(items[torch.randint(n, (n,), generator=gen)]))
-                           for _ in range(resamples)], dtype=torch.float64)
+    draws = [float(statistic(items[torch.randint(n, (n,), generator=gen)])) for _ in range(resamples)]
+    return percentile_interval(float(statistic(items)), draws, n)
+
+
+def percentile_interval(point: float, draws, n: int) -> Interval:
+    """The 95 % percentile interval of bootstrap ``draws`` around the estimate ``point`` from ``n`` items;
+    non-finite draws are left out and counted."""
+    values = _as_double(draws)
     finite = torch.isfinite(values)
     if not finite.any():
-        return Interval(point, float("nan"), float("nan"), n, resamples)
+        return Interval(point, float("nan"), float("nan"), n, len(values))
     lo, hi = torch.quantile(values[finite], torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return Interval(point, lo, hi, n, int((~finite).sum()))
 
