@@ -8,8 +8,8 @@ inside the ε-ball around the start image and inside the image box [0, 1].
 Attacks are configurations of it: :class:`PGD` (Madry et al. 2018, "Towards Deep Learning Models
 Resistant to Adversarial Attacks"), :func:`FGSM` (Goodfellow et al. 2015) and the FGSM with random start of
 Wong et al. (2020, "Fast is better than free"). :class:`APGD` adapts torchattacks' Auto-PGD (Croce & Hein 2020,
-the attacks of AutoAttack) to the same protocol, and :class:`WorstOf` chains attacks per image. Representation inversion, class generation and
-perceptual-ball explanations (later chapters) reuse :func:`projected_gradient` with their own loss.
+the attacks of AutoAttack) to the same protocol, and :class:`WorstOf` chains attacks per image. Representation
+inversion, class generation and perceptual-ball explanations (later chapters) reuse :func:`projected_gradient` with their own loss.
 
 An *attack* is a callable ``attack(model, x, y) -> x_adv`` with two more verbs, as torchattacks' attacks have:
 ``describe()`` (a sentence for tables and captions) and ``cache_key()`` (a JSON-able dict that names every
@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
+import time
 from dataclasses import dataclass, fields
 from typing import Callable, Optional
 
@@ -353,8 +354,6 @@ class WorstOf:
         """(adversarial images, per attack a mask of the images still classified correctly after it and every
         earlier one). Images the model misclassifies clean count as fooled and are not attacked. If ``seconds``
         is a list of one number per attack, each attack's wall time is added to its entry."""
-        import time
-
         x, y = to_model(x, model), to_model(y, model)
         x_adv = x.detach().clone()
         with torch.no_grad(), eval_mode(model):

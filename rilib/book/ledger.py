@@ -166,7 +166,8 @@ def seed_verdict(name: str, diffs, iv: Interval, above: bool = True, bound: floa
     if (iv.low > bound) if above else (iv.high < bound):
         return ""
     if (iv.high < bound) if above else (iv.low > bound):
-        return f"{name}: finding, the interval over seeds {iv.format('+.3f')} lies wholly on the other side of {bound:g}"
+        return (f"{name}: finding, the interval over seeds {iv.format('+.3f')} lies wholly on the other side of "
+                f"{bound:g}")
     if all(d == bound for d in diffs):
         return f"{name}: no difference, every seed (pair) measures exactly {bound:g}"
     agree = sum((d > bound) if above else (d < bound) for d in diffs)

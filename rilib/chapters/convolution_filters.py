@@ -132,7 +132,8 @@ def recipe_table(profile):
     spec = catalog_zoo(prof)[STANDARD]
     return table([
         ("models", f"the book's {spec.arch} (four 3×3 layers) on {spec.dataset}, standard and robust",
-         "71 robust models of the RobustBench leaderboard and normally trained models of the same architectures", "offline; a network small enough to train many times on 2 cores"),
+         "71 robust models of the RobustBench leaderboard and normally trained models of the same architectures",
+         "offline; a network small enough to train many times on 2 cores"),
         ("optimiser, normal models", f"{spec.optimizer_label()}, {spec.epochs} epochs; decay budget "
                                      f"{decay_budget(spec):.2g}",
          "SGD (Nesterov, momentum 0.9), coupled weight decay 0.01, lr 0.01, 125 epochs",
