@@ -30,25 +30,19 @@ class Panel:
     ylabel: str
     values: Callable[[Profile], Series]
     log: bool = False
-    note: str = ""
 
 
 PANELS: Registry[Panel] = Registry("dashboard panel")
 
 
-def panel(name: str, *, title: str, chapter: str, ylabel: str, log: bool = False, note: str = ""):
+def panel(name: str, *, title: str, chapter: str, ylabel: str, log: bool = False):
     """Decorator registering ``fn(profile) -> {series: {model: Interval}}`` as the dashboard panel ``name``."""
 
     def deco(fn: Callable[[Profile], Series]):
-        PANELS.add(name, Panel(title, chapter, ylabel, fn, log, note))
+        PANELS.add(name, Panel(title, chapter, ylabel, fn, log))
         return fn
 
     return deco
-
-
-def point(value: float, n: int = 1) -> Interval:
-    """A value without an interval (one seed, one deterministic number): drawn without error bars."""
-    return Interval(float(value), float("nan"), float("nan"), n)
 
 
 def collect(profile: str | Profile) -> dict[str, Series]:

@@ -242,8 +242,9 @@ def _differs(profile: Profile) -> str:
             f"RobustBench models the paper studied; {protocol_differs(profile)}")
 
 
-def _seed_claim(profile: Profile, column: str, better: str, note=None) -> Measurement:
-    table = seed_table(profile, progress=False)
+def _seed_claim(profile: Profile, table, column: str, better: str, note: str = "") -> Measurement:
+    """The claim that ``column`` of :func:`seed_table` is ``better`` ("lower" or "higher") for every robust arm
+    than for the standard arm, seed pair by seed pair; ``note`` is added to the reason."""
     cmp = seed_comparison(profile, table)
     ivs = {arm: cmp.loc[column, arm] for arm in SEEDED_ROBUST}
     std = seed_names(profile, STANDARD)
@@ -251,19 +252,16 @@ def _seed_claim(profile: Profile, column: str, better: str, note=None) -> Measur
                                         for r, s in zip(seed_names(profile, arm), std)], iv, above=better != "lower")
                 for arm, iv in ivs.items()}
     failed = [a for a, v in verdicts.items() if v]
-    text = "; ".join(v for v in verdicts.values() if v)
-    if note:
-        text = "; ".join(t for t in (text, note(profile)) if t)
+    text = "; ".join(v for v in (*verdicts.values(), note) if v)
     return Measurement({f"{arm} − standard": iv.format("+.3f") for arm, iv in ivs.items()},
                        f"for each robust arm, the Student-t interval over seed pairs of (robust − standard) "
                        f"{'below' if better == 'lower' else 'above'} 0", not failed, text,
                        intervals={f"{arm} − standard": iv for arm, iv in ivs.items()})
 
 
-def _sparsity_note(profile: Profile) -> str:
+def _sparsity_note(profile: Profile, table) -> str:
     budget = decay_budget(catalog_zoo(profile)[STANDARD])
-    values = overall(seed_models(profile, progress=False))["sparsity"]
-    if (values == 0).all():
+    if (table["sparsity"] == 0).all():
         return (f"not tested: no model has a sparse kernel. Sparse kernels come from weight decay acting on kernels "
                 f"that get no gradient, and AdamW's decay here shrinks such a weight by {budget:.2g} e-folds in all "
                 f"of training; the paper's normal models used SGD with coupled weight decay 0.01 for 125 epochs, "
@@ -276,7 +274,8 @@ def _register_overall_claim(id: str, statement: str, column: str, better: str, n
 
     @claim(id, chapter="2", statement=statement, papers="gavrikov2022", differs=_differs)
     def measure(profile: Profile) -> Measurement:
-        return _seed_claim(profile, column, better, note)
+        table = seed_table(profile, progress=False)
+        return _seed_claim(profile, table, column, better, note(profile, table) if note else "")
 
 
 _register_overall_claim(
@@ -290,8 +289,7 @@ _register_overall_claim(
     "ch2.robust-filters-more-orthogonal", "Robust models' filters are more orthogonal.", "orthogonality", "higher")
 
 
-def _unmoved_first_layers(profile: Profile) -> str:
-    table = seed_table(profile, progress=False)
+def _unmoved_first_layers(table) -> str:
     still = table[table["first layer cosine to init"] >= MOVED_BELOW]
     if still.empty:
         return ""
@@ -305,8 +303,10 @@ def _unmoved_first_layers(profile: Profile) -> str:
        statement="Robust models' first layer damps adversarial perturbations more.", papers="gavrikov2022",
        differs=_differs)
 def _claim_damping(profile: Profile) -> Measurement:
-    m = _seed_claim(profile, "damping ratio", "lower", _unmoved_first_layers)
-    m.passed = m.passed and not _unmoved_first_layers(profile)
+    table = seed_table(profile, progress=False)
+    unmoved = _unmoved_first_layers(table)
+    m = _seed_claim(profile, table, "damping ratio", "lower", unmoved)
+    m.passed = m.passed and not unmoved
     m.comparison = (f"mean ‖ReLU(conv1(x+δ)) − ReLU(conv1(x))‖ / ‖δ‖ over {damping_n(profile)} test images "
                     f"(δ: PGD-40 at ε = 0.3 against each model); {m.comparison}")
     return m

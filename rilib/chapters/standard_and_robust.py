@@ -174,11 +174,18 @@ def seed_values(profile, arm: str, what: str, progress: bool = True) -> list[flo
 ROBUST_SEEDED = (STANDARD, "mnist-pgd-0.3", "mnist-fgsm-rs", FGSM_WONG)
 
 
-def seed_intervals(profile, progress: bool = True) -> dict:
+def arm_seed_values(profile, progress: bool = True) -> dict:
+    """``{"clean": {arm: [one value per seed]}, "headline": {arm: [...]}}``: :func:`seed_values` of every arm of
+    :data:`~rilib.chapters.catalog.SEEDED` (robust accuracy only for :data:`ROBUST_SEEDED`)."""
+    return {"clean": {a: seed_values(profile, a, "clean", progress) for a in SEEDED},
+            "headline": {a: seed_values(profile, a, "headline", progress) for a in ROBUST_SEEDED}}
+
+
+def seed_intervals(profile, progress: bool = True, values: dict | None = None) -> dict:
     """``{"clean": {arm: Interval}, "headline": {arm: Interval}}``: the Student-t interval over training seeds of
-    each arm of :data:`~rilib.chapters.catalog.SEEDED` (robust accuracy only for :data:`ROBUST_SEEDED`)."""
-    return {"clean": {a: seed_ci(seed_values(profile, a, "clean", progress)) for a in SEEDED},
-            "headline": {a: seed_ci(seed_values(profile, a, "headline", progress)) for a in ROBUST_SEEDED}}
+    :func:`arm_seed_values` (or of ``values`` shaped like it)."""
+    values = arm_seed_values(profile, progress) if values is None else values
+    return {what: {arm: seed_ci(v) for arm, v in per_arm.items()} for what, per_arm in values.items()}
 
 
 def seeds_table(profile, progress: bool = True):
@@ -187,18 +194,19 @@ def seeds_table(profile, progress: bool = True):
     that leaves the seed out)."""
     import pandas as pd
     prof = get_profile(profile)
-    ivs = seed_intervals(prof, progress)
+    values = arm_seed_values(prof, progress)
+    ivs = seed_intervals(prof, values=values)
     n_clean = len(load_dataset(prof.mnist, prof.n_train, prof.n_test).y_test)
     specs = catalog.all_specs(prof)
     rows = []
     for arm in SEEDED:
         row = {"model": arm, "seeds": ", ".join(str(specs[n].seed) for n in seed_names(prof, arm))}
         for what, n in (("clean", n_clean), ("headline", prof.eval_n)):
-            iv = ivs[what].get(arm)
             label = "clean acc" if what == "clean" else "headline robust acc"
-            row[f"{label}, over seeds"] = "–" if iv is None else iv.format(".3f")
-            first = seed_values(prof, arm, what, progress)[0] if iv is not None else None
-            row[f"{label}, seed 0 over images"] = "–" if first is None else proportion_ci(first, n).format(".3f")
+            measured = arm in values[what]
+            row[f"{label}, over seeds"] = ivs[what][arm].format(".3f") if measured else "–"
+            row[f"{label}, seed 0 over images"] = (proportion_ci(values[what][arm][0], n).format(".3f")
+                                                   if measured else "–")
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 
@@ -206,11 +214,11 @@ def seeds_table(profile, progress: bool = True):
 def seeds_figure(profile):
     """Each seeded arm's seeds as dots, and their mean with the Student-t interval over seeds."""
     prof = get_profile(profile)
-    ivs = seed_intervals(prof, progress=False)
-    panels = {"clean accuracy": {a: seed_values(prof, a, "clean", False) for a in SEEDED},
-              "headline robust accuracy, ε = 0.3": {a: seed_values(prof, a, "headline", False)
-                                                    for a in ROBUST_SEEDED}}
-    return plotting.seed_spread(panels, dict(zip(panels, ivs.values())), "accuracy (share of test images)",
+    values = arm_seed_values(prof, progress=False)
+    ivs = seed_intervals(prof, values=values)
+    titles = {"clean": "clean accuracy", "headline": "headline robust accuracy, ε = 0.3"}
+    return plotting.seed_spread({titles[w]: v for w, v in values.items()}, {titles[w]: iv for w, iv in ivs.items()},
+                                "accuracy (share of test images)",
                                 title=f"{prof.seeds} training seeds per arm (profile {prof.name})")
 
 
@@ -329,7 +337,7 @@ def _claim_fgsm_co(profile: Profile) -> Measurement:
 
 __all__ = ["zoo_table", "chapter_models", "results_table", "attack_seconds", "table_caption", "styled_table",
            "histories", "learning_curves_figure", "weak_vs_strong_figure", "cifar10_section", "seed_values",
-           "seed_intervals", "seeds_table", "seeds_figure", "recipe_table", "STAGES", "ROBUST_SEEDED"]
+           "arm_seed_values", "seed_intervals", "seeds_table", "seeds_figure", "recipe_table", "STAGES", "ROBUST_SEEDED"]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -63,11 +63,7 @@ def sparsity(weight: torch.Tensor, eps: float = SPARSITY_EPS) -> float:
 def variance_entropy(weight: torch.Tensor, eps: float = SPARSITY_EPS) -> float:
     """Base-10 entropy of the normalised singular-value spectrum of the layer's non-sparse kernels, each
     scaled by its own L∞ norm. In [0, log₁₀ 9]; NaN when fewer than two kernels are non-sparse."""
-    return _entropy_of(kernels(weight)[~sparse_mask(weight, eps)])
-
-
-def _entropy_of(k: torch.Tensor) -> float:
-    """:func:`variance_entropy` of non-sparse kernels given as rows (n, 9)."""
+    k = kernels(weight)[~sparse_mask(weight, eps)]
     if len(k) < 2:
         return float("nan")
     k = k / k.abs().amax(dim=1, keepdim=True)
@@ -83,22 +79,14 @@ def _entropy_of(k: torch.Tensor) -> float:
 def orthogonality(weight: torch.Tensor) -> float:
     """1 − mean |cos| between the layer's output filters (each flattened over its inputs), off the diagonal.
     NaN for a layer with a single output channel."""
-    return _orthogonality_of(weight.detach().float().reshape(weight.shape[0], -1))
-
-
-def _orthogonality_of(f: torch.Tensor, ids: torch.Tensor | None = None) -> float:
-    """:func:`orthogonality` of filters given as rows; pairs whose ``ids`` are equal (a filter and a resampled
-    copy of itself) are left out, as the diagonal is."""
-    f = f.double()
+    f = weight.detach().float().reshape(weight.shape[0], -1).double()
     if len(f) < 2:
         return float("nan")
     f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
     cos = (f @ f.T).abs()
-    ids = torch.arange(len(f)) if ids is None else ids
-    distinct = ids.view(-1, 1) != ids.view(1, -1)
-    if not distinct.any():
-        return float("nan")
-    return float(1 - cos[distinct].mean())
+    n = len(f)
+    off = (cos.sum() - cos.diagonal().sum()) / (n * (n - 1))
+    return float(1 - off)
 
 
 def layer_stats(model: nn.Module):
