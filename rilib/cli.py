@@ -3,15 +3,20 @@
     rilib zoo list [--profile P]
     rilib zoo train [NAMES ...] [--profile P] [--retrain]
     rilib zoo verify [--profile P]
-    rilib book run [NOTEBOOKS ...] [--profile P] [--force]
-    rilib book build [--profile P]
+    rilib zoo pack [--profile P] [--output FILE]
+    rilib zoo unpack FILE|URL
+    rilib book run [NOTEBOOKS ...] [--profile P] [--force] [--log-output]
+    rilib book build [--profile P] [--repository OWNER/NAME]
+    rilib book publish DEST [--repository OWNER/NAME]
     rilib book timings LOG [--json FILE]
-    rilib claims [--profile P] [--chapter C] [--json FILE]
+    rilib claims [--profile P] [--chapter C] [--json FILE] [--strict]
     rilib claims --compare A.json B.json
     rilib filters stats CHECKPOINT --arch NAME
+    rilib --version
 
-A user's mistake (an unknown name, missing data, a corrupt checkpoint) prints one clear message and
-exits with status 2, without a traceback.
+An error prints one clear message without a traceback. The exit status is 2 for a usage error (an unknown
+name, a malformed argument) and 1 for a runtime failure (missing data, a corrupt checkpoint or pack, a failing
+chapter, a failed claim under --strict).
 
 The command line is the entry point above every layer of the package: it imports ``rilib.chapters`` (which
 registers the book's models and claims) and the book's runner and ledger, and nothing imports it.
@@ -23,7 +28,7 @@ import argparse
 import sys
 import time
 
-from .errors import RilibError
+from .errors import RilibError, UsageError
 
 DEFAULT_PROFILE = "cpu"
 
@@ -39,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rilib",
         description="Train and cache the book's models, run its chapters, build it, and check the papers' claims.",
         epilog="Environment: RILIB_CACHE (model zoo), RILIB_DATA_DIR (torchvision data root), "
-               "RILIB_DOWNLOAD=1 (allow dataset downloads).")
+               "RILIB_DOWNLOAD=1 (allow downloads of datasets and packed zoos), RILIB_TRAIN=0 (never train: a "
+               "missing model is an error), RILIB_REPOSITORY=owner/name (where the book is published).")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"rilib {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     zoo_p = sub.add_parser("zoo", help="list or train the cached models of a profile",
@@ -55,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("names", nargs="*", metavar="NAME", help="zoo names (see `rilib zoo list`)")
     tr.add_argument("--retrain", action="store_true", help="delete the cached models first and train again")
     _add_profile(tr)
+    pk = zoo_sub.add_parser("pack", help="write a profile's trained models to one tarball with a manifest",
+                            description="Write every trained model of a profile (weights, metrics, spec) and a "
+                                        "manifest of their sha256 to rilib-zoo-<profile>.tar.gz, so that a zoo "
+                                        "trained once travels to Binder, Colab or a laptop.")
+    pk.add_argument("--output", "-o", default=None, metavar="FILE",
+                    help="the tarball to write, or a folder for it (default: ./rilib-zoo-<profile>.tar.gz)")
+    _add_profile(pk)
+    up = zoo_sub.add_parser("unpack", help="check a packed zoo against its manifest, then add it to the zoo",
+                            description="Check every file of a packed zoo against its manifest (sha256, size, "
+                                        "paths that stay in the zoo, no extra files) before anything is written; "
+                                        "then add its models to the zoo (RILIB_CACHE). A URL is fetched only with "
+                                        "RILIB_DOWNLOAD=1.")
+    up.add_argument("source", metavar="FILE|URL", help="a tarball written by `rilib zoo pack`, or its http(s) URL")
 
     book_p = sub.add_parser("book", help="execute the chapters (papermill) and build the HTML book",
                             description="Execute chapters with papermill and build the book with Jupyter Book.")
@@ -64,12 +85,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--root", default=None, help="project folder (default: this checkout)")
     run.add_argument("--force", action="store_true",
                      help="execute chapters even when their executed notebook is up to date")
+    run.add_argument("--log-output", action="store_true",
+                     help="stream every cell's output while it runs (default: a progress bar over the cells)")
     _add_profile(run)
-    bld = book_sub.add_parser("build", help="build the HTML book into _build/html")
+    repo_help = ("where the book is published, owner/name on GitHub (default: RILIB_REPOSITORY, else the "
+                 "placeholder in _config.yml); sets the launch links and html.baseurl")
+    bld = book_sub.add_parser("build", help="build the HTML book into _build/html (the chapters executed so far)")
     bld.add_argument("--root", default=None, help="project folder (default: this checkout)")
     bld.add_argument("--profile", default=None,
                      help="also write the claims ledger of this profile to _build/html/ledger.json "
                           "(`make book` passes its PROFILE)")
+    bld.add_argument("--repository", default=None, metavar="OWNER/NAME", help=repo_help)
+    pub = book_sub.add_parser("publish", help="write the tree of the published branch (sources + executed notebooks)",
+                              description="Write the tree that the publish workflow pushes to the `published` "
+                                          "branch, which the launch buttons open: the tracked files, the executed "
+                                          "chapters in book/ (with their bootstrap cell) and the resolved "
+                                          "_config.yml.")
+    pub.add_argument("dest", metavar="DEST", help="an empty or disposable folder (its contents are replaced)")
+    pub.add_argument("--root", default=None, help="project folder (default: this checkout)")
+    pub.add_argument("--repository", default=None, metavar="OWNER/NAME", help=repo_help)
     tim = book_sub.add_parser("timings", help="summarise a timing log (RILIB_TIMINGS) and write it as JSON",
                               description="Read the JSON-lines log that a run wrote while RILIB_TIMINGS named it "
                                           "(`make book` does), print where the time went, and write the report.")
@@ -96,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--chapter", default=None, help="only this chapter's claims (e.g. 1)")
     cl.add_argument("--json", metavar="FILE", default=None,
                     help="also write the ledger as JSON (schema rilib.ledger version 1, see rilib.book.ledger)")
+    cl.add_argument("--strict", action="store_true", help="exit with status 1 if any claim fails")
     cl.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
                     help="measure nothing: print the claims whose outcome or values moved between two JSON "
                          "ledgers; exit status 1 if any did")
@@ -171,7 +206,7 @@ def _filters_stats(checkpoint: str, arch: str, in_shape: str | None, num_classes
         except ValueError:
             shape = ()
         if len(shape) != 3:
-            raise RilibError(f"--in-shape must be C,H,W (e.g. 3,32,32), not {in_shape!r}.")
+            raise UsageError(f"--in-shape must be C,H,W (e.g. 3,32,32), not {in_shape!r}.")
     model = filters.load_state_dict_as(checkpoint, arch, shape, num_classes)
     stats = filters.layer_stats(model)
     with pd.option_context("display.max_rows", None, "display.width", 160, "display.precision", 3):
@@ -197,22 +232,34 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         from . import chapters, profiles  # noqa: F401  (chapters: register the book's models and claims)
-        if hasattr(args, "profile"):
+        if getattr(args, "profile", None) is not None:
             profiles.get_profile(args.profile)
         if args.command == "zoo" and args.action == "list":
             _zoo_list(args.profile)
         elif args.command == "zoo" and args.action == "verify":
             return _zoo_verify(args.profile)
+        elif args.command == "zoo" and args.action == "pack":
+            from . import pack
+            out = pack.pack(args.profile, args.output)
+            print(f"Wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+        elif args.command == "zoo" and args.action == "unpack":
+            from . import pack
+            print(pack.unpack(args.source).summary())
         elif args.command == "zoo":
             _zoo_train(args.names, args.profile, args.retrain)
         elif args.command == "book" and args.action == "run":
             from .book import runner
-            runner.run(args.notebooks, args.profile, args.root, force=args.force)
+            runner.run(args.notebooks, args.profile, args.root, force=args.force, log_output=args.log_output)
+        elif args.command == "book" and args.action == "publish":
+            from .book import publish, runner
+            root = runner.project(args.root)
+            written = publish.publish_tree(root, args.dest, cfg=publish.book_config(root, args.repository))
+            print(f"Wrote the published tree to {args.dest}: {len(written)} files")
         elif args.command == "book" and args.action == "timings":
             _timings(args.log, args.json)
         elif args.command == "book":
             from .book import runner
-            index = runner.build(args.root, profile=args.profile)
+            index = runner.build(args.root, profile=args.profile, repository=args.repository)
             print(f"Built {index}" + (f" and {index.parent / 'ledger.json'}" if args.profile else ""))
         elif args.command == "filters":
             _filters_stats(args.checkpoint, args.arch, args.in_shape, args.num_classes)
@@ -225,9 +272,16 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 ledger.write_json(results, args.json)
                 print(f"\nWrote {args.json}")
-    except RilibError as exc:
+            failed = [r for r in results if not r.passed]
+            if args.strict and failed:
+                print(f"rilib: {len(failed)} of {len(results)} claims failed (--strict).", file=sys.stderr)
+                return 1
+    except UsageError as exc:
         print(f"rilib: error: {exc}", file=sys.stderr)
         return 2
+    except RilibError as exc:
+        print(f"rilib: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("rilib: interrupted; a training run resumes from its last epoch checkpoint next time.",
               file=sys.stderr)

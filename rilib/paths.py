@@ -68,6 +68,12 @@ def download_allowed() -> bool:
     return os.environ.get("RILIB_DOWNLOAD", "0").strip().lower() in {"1", "true", "yes"}
 
 
+def training_allowed() -> bool:
+    """False when ``RILIB_TRAIN=0``: a model missing from the zoo is an error instead of being trained (for a zoo
+    unpacked with ``rilib zoo unpack``, where training by accident would take minutes to hours)."""
+    return os.environ.get("RILIB_TRAIN", "1").strip().lower() not in {"0", "false", "no"}
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one, never half.
 

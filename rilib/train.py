@@ -28,7 +28,7 @@ from torch import nn
 
 from . import data as data_mod
 from .attacks import PGD, projected_gradient
-from .errors import RilibError
+from .errors import RilibError, UnknownNameError
 from .evaluate import accuracy, robust_accuracy
 from .paths import save_atomic
 from .registry import Registry
@@ -123,7 +123,7 @@ def input_gradient_penalty(model, x, y, *, lam: float, norm: str = "l1") -> tupl
     elif norm == "l2":
         penalty = g.pow(2).sum(1)
     else:
-        raise RilibError(f"Unknown gradient-penalty norm {norm!r}. Valid: l1, l2.")
+        raise UnknownNameError(f"Unknown gradient-penalty norm {norm!r}. Valid: l1, l2.")
     return ce.mean() + lam * penalty.mean(), logits
 
 
@@ -184,7 +184,7 @@ def learning_rate(base: float, schedule: str, progress: float) -> float:
         return base * 0.5 * (1 + math.cos(math.pi * progress))
     if schedule == "onecycle":
         return base * (progress / 0.4 if progress < 0.4 else max(0.0, (1 - progress) / 0.6))
-    raise RilibError(f"Unknown learning-rate schedule {schedule!r}. Valid: constant, cosine, onecycle.")
+    raise UnknownNameError(f"Unknown learning-rate schedule {schedule!r}. Valid: constant, cosine, onecycle.")
 
 
 def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -193,7 +193,7 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) 
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    raise RilibError(f"Unknown optimizer {name!r}. Valid: adam, sgd.")
+    raise UnknownNameError(f"Unknown optimizer {name!r}. Valid: adam, sgd.")
 
 
 def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: dict, epochs: int,

@@ -31,7 +31,7 @@ import torch
 
 from . import paths, timing
 from .data import load_dataset
-from .errors import RilibError
+from .errors import RilibError, UnknownNameError
 from .evaluate import robust_accuracy, staged_robust_accuracy
 from .models import Classifier, create_model
 from .profiles import Profile, get_profile
@@ -125,7 +125,7 @@ def resolve(name_or_spec: str | Spec, profile: str | Profile) -> Spec:
     specs = zoo_specs(profile)
     if name_or_spec not in specs:
         hint = "" if specs else " No zoo group is registered: `import rilib.chapters` registers the book's models."
-        raise RilibError(f"Unknown model {name_or_spec!r} in the {get_profile(profile).name} zoo. "
+        raise UnknownNameError(f"Unknown model {name_or_spec!r} in the {get_profile(profile).name} zoo. "
                          f"Valid names: {', '.join(specs)}.{hint}")
     return specs[name_or_spec]
 
@@ -214,11 +214,16 @@ def train(spec: Spec, *, progress: bool = True, on_epoch_end=None, retrain: bool
     - Training holds a per-spec file lock: a second process asking for the same spec waits, then finds it trained;
       if the first process died, the second resumes its run.
     - An interrupted run (a ``checkpoint.pt`` without ``model.pt``) resumes after its last complete epoch.
+    - With ``RILIB_TRAIN=0`` a model that is not in the zoo raises :class:`RilibError` instead of training.
     """
     folder = spec.folder()
     if not retrain and is_trained(spec):
         verify(spec)
         return folder
+    if not paths.training_allowed():
+        raise RilibError(f"{folder.name} is not in the zoo ({paths.zoo_dir()}), and RILIB_TRAIN=0 forbids training "
+                         f"it. Unpack a packed zoo that holds it (`rilib zoo unpack FILE|URL`), or unset RILIB_TRAIN "
+                         f"to train it.")
     if spec.teacher is not None:
         train(spec.teacher, progress=progress)
     with paths.file_lock(_lock_path(spec), waiting=f"rilib: waiting for another process that trains {folder.name}"):

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 import rilib
 from rilib import data as data_mod
+
+ROOT = Path(__file__).resolve().parents[1]
+JUPYTERHUB = "https://hub.example.edu"  # a JupyterHub for the launch links of the smoke book (never contacted)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -63,3 +69,37 @@ def cli(capsys):
         return subprocess.CompletedProcess(["rilib", *args], code, out.out, out.err)
 
     return run
+
+
+def copy_sources(root: Path) -> Path:
+    """The book's sources (configuration, chapter sources, pages, and the library the pages include) in ``root``."""
+    for name in ("_config.yml", "_toc.yml", "pyproject.toml"):
+        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("*.ipynb"))
+    # the pages show the library's own code with {literalinclude} ../rilib/...
+    shutil.copytree(ROOT / "rilib", root / "rilib", ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory, private_cache):
+    """A copy of the book's sources, executed under ``smoke`` and built (with a JupyterHub launch button);
+    returns (root, seconds per chapter). Trains the smoke zoo in the session's private cache."""
+    root = copy_sources(tmp_path_factory.mktemp("book"))
+    import rilib.chapters  # noqa: F401  (registers the claims the built book ships as ledger.json)
+    from rilib import book
+    timings = {}
+    for src in book.sources(root):
+        t0 = time.perf_counter()
+        book.run([src.stem], "smoke", root, progress=False)
+        timings[src.stem] = time.perf_counter() - t0
+    print("\nsmoke execution seconds per chapter:", {k: round(v) for k, v in timings.items()})
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RILIB_JUPYTERHUB_URL", JUPYTERHUB)
+    mp.delenv("RILIB_REPOSITORY", raising=False)
+    try:
+        book.build(root, profile="smoke")
+    finally:
+        mp.undo()
+    return root, timings

@@ -4,37 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def smoke_book(tmp_path_factory, private_cache):
-    """A copy of the book's sources, executed under ``smoke`` and built; returns (root, seconds per chapter)."""
-    root = tmp_path_factory.mktemp("book")
-    for name in ("_config.yml", "_toc.yml", "pyproject.toml"):
-        shutil.copy(ROOT / name, root / name)
-    shutil.copytree(ROOT / "notebooks", root / "notebooks")
-    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("*.ipynb"))
-    # the pages show the library's own code with {literalinclude} ../rilib/...
-    shutil.copytree(ROOT / "rilib", root / "rilib", ignore=shutil.ignore_patterns("__pycache__"))
-    import rilib.chapters  # noqa: F401  (registers the claims the built book ships as ledger.json)
-    from rilib import book
-    timings = {}
-    for src in book.sources(root):
-        t0 = time.perf_counter()
-        book.run([src.stem], "smoke", root)
-        timings[src.stem] = time.perf_counter() - t0
-    print("\nsmoke execution seconds per chapter:", {k: round(v) for k, v in timings.items()})
-    book.build(root, profile="smoke")
-    return root, timings
 
 
 @pytest.mark.slow

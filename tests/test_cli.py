@@ -80,3 +80,29 @@ def test_seeded_arms_differ_in_seed_between_and_within_arms():
 def test_unknown_names_in_the_api_list_valid_ones(call, expected):
     with pytest.raises(RilibError, match=expected):
         call()
+
+
+def test_version(cli):
+    import rilib
+    out = cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"rilib {rilib.__version__}"
+
+
+def test_runtime_failures_exit_1_and_usage_errors_2(cli, tmp_path):
+    missing = cli("zoo", "unpack", str(tmp_path / "nope.tar.gz"))
+    assert missing.returncode == 1 and "No zoo pack at" in missing.stderr
+    unknown = cli("zoo", "pack", "--profile", "laptop")
+    assert unknown.returncode == 2 and "Valid profile names" in unknown.stderr
+    bad_repo = cli("book", "build", "--repository", "not a repo")
+    assert bad_repo.returncode == 2 and "owner/name" in bad_repo.stderr
+
+
+@pytest.mark.parametrize("passed,code", [(True, 0), (False, 1)])
+def test_claims_strict_exits_1_when_a_claim_fails(passed, code, cli, monkeypatch):
+    from rilib.book import ledger
+    result = ledger.ClaimResult(id="ch1.x", chapter="1", statement="s", citation="c", profile="smoke",
+                                measured={"x": 1.0}, comparison="x > 0", passed=passed)
+    monkeypatch.setattr(ledger, "run", lambda profile, chapter=None: [result])
+    monkeypatch.setattr(ledger, "format_ledger", lambda results: "ledger")
+    assert cli("claims", "--profile", "smoke").returncode == 0
+    assert cli("claims", "--profile", "smoke", "--strict").returncode == code

@@ -107,18 +107,19 @@ def test_cli_filters_stats_on_checkpoints_written_by_the_test(tmp_path, cli):
     assert "layer4.1.conv2" in out.stdout
 
 
-@pytest.mark.parametrize("make,arch,expected", [
+@pytest.mark.parametrize("make,arch,expected,code", [
     (lambda p: torch.save(rilib.create_model("tiny-cnn", (1, 28, 28), 10, (0.1,), (0.3,)).state_dict(), p),
-     "small-cnn", "is not a state_dict of small-cnn"),
-    (lambda p: p.write_text("not a checkpoint"), "small-cnn", "Could not read"),
-    (lambda p: torch.save([1, 2, 3], p), "small-cnn", "does not hold a state_dict"),
-    (lambda p: torch.save({}, p), "resnet-19", "Unknown architecture 'resnet-19'"),
+     "small-cnn", "is not a state_dict of small-cnn", 1),
+    (lambda p: p.write_text("not a checkpoint"), "small-cnn", "Could not read", 1),
+    (lambda p: torch.save([1, 2, 3], p), "small-cnn", "does not hold a state_dict", 1),
+    (lambda p: torch.save({}, p), "resnet-19", "Unknown architecture 'resnet-19'", 2),
 ])
-def test_cli_filters_stats_rejects_bad_files_clearly(tmp_path, make, arch, expected, cli):
+def test_cli_filters_stats_rejects_bad_files_clearly(tmp_path, make, arch, expected, code, cli):
+    """A bad file is a runtime failure (exit 1); an unknown architecture is a usage error (exit 2)."""
     path = tmp_path / "bad.pt"
     make(path)
     out = cli("filters", "stats", str(path), "--arch", arch)
-    assert out.returncode == 2 and expected in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == code and expected in out.stderr and "Traceback" not in out.stderr
 
 
 def test_loader_refuses_pickled_code(tmp_path):

@@ -106,7 +106,7 @@ def test_cli_compare(cli, tmp_path):
     moved = cli("claims", "--compare", str(a), str(b))
     assert moved.returncode == 1 and "1 claim moved" in moved.stdout and data["claims"][0]["id"] in moved.stdout
     missing = cli("claims", "--compare", str(a), str(tmp_path / "nope.json"))
-    assert missing.returncode == 2 and "No ledger at" in missing.stderr
+    assert missing.returncode == 1 and "No ledger at" in missing.stderr
 
 
 def test_synthesis_lists_every_claim_once_under_its_paper():

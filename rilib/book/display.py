@@ -27,9 +27,17 @@ def glue_key(name: str) -> str:
     return model_label(name).replace(".", "").replace("-", "_").replace("/", "_")
 
 
-def _glue(key: str, value) -> None:
-    from myst_nb import glue
-    glue(key, value, display=False)
+def _glue(key: str, value, display: bool = False) -> None:
+    """MyST-NB's ``glue``. Without MyST-NB (a notebook run where only rilib is installed, as on Colab), figures
+    are shown and the rest is skipped: only the book's build reads glued values."""
+    try:
+        from myst_nb import glue
+    except ImportError:
+        if display:
+            from IPython.display import display as show
+            show(value)
+        return
+    glue(key, value, display=display)
 
 
 def glue_table(table, columns: Mapping[str, str]) -> None:
@@ -66,11 +74,14 @@ def glue_values(**values) -> None:
 
 
 def glue_figures(figures: Mapping) -> None:
-    """Glue each figure under its key for a ``{glue:figure}`` directive, and close it (the notebook shows it
-    once, where the prose places it)."""
+    """Glue each figure under its key for a ``{glue:figure}`` directive, and close it.
+
+    The figure is glued *displayed*: the executed notebook carries it as a plain ``image/png`` output, so Jupyter,
+    Binder, Colab and the page's ``.ipynb`` download show it too. The book shows it once, where the prose places
+    it, because every cell that glues figures is tagged ``remove-output`` (or ``remove-cell``)."""
     import matplotlib.pyplot as plt
     for key, fig in figures.items():
-        _glue(key, fig)
+        _glue(key, fig, display=True)
         plt.close(fig)
 
 

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..errors import RilibError
+from ..errors import RilibError, UnknownNameError
 from ..lenses.stats import Interval
 from ..paths import atomic_write_text
 from ..profiles import Profile, get_profile
@@ -189,7 +189,7 @@ def run(profile: str | Profile, chapter: Optional[str] = None) -> list[ClaimResu
     prof = get_profile(profile)
     chapters = sorted({c.chapter for c in list_claims()})
     if chapter is not None and str(chapter) not in chapters:
-        raise RilibError(f"No claims registered for chapter {chapter!r}. Chapters with claims: {', '.join(chapters)}.")
+        raise UnknownNameError(f"No claims registered for chapter {chapter!r}. Chapters with claims: {', '.join(chapters)}.")
     chapter = None if chapter is None else str(chapter)
     results = []
     for c in list_claims(chapter):

@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .. import timing
-from ..errors import RilibError
-from ..paths import project_root
+from ..errors import RilibError, UnknownNameError
+from ..paths import atomic_write_text, project_root
 from ..profiles import get_profile
 
 SOURCE_SUFFIXES = (".md", ".py")
 
 
-def _root(root: Optional[str | Path]) -> Path:
+def project(root: Optional[str | Path] = None) -> Path:
+    """The book's project folder: ``root``, or this checkout."""
     path = Path(root) if root else project_root()
     if path is None or not (path / "notebooks").is_dir():
         raise RilibError("Could not find the book's project folder (with notebooks/ and _toc.yml). "
@@ -34,7 +35,7 @@ def _root(root: Optional[str | Path]) -> Path:
 
 def sources(root: Optional[str | Path] = None) -> list[Path]:
     """The chapter sources in ``notebooks/``, in name order."""
-    return sorted(p for p in (_root(root) / "notebooks").iterdir()
+    return sorted(p for p in (project(root) / "notebooks").iterdir()
                   if p.suffix in SOURCE_SUFFIXES and not p.name.startswith((".", "_")))
 
 
@@ -46,7 +47,7 @@ def select(names: Sequence[str] | None, root: Optional[str | Path] = None) -> li
     by_name = {p.stem: p for p in found} | {p.name: p for p in found}
     missing = [n for n in names if Path(n).name not in by_name and Path(n).stem not in by_name]
     if missing:
-        raise RilibError(f"Unknown notebook(s) {', '.join(missing)}. Valid: {', '.join(p.stem for p in found)}.")
+        raise UnknownNameError(f"Unknown notebook(s) {', '.join(missing)}. Valid: {', '.join(p.stem for p in found)}.")
     return [by_name.get(Path(n).name) or by_name[Path(n).stem] for n in names]
 
 
@@ -83,8 +84,11 @@ def _executed_key(path: Path) -> Optional[str]:
 
 
 def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = None,
-        log_output: bool = False, force: bool = False) -> list[Path]:
+        log_output: bool = False, force: bool = False, progress: bool = True) -> list[Path]:
     """Execute chapters under ``profile`` with papermill; return the executed notebooks in ``book/``.
+
+    ``progress`` shows a bar over each chapter's cells on stderr; ``log_output`` streams every cell's output as it
+    runs (what a long chapter is doing, minute by minute).
 
     A chapter whose executed notebook is up to date (same source, profile and library, see :func:`run_key`) is
     not executed again unless ``force``. A chapter executes into a hidden file that replaces ``book/<name>.ipynb``
@@ -96,7 +100,7 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
     import papermill as pm
 
     get_profile(profile)  # fail early on an unknown profile
-    root_path = _root(root)
+    root_path = project(root)
     out_dir = root_path / "book"
     out_dir.mkdir(exist_ok=True)
     executed = []
@@ -121,7 +125,7 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
         try:
             pm.execute_notebook(str(staging), str(running), parameters={"profile": profile},
                                 kernel_name="python3", cwd=str(out_dir), log_output=log_output,
-                                progress_bar=False)
+                                progress_bar=_progress_bar(src.stem) if progress else False)
         except BaseException as exc:  # a failing cell, an interrupt: keep what ran, publish nothing
             if running.exists():
                 os.replace(running, failed)
@@ -145,6 +149,12 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
     return executed
 
 
+def _progress_bar(name: str) -> dict:
+    """papermill's bar over a chapter's cells: on stderr, redrawn at most every 5 s when stderr is a log file."""
+    return {"desc": name, "file": sys.stderr, "mininterval": 0.5 if sys.stderr.isatty() else 5.0,
+            "dynamic_ncols": True}
+
+
 def _finish(path: Path, key: str, profile: str) -> None:
     """In one read and write of an executed notebook: hide the source's default ``parameters`` cell in the book
     (papermill's injected cell below it shows the profile the chapter actually ran with), and record the run key
@@ -161,19 +171,43 @@ def _finish(path: Path, key: str, profile: str) -> None:
     nbformat.write(nb, path)
 
 
-def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Optional[str] = None) -> Path:
-    """Build the HTML book into ``<root>/_build/html``; return the path of its ``index.html``. With ``profile``,
-    also measure the registered claims under it (from the chapters' caches) and ship them beside the HTML as
-    ``ledger.json`` (see :func:`rilib.book.ledger.write_json`)."""
-    root_path = _root(root)
+def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Optional[str] = None,
+          repository: Optional[str] = None) -> Path:
+    """Build the HTML book into ``<root>/_build/html``; return the path of its ``index.html``.
+
+    - Chapters not executed yet are left out of this build (with a note naming them and how to run them); the
+      introduction must exist.
+    - ``_config.yml`` is resolved for ``repository`` (``owner/name``; default ``RILIB_REPOSITORY``) by
+      :func:`rilib.book.publish.book_config`, and every executed chapter gets the hidden bootstrap cell
+      (:func:`rilib.book.publish.add_bootstrap`) that Colab and Binder run.
+    - With ``profile``, also measure the registered claims under it (from the chapters' caches) and ship them
+      beside the HTML as ``ledger.json`` (see :func:`rilib.book.ledger.write_json`).
+    """
+    import yaml
+
+    from . import publish
+    root_path = project(root)
     exe = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root_path)]
     if quiet:
         cmd.append("--quiet")
-    missing = [p for p in _toc_files(root_path) if not p.exists()]
+    pages = _toc_files(root_path)
+    if not pages[0].exists():
+        raise RilibError(f"The book's first page {pages[0]} is missing; restore it from git.")
+    missing = [p for p in pages if not p.exists()]
     if missing:
-        raise RilibError(f"The book lists pages that do not exist yet: {', '.join(map(str, missing))}. "
-                         f"Run `rilib book run --profile cpu` (or `make book`) first.")
+        print(f"[rilib] building without {len(missing)} chapter(s) not executed yet: "
+              f"{', '.join(p.stem for p in missing)}. `rilib book run --profile cpu` (or `make book`) executes "
+              f"them.", file=sys.stderr, flush=True)
+    cfg = publish.book_config(root_path, repository)
+    for page in pages[1:]:
+        if page.suffix == ".ipynb" and page.exists():
+            publish.add_bootstrap(page, cfg)
+    generated = root_path / "_build" / ".rilib"
+    generated.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(generated / "_config.yml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    atomic_write_text(generated / "_toc.yml", yaml.safe_dump(_toc_without(root_path, missing), sort_keys=False))
+    cmd += ["--config", str(generated / "_config.yml"), "--toc", str(generated / "_toc.yml")]
     env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1")
     with timing.timed("build", "jupyter-book"):
         proc = subprocess.run(cmd, cwd=root_path, env=env, capture_output=True, text=True)
@@ -188,6 +222,34 @@ def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Option
         with timing.timed("build", "ledger.json"):
             ledger.write_json(ledger.run(profile), index.parent / "ledger.json")
     return index
+
+
+def _toc_without(root: Path, missing: Sequence[Path]) -> dict:
+    """``_toc.yml`` without the pages in ``missing``."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    gone = {p.relative_to(root).with_suffix("").as_posix() for p in missing}
+
+    def keep(entries):
+        out = []
+        for e in entries or []:
+            if e.get("file") in gone:
+                continue
+            e = dict(e)
+            for key in ("sections", "chapters"):
+                if key in e:
+                    e[key] = keep(e[key])
+            if "parts" in e:
+                e["parts"] = [dict(part, chapters=keep(part.get("chapters"))) for part in e["parts"]]
+            out.append(e)
+        return out
+
+    if "chapters" in toc:
+        toc["chapters"] = keep(toc["chapters"])
+    if "parts" in toc:
+        toc["parts"] = [dict(part, chapters=keep(part.get("chapters"))) for part in toc["parts"]]
+    return toc
 
 
 def _toc_files(root: Path) -> list[Path]:

@@ -228,13 +228,13 @@ def evaluation(profile: str | Profile, name: str, eps: float | None = None, atta
                progress: bool = True) -> dict:
     """The zoo's record of :func:`robust_acc` (:func:`rilib.zoo.evaluation`): for the headline attack also the
     accuracy left after each of its attacks and the seconds each took."""
-    from ..errors import RilibError
+    from ..errors import UnknownNameError
     prof = get_profile(profile)
     specs = all_specs(prof)
     if attack not in ATTACKS:
-        raise RilibError(f"Unknown attack {attack!r}. Valid: {', '.join(ATTACKS)}.")
+        raise UnknownNameError(f"Unknown attack {attack!r}. Valid: {', '.join(ATTACKS)}.")
     if name not in specs:
-        raise RilibError(f"Unknown catalogue model {name!r}. Valid: {', '.join(specs)}.")
+        raise UnknownNameError(f"Unknown catalogue model {name!r}. Valid: {', '.join(specs)}.")
     eps = EVAL_EPS[family(prof, specs[name])] if eps is None else eps
     atk = {"headline": lambda: evaluation_attack(prof, eps), "strong": lambda: strong_attack(prof, eps),
            "weak": lambda: weak_attack(eps)}[attack]()

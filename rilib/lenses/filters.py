@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import RilibError
+from ..errors import RilibError, UnknownNameError
 from ..models import ARCHITECTURES, create_model, to_model
 from .stats import percentile_interval
 
@@ -273,7 +273,7 @@ def load_state_dict_as(path, arch: str, in_shape: tuple[int, int, int] | None = 
     path = Path(path)
     tv_names = torchvision.models.list_models(module=torchvision.models)
     if arch not in ARCHITECTURES and arch not in tv_names:
-        raise RilibError(f"Unknown architecture {arch!r}. Valid: rilib's {', '.join(ARCHITECTURES)}, or a "
+        raise UnknownNameError(f"Unknown architecture {arch!r}. Valid: rilib's {', '.join(ARCHITECTURES)}, or a "
                          f"torchvision model name such as resnet18, resnet50, wide_resnet50_2, vgg16.")
     if not path.is_file():
         raise RilibError(f"No checkpoint file at {path}.")
