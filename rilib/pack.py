@@ -170,48 +170,55 @@ def _expected(manifest: dict, source) -> dict[str, dict]:
     return expected
 
 
+def _check_members(tf: tarfile.TarFile, expected: dict, source) -> tuple[set, dict]:
+    """Each member of the tarball: a regular file the manifest lists, inside the zoo, with its size and sha256.
+    Returns the members seen and the sha256 each ``metrics.json`` records."""
+    seen, metrics_sha = set(), {}
+    for member in tf:
+        name = member.name
+        if name == MANIFEST:
+            continue
+        norm = posixpath.normpath(name)
+        if name.startswith("/") or norm.startswith("..") or "/../" in f"/{name}/" or norm != name:
+            raise _refuse(source, f"the member {name!r} has a path that escapes the zoo")
+        if not member.isfile():
+            raise _refuse(source, f"the member {name!r} is not a regular file (a link or a folder)")
+        if name not in expected:
+            raise _refuse(source, f"the member {name!r} is not listed in its manifest")
+        if name in seen:
+            raise _refuse(source, f"the member {name!r} appears twice")
+        seen.add(name)
+        fh = tf.extractfile(member)
+        if name.endswith("/metrics.json"):
+            data = fh.read()
+            sha, size = hashlib.sha256(data).hexdigest(), len(data)
+            try:
+                metrics_sha[name.rsplit("/", 1)[0]] = json.loads(data).get("sha256")
+            except (ValueError, AttributeError):  # not JSON, or not an object: no sha256 recorded
+                metrics_sha[name.rsplit("/", 1)[0]] = None
+        else:
+            sha, size = _digest(fh)
+        meta = expected[name]
+        if size != meta.get("size") or sha != meta.get("sha256"):
+            raise _refuse(source, f"{name} does not match its manifest (sha256 {sha[:16]}…, {size} bytes; "
+                                  f"the manifest records {str(meta.get('sha256'))[:16]}…, "
+                                  f"{meta.get('size')} bytes)")
+    return seen, metrics_sha
+
+
 def _check(path: Path, source) -> tuple[dict, dict[str, dict]]:
     """Read the whole tarball once and check it against its manifest; return (manifest, expected members)."""
     try:
         tf = tarfile.open(path, "r:*")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise _refuse(source, f"it is not a readable tarball ({exc})") from None
-    with tf:
-        manifest = _read_manifest(tf, source)
-        expected = _expected(manifest, source)
-        seen, metrics_sha = set(), {}
-        try:
-            for member in tf:
-                name = member.name
-                if name == MANIFEST:
-                    continue
-                norm = posixpath.normpath(name)
-                if name.startswith("/") or norm.startswith("..") or "/../" in f"/{name}/" or norm != name:
-                    raise _refuse(source, f"the member {name!r} has a path that escapes the zoo")
-                if not member.isfile():
-                    raise _refuse(source, f"the member {name!r} is not a regular file (a link or a folder)")
-                if name not in expected:
-                    raise _refuse(source, f"the member {name!r} is not listed in its manifest")
-                if name in seen:
-                    raise _refuse(source, f"the member {name!r} appears twice")
-                seen.add(name)
-                fh = tf.extractfile(member)
-                if name.endswith("/metrics.json"):
-                    data = fh.read()
-                    sha, size = hashlib.sha256(data).hexdigest(), len(data)
-                    try:
-                        metrics_sha[name.rsplit("/", 1)[0]] = json.loads(data).get("sha256")
-                    except ValueError:
-                        metrics_sha[name.rsplit("/", 1)[0]] = None
-                else:
-                    sha, size = _digest(fh)
-                meta = expected[name]
-                if size != meta.get("size") or sha != meta.get("sha256"):
-                    raise _refuse(source, f"{name} does not match its manifest (sha256 {sha[:16]}…, {size} bytes; "
-                                          f"the manifest records {str(meta.get('sha256'))[:16]}…, "
-                                          f"{meta.get('size')} bytes)")
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise _refuse(source, f"it is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+    try:
+        with tf:
+            manifest = _read_manifest(tf, source)
+            expected = _expected(manifest, source)
+            seen, metrics_sha = _check_members(tf, expected, source)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise _refuse(source, f"it is truncated or corrupt ({type(exc).__name__}: {exc})") from None
     absent = sorted(set(expected) - seen)
     if absent:
         raise _refuse(source, f"{len(absent)} file(s) its manifest lists are missing: {', '.join(absent[:5])}")

@@ -73,6 +73,7 @@ def cli(capsys):
 
 def copy_sources(root: Path) -> Path:
     """The book's sources (configuration, chapter sources, pages, and the library the pages include) in ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml", "pyproject.toml"):
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "notebooks", root / "notebooks")

@@ -15,7 +15,6 @@ import pytest
 
 from conftest import copy_sources
 from rilib import pack, paths
-from rilib.errors import RilibError
 
 pytestmark = pytest.mark.slow
 
