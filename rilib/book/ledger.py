@@ -189,7 +189,8 @@ def run(profile: str | Profile, chapter: Optional[str] = None) -> list[ClaimResu
     prof = get_profile(profile)
     chapters = sorted({c.chapter for c in list_claims()})
     if chapter is not None and str(chapter) not in chapters:
-        raise UnknownNameError(f"No claims registered for chapter {chapter!r}. Chapters with claims: {', '.join(chapters)}.")
+        raise UnknownNameError(f"No claims registered for chapter {chapter!r}. "
+                               f"Chapters with claims: {', '.join(chapters)}.")
     chapter = None if chapter is None else str(chapter)
     results = []
     for c in list_claims(chapter):

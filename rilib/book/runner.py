@@ -47,7 +47,8 @@ def select(names: Sequence[str] | None, root: Optional[str | Path] = None) -> li
     by_name = {p.stem: p for p in found} | {p.name: p for p in found}
     missing = [n for n in names if Path(n).name not in by_name and Path(n).stem not in by_name]
     if missing:
-        raise UnknownNameError(f"Unknown notebook(s) {', '.join(missing)}. Valid: {', '.join(p.stem for p in found)}.")
+        raise UnknownNameError(f"Unknown notebook(s) {', '.join(missing)}. "
+                               f"Valid: {', '.join(p.stem for p in found)}.")
     return [by_name.get(Path(n).name) or by_name[Path(n).stem] for n in names]
 
 
