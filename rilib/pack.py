@@ -156,13 +156,14 @@ def _expected(manifest: dict, source) -> dict[str, dict]:
     for e in manifest.get("models", []):
         try:
             folder, key, files = e["folder"], e["key"], e["files"]
-            spec_key = zoo.Spec.from_dict(e["spec"]).key()
+            spec = zoo.Spec.from_dict(e["spec"])
         except (KeyError, TypeError, ValueError) as exc:
             raise _refuse(source, f"a manifest entry is malformed ({type(exc).__name__}: {exc})") from None
-        if not _FOLDER.match(folder) or not folder.endswith(f"-{key}"):
-            raise _refuse(source, f"the folder name {folder!r} is not a zoo folder for key {key}")
-        if spec_key != key:
-            raise _refuse(source, f"entry {folder}: its spec hashes to {spec_key}, not to its key {key}")
+        if spec.key() != key:
+            raise _refuse(source, f"entry {folder!r}: its spec hashes to {spec.key()}, not to its key {key}")
+        if not _FOLDER.match(folder) or folder != spec.folder_name():
+            raise _refuse(source, f"the folder name {folder!r} is not the zoo's folder for its spec "
+                                  f"({spec.folder_name()})")
         if set(files) != set(FILES):
             raise _refuse(source, f"entry {folder} lists {sorted(files)}, expected {list(FILES)}")
         for fname, meta in files.items():
@@ -278,7 +279,7 @@ def _unpack(path: Path, text: str) -> Unpacked:
                     done.unlisted.append(e["name"])
                 dest = zoo_dir / e["folder"]
                 with paths.file_lock(zoo._lock_path(spec)):
-                    if zoo.is_trained(spec) and spec.folder() == dest:
+                    if zoo.is_trained(spec):
                         try:
                             if zoo.verify(spec).get("sha256") == e["files"]["model.pt"]["sha256"]:
                                 done.present.append(e["name"])
@@ -290,6 +291,9 @@ def _unpack(path: Path, text: str) -> Unpacked:
                     for fname in FILES:
                         with tf.extractfile(f"{e['folder']}/{fname}") as src, open(tmp / fname, "wb") as dst:
                             shutil.copyfileobj(src, dst, 1 << 20)
+                        with open(tmp / fname, "rb") as fh:  # what was written, not only what was read
+                            if _digest(fh)[0] != e["files"][fname]["sha256"]:
+                                raise _refuse(text, f"{e['folder']}/{fname} changed while it was unpacked")
                     if dest.exists():
                         shutil.rmtree(dest)
                     os.replace(tmp, dest)

@@ -99,9 +99,13 @@ class Spec:
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-    def folder(self) -> Path:
+    def folder_name(self) -> str:
+        """The name of the spec's folder in the zoo: dataset, architecture, objective and key."""
         safe = self.dataset.replace(":", "_").replace("/", "_")
-        return paths.zoo_dir() / f"{safe}-{self.arch}-{self.objective}-{self.key()}"
+        return f"{safe}-{self.arch}-{self.objective}-{self.key()}"
+
+    def folder(self) -> Path:
+        return paths.zoo_dir() / self.folder_name()
 
 
 ZOO_GROUPS: Registry[Callable[[Profile], dict]] = Registry("zoo group")
