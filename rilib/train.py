@@ -8,7 +8,7 @@ Registered: ``standard`` (cross-entropy), ``pgd`` (Madry et al. 2018), ``trades`
 "Theoretically Principled Trade-off between Robustness and Accuracy"), ``fgsm_rs`` (Wong et al. 2020,
 "Fast is better than free"); for the Lipschitz chapter ``input_gradient_penalty`` (Ross & Doshi-Velez 2018),
 ``jacobian_penalty`` (Hoffman et al. 2019), ``label_smoothing``, ``distillation`` (Papernot et al. 2016) and
-``noise_consistency`` (smoothness without orientation).
+``noise_consistency`` (average-case smoothness, with the orientation term kept).
 
 :func:`fit` trains with fixed seeds, a tqdm bar, a checkpoint at the end of every epoch, and resumes an
 interrupted run from its last checkpoint. Each epoch seeds a fork of the generators from (seed, epoch), so a
@@ -165,7 +165,8 @@ def distillation(model, x, y, *, teacher: nn.Module, temperature: float) -> tupl
 
 @OBJECTIVES.register("noise_consistency")
 def noise_consistency(model, x, y, *, eps: float, beta: float = 6.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smoothness without orientation: CE(f(x), y) + β · KL(f(x) ‖ f(x + δ)) with δ uniform in the L∞ ε-ball.
+    """Average-case smoothness with the orientation term kept: CE(f(x), y) + β · KL(f(x) ‖ f(x + δ)) with δ uniform
+    in the L∞ ε-ball (the cross-entropy is Helland & VanHoudnos's orientation term; the KL is undirected).
     TRADES's penalty with the worst-case δ replaced by a random one (compare stability training, Zheng et al.
     2016): it penalises how much the output changes near x on average, but not along the direction in which it
     changes fastest, which is the direction the decision boundary faces."""

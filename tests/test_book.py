@@ -109,6 +109,8 @@ def test_smoke_book_builds_the_lipschitz_chapter(smoke_book):
     text = re.sub(r"<[^>]+>", " ", page)
     assert re.search(r"The standard model keeps\s+\d+\.\d%", text), "glued numbers must appear in the prose"
     assert "stronger attack acc" in page and "margin loss" in page, "the table and the stronger attack"
+    assert "margin ratio" in page and "kl lipschitz" in page, "the scale-free smoothness measures"
+    assert re.search(r"divided by T = 20, the distilled model keeps\s+\d+\.\d%", text), "distillation at T"
     for claim_id in ("ch5.orientation-and-smoothness-raise-alignment", "ch5.label-smoothing-is-not-smoothness",
                      "ch5.gradient-penalty-is-robust"):
         assert claim_id in page

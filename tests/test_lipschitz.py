@@ -129,3 +129,58 @@ def test_margin_loss_is_positive_exactly_when_misclassified(tiny_standard, mnist
         wrong = tiny_standard(x).argmax(1) != y
         m = margin_loss(tiny_standard, x, y)
     assert torch.equal(m > 0, wrong)
+
+
+def test_margin_ratio_is_the_linf_distance_to_the_boundary_of_a_linear_model_and_scale_free():
+    torch.manual_seed(0)
+    w = torch.randn(2, 12)
+    x = torch.rand(64, 1, 3, 4)
+    z = x.flatten(1) @ w.T
+    top = z.argmax(1)
+    sign = torch.where(top == 0, 1.0, -1.0)
+    distance = sign * (z[:, 0] - z[:, 1]) / (w[0] - w[1]).abs().sum()   # min ‖δ‖∞ with (w₀−w₁)ᵀδ = −margin
+    got = lipschitz.margin_ratio(Linear(w), x)
+    assert torch.allclose(got, distance, rtol=1e-5)
+    # the step to the boundary along −sign(w₀−w₁)·sign·distance lands on it
+    step = -(sign * distance)[:, None] * torch.sign(w[0] - w[1])[None]
+    z_edge = (x.flatten(1) + step) @ w.T
+    assert torch.allclose(z_edge[:, 0], z_edge[:, 1], atol=1e-4)
+    assert torch.allclose(lipschitz.margin_ratio(Linear(7.0 * w), x), got, rtol=1e-5), "scale-free"
+
+
+def test_kl_lipschitz_of_a_linear_softmax_model_has_its_closed_form():
+    """Two classes with logits [aᵀx, 0]: KL(p(x) ‖ p(x+δ)) depends on t = aᵀδ only, is convex in t with its
+    minimum 0 at t = 0, so KL/‖δ‖∞ is largest on the ball's surface at one of the two corners ±ε·sign(a):
+    max(KL(t = ε‖a‖₁), KL(t = −ε‖a‖₁)) / ε. Sign ascent from a random start heads for the corner on its side of
+    aᵀδ = 0, so restarts find the larger one; on the ratio it can stall short of the corner (the ‖δ‖∞ term pulls
+    the coordinates with small |aₖ| inwards), so the estimate is a lower bound, here within 10 %. The logit
+    estimate, unlike it, grows linearly with the logits."""
+    torch.manual_seed(0)
+    a = torch.randn(8)
+    w = torch.stack([a, torch.zeros(8)])
+    x = 0.35 + 0.3 * torch.rand(5, 1, 2, 4)          # the ε-ball stays inside [0, 1]
+    eps = 0.3
+    s = x.flatten(1) @ a
+    p = torch.sigmoid(s)
+
+    def kl(t):
+        q = torch.sigmoid(s + t)
+        return p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()
+
+    reach = eps * a.abs().sum()
+    expected = torch.maximum(kl(reach), kl(-reach)) / eps
+    with rilib.rng.seeded(0):
+        got = lipschitz.local_lipschitz(Linear(w), x, eps, space="kl", restarts=8)
+    assert (got <= expected * (1 + 1e-4)).all() and (got >= 0.9 * expected).all(), (got, expected)
+    with rilib.rng.seeded(0):
+        one_start = lipschitz.local_lipschitz(Linear(w), x, eps, space="kl")
+    assert (one_start <= got + 1e-6).all(), "more starts never lower the estimate"
+    with rilib.rng.seeded(0):
+        logit1 = lipschitz.local_lipschitz(Linear(w), x, eps)
+    with rilib.rng.seeded(0):
+        logit10 = lipschitz.local_lipschitz(Linear(10 * w), x, eps)
+    assert torch.allclose(logit10, 10 * logit1, rtol=1e-4), "the logit estimate scales with the logits"
+    exact = a.abs().sum()  # ‖aᵀδ‖₁/‖δ‖∞ is largest at a corner: ‖a‖₁
+    assert (logit1 <= exact * (1 + 1e-4)).all() and (logit1 >= 0.9 * exact).all(), (logit1, exact)
+    with pytest.raises(rilib.errors.UnknownNameError, match="Valid: logit, kl"):
+        lipschitz.local_lipschitz(Linear(w), x, eps, space="probability")

@@ -5,11 +5,14 @@ Adversarial training couples a loss that orients the decision boundary with a pe
 constant. The chapter trains one model per arm of that frame (zoo group ``lipschitz``) next to the catalogue's
 standard, PGD-AT and TRADES models, and measures per model:
 
-- a local Lipschitz estimate of the logits (:func:`rilib.lenses.lipschitz.local_lipschitz`);
+- a local Lipschitz estimate of the logits (:func:`rilib.lenses.lipschitz.local_lipschitz`), which depends on the
+  scale of the logits, and two scale-free smoothness measures: the same estimate in KL space (Yang et al.'s KL
+  option) and the margin-to-gradient ratio (:func:`rilib.lenses.lipschitz.margin_ratio`);
 - the distribution of ‖∇ₓ CE‖₁ over test images (:func:`rilib.lenses.lipschitz.gradient_l1`);
 - accuracy under the strong PGD attack (PGD-40, 5 restarts) and, for the standard model and every new arm,
   under a stronger one: the worst case per image of that attack and PGD-100 with the margin loss (3 restarts),
-  a guard against gradient masking;
+  a guard against gradient masking; the distilled student also under the strong attack with its logits divided by
+  its temperature T, the standard test of whether distillation only masks the gradient;
 - Etmann et al.'s alignment (:func:`rilib.lenses.metrics.alignment`, shared with chapter 3);
 - the mean confidence (largest softmax probability) on clean test images.
 
@@ -29,7 +32,7 @@ from ..book.dashboard import panel
 from ..book.ledger import Measurement, claim, join_notes, margins_claim, nonfinite_note
 from ..data import first_per_class, load_dataset
 from ..evaluate import accuracy
-from ..lenses.lipschitz import gradient_l1, local_lipschitz
+from ..lenses.lipschitz import gradient_l1, local_lipschitz, margin_ratio
 from ..lenses.metrics import alignment
 from ..lenses.saliency import Gradient
 from ..lenses.stats import Interval, mean_ci, paired_ci
@@ -52,8 +55,10 @@ FROM_CATALOG = (STANDARD, "mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades")
 #: The arms with both orientation and smoothness, in the claims.
 ORIENTED_SMOOTH = ("mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades", MAIN_GP)
 #: Per-image measurements of every arm.
-PER_IMAGE = ("lipschitz", "grad l1", "alignment", "confidence")
-_VERSION = 4
+PER_IMAGE = ("lipschitz", "kl lipschitz", "margin ratio", "grad l1", "alignment", "confidence")
+#: The accuracy of the distilled student under the strong attack with its logits divided by its temperature.
+AT_TEMPERATURE = "strong attack acc, logits ÷ T"
+_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,9 @@ class ArmResults:
     """The chapter's measurements on the first :func:`eval_n` test images.
 
     ``accuracy[model]``: ``clean acc``, ``strong attack acc`` and ``stronger attack acc`` (None for the
-    catalogue's robust models, which are held to the strong attack only). ``per_image[model][measurement]``: one
-    value per image, (n,), for each of :data:`PER_IMAGE`.
+    catalogue's robust models, which are held to the strong attack only), and :data:`AT_TEMPERATURE` (None but
+    for the distilled student). ``per_image[model][measurement]``: one value per image, (n,), for each of
+    :data:`PER_IMAGE`.
     """
 
     accuracy: dict
@@ -197,13 +203,30 @@ def _measure(prof: Profile, progress: bool) -> ArmResults:
             _, masks = attack.run(model, x, y)
             row["strong attack acc"] = float(masks[0].float().mean())
             row["stronger attack acc"] = float(masks[1].float().mean()) if stronger else None
+            row[AT_TEMPERATURE] = None
+            if name == DISTILLED:
+                _, (tempered,) = WorstOf((strong_attack(prof, EPS),)).run(_Tempered(model, TEMPERATURE), x, y)
+                row[AT_TEMPERATURE] = float(tempered.float().mean())
             with torch.no_grad():
                 p = torch.softmax(model.eval()(x), 1)
-            values = {"lipschitz": local_lipschitz(model, x, EPS), "grad l1": gradient_l1(model, x, y),
+            values = {"lipschitz": local_lipschitz(model, x, EPS), "kl lipschitz": local_lipschitz(model, x, EPS,
+                                                                                                   space="kl"),
+                      "margin ratio": margin_ratio(model, x), "grad l1": gradient_l1(model, x, y),
                       "alignment": alignment(model, x), "confidence": p.amax(1)}
         acc[name] = row
         per_image[name] = {k: v.detach().cpu().float() for k, v in values.items()}
     return ArmResults(acc, per_image)
+
+
+class _Tempered(torch.nn.Module):
+    """A model with its logits divided by ``temperature``: the distilled student as it was trained."""
+
+    def __init__(self, model: torch.nn.Module, temperature: float):
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, x):
+        return self.model(x) / self.temperature
 
 
 def table(profile, results: ArmResults):
@@ -230,7 +253,7 @@ def display_table(profile, t):
 
     from ..book.display import mean_pm
     shown = pd.DataFrame(index=t.index)
-    for col in ("clean acc", "strong attack acc", "stronger attack acc"):
+    for col in ("clean acc", "strong attack acc", "stronger attack acc", AT_TEMPERATURE):
         shown[col] = ["–" if pd.isna(v) else f"{100 * v:.1f} %" for v in t[col]]
     return shown.join(mean_pm(t, PER_IMAGE, fmt=".3g")).style.set_caption(
         f"Per model, at ε = {EPS:g} on {eval_n(profile)} test images: accuracies, and mean ± half-width of the "
@@ -289,23 +312,26 @@ def _claim_alignment(profile: Profile) -> Measurement:
 
 
 @claim("ch5.label-smoothing-is-not-smoothness", chapter="5",
-       statement="Label smoothing lowers confidence but keeps a high local Lipschitz estimate and does not raise "
-                 "alignment as much as the arms with orientation and smoothness.",
+       statement="Label smoothing lowers confidence but is not smoothness: on a scale-free measure (the margin-to-"
+                 "gradient ratio, the L∞ distance to the linearised boundary) it stays below every arm with "
+                 "orientation and smoothness, and it does not raise alignment as much as they do.",
        papers="helland2021", differs=protocol_differs)
 def _claim_label_smoothing(profile: Profile) -> Measurement:
     t = table(profile, measure(profile))
     ls = "mnist-label-smoothing"
+    keys = ("confidence", "margin ratio", "alignment", "lipschitz", "kl lipschitz")
     conf_ok = t.loc[ls, "confidence"] < t.loc[STANDARD, "confidence"]
-    lip_ok = all(t.loc[ls, "lipschitz"] > t.loc[n, "lipschitz"] for n in ORIENTED_SMOOTH)
+    ratio_ok = all(t.loc[ls, "margin ratio"] < t.loc[n, "margin ratio"] for n in ORIENTED_SMOOTH)
     align_ok = all(t.loc[ls, "alignment"] < t.loc[n, "alignment"] for n in ORIENTED_SMOOTH)
-    measured = {f"{k} {plotting.model_label(n)}": float(t.loc[n, k]) for k in ("confidence", "lipschitz", "alignment")
+    measured = {f"{k} {plotting.model_label(n)}": float(t.loc[n, k]) for k in keys
                 for n in (STANDARD, ls, *ORIENTED_SMOOTH) if not (k == "confidence" and n in ORIENTED_SMOOTH)}
-    failed = [w for w, ok in (("confidence not lower", conf_ok), ("Lipschitz not above every oriented+smooth arm", lip_ok),
+    failed = [w for w, ok in (("confidence not lower", conf_ok),
+                              ("margin ratio not below every oriented+smooth arm", ratio_ok),
                               ("alignment not below every oriented+smooth arm", align_ok)) if not ok]
-    return Measurement(measured, "confidence(LS) < confidence(standard); Lipschitz(LS) > Lipschitz of each of "
-                       f"{', '.join(ORIENTED_SMOOTH)}; alignment(LS) < alignment of each of them", not failed,
-                       join_notes(*failed, nonfinite_note(t, ("confidence", "lipschitz", "alignment"),
-                                                          (STANDARD, ls, *ORIENTED_SMOOTH))))
+    return Measurement(measured, "confidence(LS) < confidence(standard); margin ratio(LS) < margin ratio of each "
+                       f"of {', '.join(ORIENTED_SMOOTH)}; alignment(LS) < alignment of each of them (the logit and "
+                       "KL Lipschitz estimates are reported, not tested: the logit one moves with the logits' scale)",
+                       not failed, join_notes(*failed, nonfinite_note(t, keys, (STANDARD, ls, *ORIENTED_SMOOTH))))
 
 
 @claim("ch5.gradient-penalty-is-robust", chapter="5",
@@ -327,7 +353,7 @@ def _claim_gp_robust(profile: Profile) -> Measurement:
 
 __all__ = ["LipschitzSizes", "SIZES", "sizes", "lipschitz_zoo", "arms", "train", "eval_n", "margin_attack", "stronger_attack", "ArmResults", "measure",
            "table", "display_table", "sweep", "sweep_figure", "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS",
-           "MAIN_GP", "TEACHER", "DISTILLED", "FROM_CATALOG", "ORIENTED_SMOOTH"]
+           "MAIN_GP", "TEACHER", "DISTILLED", "FROM_CATALOG", "ORIENTED_SMOOTH", "AT_TEMPERATURE"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -335,8 +361,9 @@ __all__ = ["LipschitzSizes", "SIZES", "sizes", "lipschitz_zoo", "arms", "train",
 
 @panel("smoothness", title="Smoothness", chapter="5", ylabel="per test image (log scale)", log=True)
 def _panel_smoothness(profile: Profile) -> dict:
-    """The local Lipschitz estimate of the logits at ε = 0.1 and ‖∇ₓ CE‖₁, mean and 95 % interval over the test
-    images, for the catalogue's models this chapter measures."""
+    """The local Lipschitz estimate of the logits at ε = 0.1, ‖∇ₓ CE‖₁ and the scale-free margin ratio, mean and 95 %
+    interval over the test images, for the catalogue's models this chapter measures."""
     res = measure(profile, progress=False)
     return {label: {m: mean_ci(res.per_image[m][key]) for m in FROM_CATALOG}
-            for key, label in (("lipschitz", "local Lipschitz estimate"), ("grad l1", "‖∇ₓ CE‖₁"))}
+            for key, label in (("lipschitz", "local Lipschitz estimate"), ("grad l1", "‖∇ₓ CE‖₁"),
+                               ("margin ratio", "margin / ‖∇ margin‖₁"))}
