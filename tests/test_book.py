@@ -167,3 +167,15 @@ def test_the_dashboard_has_one_panel_per_lens_with_intervals(smoke_book):
             assert "mnist-standard" in by_model and len(by_model) >= 3, (name, label)
             with_interval = [iv for iv in by_model.values() if iv.low == iv.low]  # not NaN
             assert with_interval or "no interval" in dashboard.PANELS[name].note, (name, label)
+
+
+def test_glue_values_turns_numpy_and_torch_scalars_into_python_numbers(monkeypatch):
+    import numpy as np
+    import torch
+
+    from rilib.book import display
+    glued = {}
+    monkeypatch.setattr(display, "_glue", lambda key, value, display=False: glued.__setitem__(key, value))
+    display.glue_values(a=np.float64(0.5), b=torch.tensor(3), c="text", d=np.arange(3))
+    assert type(glued["a"]) is float and type(glued["b"]) is int and glued["c"] == "text"
+    assert isinstance(glued["d"], np.ndarray), "arrays are left alone"

@@ -68,9 +68,10 @@ def glue_intervals(prefix: str, intervals: Mapping[str, Interval]) -> None:
 
 
 def glue_values(**values) -> None:
-    """Glue plain values under their keyword names (numbers as Python floats or ints, text as it is)."""
+    """Glue plain values under their keyword names: text as it is, numbers as Python floats or ints (a NumPy or
+    torch scalar becomes one, so that ``{glue:text}`key:.1%``` can format it)."""
     for key, value in values.items():
-        _glue(key, value)
+        _glue(key, value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value)
 
 
 def glue_figures(figures: Mapping) -> None:
