@@ -209,8 +209,8 @@ def _measure(prof: Profile, progress: bool) -> ArmResults:
                 row[AT_TEMPERATURE] = float(tempered.float().mean())
             with torch.no_grad():
                 p = torch.softmax(model.eval()(x), 1)
-            values = {"lipschitz": local_lipschitz(model, x, EPS), "kl lipschitz": local_lipschitz(model, x, EPS,
-                                                                                                   space="kl"),
+            values = {"lipschitz": local_lipschitz(model, x, EPS),
+                      "kl lipschitz": local_lipschitz(model, x, EPS, space="kl"),
                       "margin ratio": margin_ratio(model, x), "grad l1": gradient_l1(model, x, y),
                       "alignment": alignment(model, x), "confidence": p.amax(1)}
         acc[name] = row
