@@ -68,6 +68,21 @@ def test_gini_and_spearman_known_values():
     assert torch.allclose(metrics.spearman(a, -a), -torch.ones(3), atol=1e-6)
 
 
+def test_spearman_gives_ties_their_average_rank_like_scipy():
+    """Maps with many exact zeros, as a gradient on an MNIST background: scipy.stats.spearmanr (average ranks) is
+    the reference; a map and a copy of it must correlate perfectly whatever the order of their ties."""
+    from scipy.stats import spearmanr
+    torch.manual_seed(0)
+    a = torch.rand(4, 1, 6, 6) * (torch.rand(4, 1, 6, 6) > 0.7)   # about 70 % exact zeros
+    b = torch.rand(4, 1, 6, 6) * (torch.rand(4, 1, 6, 6) > 0.7)
+    got = metrics.spearman(a, b)
+    want = torch.tensor([spearmanr(a[i].flatten(), b[i].flatten()).statistic for i in range(4)], dtype=got.dtype)
+    assert torch.allclose(got, want, atol=1e-6)
+    zeros_first = torch.zeros(1, 1, 1, 8)
+    zeros_first[..., 6:] = torch.tensor([1.0, 2.0])
+    assert torch.allclose(metrics.spearman(zeros_first, zeros_first.clone()), torch.ones(1))
+
+
 def test_randomize_top_layers_changes_only_the_top(tiny_standard):
     rnd = metrics.randomize_top_layers(tiny_standard, n_layers=1)
     assert not torch.equal(rnd.head.weight, tiny_standard.head.weight)

@@ -147,17 +147,19 @@ def gini(saliency: torch.Tensor) -> torch.Tensor:
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman rank correlation per image (N,) between two batches of maps (ties broken by position)."""
+    """Spearman rank correlation per image (N,) between two batches of maps, with tied values given their average
+    rank (scipy's ``rankdata``), as the coefficient is defined: maps with many exact zeros (a ReLU network's
+    gradient on an MNIST background) would otherwise be ranked by an arbitrary order of the ties."""
+    from scipy.stats import rankdata
+
     def ranks(t):
-        t = t.flatten(1)
-        r = torch.empty_like(t)
-        r.scatter_(1, t.argsort(dim=1), torch.arange(t.shape[1], dtype=t.dtype, device=t.device).expand_as(t))
-        return r
+        flat = t.detach().flatten(1).cpu().double().numpy()
+        return torch.from_numpy(rankdata(flat, method="average", axis=1)).to(device=t.device, dtype=torch.float64)
 
     ra, rb = ranks(a), ranks(b)
     ra = ra - ra.mean(1, keepdim=True)
     rb = rb - rb.mean(1, keepdim=True)
-    return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)
+    return ((ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)).to(a.dtype)
 
 
 def randomize_top_layers(model: nn.Module, n_layers: int = 2, seed: int = 0) -> nn.Module:
