@@ -192,7 +192,8 @@ def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Option
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root_path)]
     if quiet:
         cmd.append("--quiet")
-    pages = _toc_files(root_path)
+    toc = yaml.safe_load((root_path / "_toc.yml").read_text())
+    pages = _toc_files(root_path, toc)
     if not pages[0].exists():
         raise RilibError(f"The book's first page {pages[0]} is missing; restore it from git.")
     missing = [p for p in pages if not p.exists()]
@@ -207,7 +208,7 @@ def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Option
     generated = root_path / "_build" / ".rilib"
     generated.mkdir(parents=True, exist_ok=True)
     atomic_write_text(generated / "_config.yml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-    atomic_write_text(generated / "_toc.yml", yaml.safe_dump(_toc_without(root_path, missing), sort_keys=False))
+    atomic_write_text(generated / "_toc.yml", yaml.safe_dump(_toc_without(toc, root_path, missing), sort_keys=False))
     cmd += ["--config", str(generated / "_config.yml"), "--toc", str(generated / "_toc.yml")]
     env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1")
     with timing.timed("build", "jupyter-book"):
@@ -225,11 +226,9 @@ def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Option
     return index
 
 
-def _toc_without(root: Path, missing: Sequence[Path]) -> dict:
-    """``_toc.yml`` without the pages in ``missing``."""
-    import yaml
-
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
+def _toc_without(toc: dict, root: Path, missing: Sequence[Path]) -> dict:
+    """A copy of the table of contents ``toc`` (of the book at ``root``) without the pages in ``missing``, at every
+    depth :func:`_toc_files` reads: chapters, their sections, and the chapters of parts."""
     gone = {p.relative_to(root).with_suffix("").as_posix() for p in missing}
 
     def keep(entries):
@@ -238,26 +237,21 @@ def _toc_without(root: Path, missing: Sequence[Path]) -> dict:
             if e.get("file") in gone:
                 continue
             e = dict(e)
-            for key in ("sections", "chapters"):
-                if key in e:
-                    e[key] = keep(e[key])
+            if "sections" in e:
+                e["sections"] = keep(e["sections"])
             if "parts" in e:
                 e["parts"] = [dict(part, chapters=keep(part.get("chapters"))) for part in e["parts"]]
             out.append(e)
         return out
 
-    if "chapters" in toc:
-        toc["chapters"] = keep(toc["chapters"])
-    if "parts" in toc:
-        toc["parts"] = [dict(part, chapters=keep(part.get("chapters"))) for part in toc["parts"]]
-    return toc
+    kept = keep([toc])[0]  # the top level holds chapters and parts like an entry does
+    if "chapters" in kept:
+        kept["chapters"] = keep(kept["chapters"])
+    return kept
 
 
-def _toc_files(root: Path) -> list[Path]:
-    """Files named in ``_toc.yml`` (with their suffix resolved)."""
-    import yaml
-
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
+def _toc_files(root: Path, toc: dict) -> list[Path]:
+    """Files named in the table of contents ``toc`` of the book at ``root`` (with their suffix resolved)."""
     names = [toc["root"]]
 
     def walk(entries):
