@@ -13,7 +13,7 @@ Importing the core registers datasets, architectures, objectives and profiles, n
 models and its claims are registered by ``import rilib.chapters``; the command line does that for you.
 """
 
-from . import zoo
+from . import canvas, zoo  # noqa: F401  (canvas registers the dataset mnist-canvas)
 from .attacks import FGSM, PGD, WorstOf, margin_loss, projected_gradient
 from .data import list_datasets, load_dataset
 from .errors import RilibError

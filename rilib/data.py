@@ -33,6 +33,8 @@ class Dataset:
 
     ``x_*``: float32 tensors shaped (N, C, H, W) with values in [0, 1]; ``y_*``: int64 labels (N,).
     ``mean``/``std``: per-channel statistics of the training images, used by the models' normalisation.
+    ``annotations_train``/``annotations_test``: ground truth beyond the label, one tensor per name whose first
+    dimension runs over the images (for example the boxes and masks of ``mnist-canvas``); empty for most datasets.
     """
 
     name: str
@@ -44,6 +46,8 @@ class Dataset:
     description: str = ""
     mean: tuple[float, ...] = field(default=())
     std: tuple[float, ...] = field(default=())
+    annotations_train: dict = field(default_factory=dict)
+    annotations_test: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.mean:
@@ -63,15 +67,14 @@ class Dataset:
         """A fixed subset: ``n_train`` training and ``n_test`` test examples, class-balanced as far as the
         counts allow (:func:`stratified_indices`, seed 0), in their original order. Its tensors are always new
         ones, so a caller may edit them in place without changing this dataset (or a cache that holds it)."""
-        def take(x, y, n):
-            if n is None or n >= len(y):
-                return x.clone(), y.clone()
-            idx = stratified_indices(y, n, seed=0)
-            return x[idx], y[idx]
+        def take(x, y, annotations, n):
+            idx = slice(None) if n is None or n >= len(y) else stratified_indices(y, n, seed=0)
+            return x[idx].clone(), y[idx].clone(), {k: v[idx].clone() for k, v in annotations.items()}
 
-        xtr, ytr = take(self.x_train, self.y_train, n_train)
-        xte, yte = take(self.x_test, self.y_test, n_test)
-        return Dataset(self.name, xtr, ytr, xte, yte, list(self.classes), self.description, self.mean, self.std)
+        xtr, ytr, atr = take(self.x_train, self.y_train, self.annotations_train, n_train)
+        xte, yte, ate = take(self.x_test, self.y_test, self.annotations_test, n_test)
+        return Dataset(self.name, xtr, ytr, xte, yte, list(self.classes), self.description, self.mean, self.std,
+                       atr, ate)
 
 
 def stratified_indices(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:

@@ -20,7 +20,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "rilib"
 
 LAYERS = ("core", "lenses", "book", "chapters", "entry points")
-CORE = {"rilib"} | {f"rilib.{m}" for m in ("registry", "errors", "paths", "rng", "timing", "profiles", "data",
+CORE = {"rilib"} | {f"rilib.{m}" for m in ("registry", "errors", "paths", "rng", "timing", "profiles", "data", "canvas",
                                            "models", "attacks", "train", "evaluate", "zoo", "pack")}
 ENTRY_POINTS = {"rilib.cli", "rilib.__main__"}
 

@@ -6,6 +6,8 @@
 - :mod:`~rilib.lenses.inversion`: representation inversion, class generation, and the scores of their images;
 - :mod:`~rilib.lenses.filters`: sparsity, variance entropy and orthogonality of 3×3 filters, first-layer damping;
 - :mod:`~rilib.lenses.lipschitz`: the local Lipschitz estimate and the input-gradient norm;
+- :mod:`~rilib.lenses.perceptual`: explanations on the perceptual ball (Elliott, Law & Russell 2021);
+- :mod:`~rilib.lenses.localisation`: pointing game, weak localisation and energy inside a ground-truth mask;
 - :mod:`~rilib.lenses.stats`: intervals over images, seeds and kernels; paired comparisons; McNemar's test.
 
 Every lens moves its inputs to the model's device, so a model on a GPU can be measured with tensors from the CPU.
