@@ -53,6 +53,8 @@ benchmark: install  ## print the speed benchmarks, each with its ratio to a refe
 	$(BIN)/python benchmarks/channels_last.py
 	$(BIN)/python benchmarks/processes.py
 	$(BIN)/python benchmarks/attack_strength.py --profile $(PROFILE)
+	$(BIN)/python benchmarks/localisation.py
+	$(BIN)/python benchmarks/perceptual_ball.py
 
 clean:  ## remove the built book and executed notebooks (keeps .venv and the model zoo)
 	rm -rf _build book/*.ipynb _published

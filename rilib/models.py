@@ -4,7 +4,8 @@ Every model is a :class:`Classifier`: ``normalize`` → ``features`` (image → 
 "representation" of Engstrom et al. 2019) → ``head`` (a linear layer to logits). Convolutions are 3×3
 wherever the architecture allows, so the filter statistics of Gavrikov & Keuper (2022) apply.
 
-Registered names: ``small-cnn`` (28×28×1 or 32×32×3), ``tiny-cnn`` (for tests), ``lenet`` (LeCun et al. 1998;
+Registered names: ``small-cnn`` (28×28×1 or 32×32×3), ``canvas-cnn`` (objects anywhere on a larger canvas),
+``tiny-cnn`` (for tests), ``lenet`` (LeCun et al. 1998;
 the inversion chapter's independent judge), ``preact-resnet18`` (He et al. 2016, as used by Wong et al. 2020 and
 Rice et al. 2020 for CIFAR-10).
 """
@@ -99,6 +100,27 @@ def small_cnn(in_shape, num_classes, mean, std) -> Classifier:
     three layers, so that the chapter-1 zoo trains on a 2-core CPU in about ten minutes (see the README).
     """
     return _cnn(in_shape, num_classes, mean, std, (16, 32, 32, 64), 128)
+
+
+@ARCHITECTURES.register("canvas-cnn")
+def canvas_cnn(in_shape, num_classes, mean, std) -> Classifier:
+    """Five 3×3 convolutions (16, 32, 32, 64, 64 channels; stride 2 in the 2nd to 4th), each followed by batch
+    normalisation and ReLU as in VGG-BN, a global max-pool, FC-128, FC-classes: for objects anywhere on a larger
+    canvas (``mnist-canvas``, 64×64).
+
+    The receptive field of the last convolution is 33 pixels, the size of the largest digit, and the global
+    max-pool makes the decision independent of where the digit lies (``small-cnn``'s position-specific fully
+    connected layer reached 38 % test accuracy on the 4,000 training canvases). Without batch normalisation the
+    network learnt slowly (85 % after 15 epochs) and PGD-AT stayed at chance; with it, 89 % after 4 epochs. Six
+    ReLU layers: the candidates the perceptual-ball chapter regularises.
+    """
+    c = in_shape[0]
+    layers: list[nn.Module] = []
+    for w, stride in zip((16, 32, 32, 64, 64), (1, 2, 2, 2, 1)):
+        layers += [nn.Conv2d(c, w, 3, stride=stride, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+        c = w
+    features = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c, 128), nn.ReLU(inplace=True))
+    return Classifier(Normalize(mean, std), features, nn.Linear(128, num_classes))
 
 
 @ARCHITECTURES.register("tiny-cnn")

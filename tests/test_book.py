@@ -118,10 +118,29 @@ def test_smoke_book_builds_the_lipschitz_chapter(smoke_book):
 
 
 @pytest.mark.slow
+def test_smoke_book_builds_the_perceptual_ball_chapter(smoke_book):
+    root, _ = smoke_book
+    page = (root / "_build" / "html" / "book" / "06_perceptual_ball.html").read_text()
+    assert len(re.findall(r"<img", page)) >= 3, "the canvases, the maps with boxes, the sweeps"
+    text = re.sub(r"<[^>]+>", " ", page)
+    assert re.search(r"the perceptual ball hits\s+\d+\.\d%", text), "glued numbers must appear in the prose"
+    assert re.search(r"γ =\s+[\d.e+]+\s+\(it flips\s+\d+%\)", text), "the chosen γ and its share of flipped decisions"
+    for column in ("pointing game", "weak localisation", "energy in mask", "deletion", "insertion"):
+        assert column in page
+    for claim_id in ("ch6.ball-beats-adversarial-pointing", "ch6.ball-beats-adversarial-weak-localisation",
+                     "ch6.ball-beats-gradient-pointing", "ch6.ball-beats-gradient-weak-localisation",
+                     "ch6.more-layers-concentrate"):
+        assert claim_id in page
+    for label in ("ex-ch6-blur", "ex-ch6-layers", "ex-ch6-robust"):
+        assert label in page, "exercises"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("page,function", [("01_standard_and_robust", "projected_gradient"),
                                            ("02_convolution_filters", "variance_entropy"),
                                            ("03_saliency", "deletion_insertion"), ("04_inversion", "invert"),
-                                           ("05_lipschitz", "local_lipschitz")])
+                                           ("05_lipschitz", "local_lipschitz"),
+                                           ("06_perceptual_ball", "objective")])
 def test_every_chapter_shows_the_library_code_that_ran(smoke_book, page, function):
     html = (smoke_book[0] / "_build" / "html" / "book" / f"{page}.html").read_text()
     assert f'<span class="k">def</span><span class="w"> </span><span class="nf">{function}</span>' in html

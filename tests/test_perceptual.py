@@ -195,7 +195,7 @@ class Linear(nn.Module):
         return self.lin(x.flatten(1))
 
 
-@pytest.mark.parametrize("optimizer", ["lbfgs", "gradient"])
+@pytest.mark.parametrize("optimizer", ["lbfgs", "lbfgs-torch", "gradient"])
 def test_perturbation_of_a_linear_model_follows_the_weight_difference(optimizer):
     g = torch.Generator().manual_seed(0)
     w, b = torch.randn(3, 64, generator=g), torch.randn(3, generator=g)
@@ -211,7 +211,7 @@ def test_perturbation_of_a_linear_model_follows_the_weight_difference(optimizer)
     cos = torch.nn.functional.cosine_similarity(delta, direction, dim=1)
     assert (cos > 0.999).all(), cos
     # L-BFGS lands on v; fixed-length gradient steps land within one step's change of the margin of it.
-    tol = 0.05 if optimizer == "lbfgs" else float(settings.step_size * direction.norm(dim=1).max())
+    tol = 0.05 if optimizer.startswith("lbfgs") else float(settings.step_size * direction.norm(dim=1).max())
     assert ((out.margin - settings.margin).abs() <= tol).all(), out.margin
     assert torch.allclose(out.maps.flatten(1), delta.abs(), atol=1e-6), "RMS over one channel is |x' − x|"
 
@@ -243,6 +243,26 @@ def test_activations_are_the_relu_outputs_and_the_ball_holds_them(tiny_standard)
     assert (plain.margin < 0).float().mean() >= 0.8, "the decision flips"
 
 
+def test_batched_lbfgs_is_pytorch_lbfgs_run_on_each_image_alone(tiny_standard):
+    x = data.load_dataset("mnist-5k").x_test[:12]
+    s = perceptual.PerceptualBall(layers=2, gamma=100.0, iterations=30, sigma=0, keep_best=False)
+    ours = perceptual.explain(tiny_standard, x, s)
+    torch_alone = perceptual.explain(tiny_standard, x, perceptual.PerceptualBall(
+        **{**vars(s), "optimizer": "lbfgs-torch", "batch_size": 1}))
+    torch_batch = perceptual.explain(tiny_standard, x, perceptual.PerceptualBall(**{**vars(s), "optimizer": "lbfgs-torch"}))
+    gap = (ours.x_prime - torch_alone.x_prime).flatten(1).abs().amax(1)
+    # L-BFGS without a line search is chaotic on a ReLU network: an image may part ways by rounding alone.
+    assert (gap < 1e-4).float().mean() >= 0.75, gap
+    shared = (torch_batch.x_prime - torch_alone.x_prime).flatten(1).abs().amax(1)
+    assert (shared > 1e-3).float().mean() >= 0.5, "one shared history is not one L-BFGS per image"
+    # Each image's result does not depend on its batch mates.
+    halves = perceptual.explain(tiny_standard, x, perceptual.PerceptualBall(**{**vars(s), "batch_size": 6}))
+    assert ((halves.x_prime - ours.x_prime).flatten(1).abs().amax(1) < 1e-4).float().mean() >= 0.75
+    # Keeping each image's best point never ends higher than its last.
+    best = perceptual.explain(tiny_standard, x, perceptual.PerceptualBall(**{**vars(s), "keep_best": True}))
+    assert (best.objective <= ours.objective + 1e-6).all()
+
+
 def test_gradient_optimizer_is_exact_under_batching(tiny_standard):
     x = data.load_dataset("mnist-5k").x_test[:4]
     s = perceptual.PerceptualBall(layers=2, optimizer="gradient", iterations=20)
@@ -253,7 +273,7 @@ def test_gradient_optimizer_is_exact_under_batching(tiny_standard):
 
 def test_unknown_optimizer_and_too_many_layers_say_what_is_valid(tiny_standard):
     from rilib.errors import UnknownNameError
-    with pytest.raises(UnknownNameError, match="lbfgs, gradient"):
+    with pytest.raises(UnknownNameError, match="lbfgs, lbfgs-torch, gradient"):
         perceptual.PerceptualBall(optimizer="adam")
     with pytest.raises(ValueError, match="3 ReLU layers"):
         perceptual.explain(tiny_standard, torch.rand(1, 1, 28, 28), perceptual.PerceptualBall(layers=5))

@@ -397,3 +397,60 @@ def distributions(values: dict, ylabel: str, title: str = "", log: bool = True) 
     if title:
         ax.set_title(title)
     return fig
+
+
+def _outlined(cell, box, color=(0.85, 0.1, 0.1)):
+    """An RGB cell (H, W, 3) with the box ``(x0, y0, x1, y1)`` (exclusive ends) outlined in ``color``."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    cell = cell.copy()
+    cell[y0, x0:x1] = cell[y1 - 1, x0:x1] = color
+    cell[y0:y1, x0] = cell[y0:y1, x1 - 1] = color
+    return cell
+
+
+def localisation_grid(x, maps: dict, boxes, title: str = "", row_labels=None) -> plt.Figure:
+    """Rows = images, columns = the input and then one non-negative map per method (``maps[label]`` (N, 1, H, W)),
+    each map on its own scale (white 0 to black at its maximum), with the ground-truth box ``boxes[r]`` =
+    ``(x0, y0, x1, y1)`` (exclusive ends) outlined in red in every cell."""
+    cmap = mpl.colormaps["magma_r"]
+    columns = {"input": [_outlined(_gray_rgb(img), b) for img, b in zip(x, boxes)]}
+    for name, m in maps.items():
+        cells = []
+        for r in range(len(x)):
+            s = m[r].detach().cpu().sum(0).numpy()
+            cells.append(_outlined(cmap(s / (float(s.max()) or 1.0))[..., :3], boxes[r]))
+        columns[name] = cells
+    return _mosaic_figure(columns, title, row_labels, "test canvas (true label)" if row_labels is not None else "")
+
+
+def boxed_images(x, boxes, labels, title: str = "") -> plt.Figure:
+    """One row of images (N, C, H, W) in [0, 1], each with its box outlined in red and titled by its label."""
+    columns = {f"#{i + 1}: {label}": [_outlined(_gray_rgb(img), box)]
+               for i, (img, box, label) in enumerate(zip(x, boxes, labels))}
+    return _mosaic_figure(columns, title, None, "")
+
+
+def interval_sweeps(sweeps: dict, ylabel: str, title: str = "") -> plt.Figure:
+    """One panel per entry of ``sweeps`` = ``{panel title: (x label, x values, {series: [Interval, ...]}, symlog)}``:
+    each series' means with their 95 % intervals as error bars against x (a symmetric-log x axis when ``symlog``,
+    so that x = 0 can be shown)."""
+    use_style()
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.4 * len(sweeps), 3.4), squeeze=False, sharey=True)
+    for ax, (panel, (xlabel, xs, series, symlog)) in zip(axes[0], sweeps.items()):
+        for (name, ivs), marker in zip(series.items(), "os^vD"):
+            means = np.array([iv.mean for iv in ivs])
+            err = np.vstack([means - [iv.low for iv in ivs], [iv.high for iv in ivs] - means])
+            ax.errorbar(xs, means, yerr=err, marker=marker, capsize=3, label=name)
+        if symlog:
+            ax.set_xscale("symlog", linthresh=min(v for v in xs if v > 0))
+        else:
+            ax.set_xticks(list(xs))
+        ax.set_xlabel(xlabel)
+        ax.set_title(panel)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(loc="best")
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -16,7 +16,8 @@ from .catalog import PGD_EPS, STANDARD, catalog_zoo
 
 #: Where each chapter's claims are on the built site (the pages sit side by side in ``book/``).
 CHAPTER_PAGES = {"1": "01_standard_and_robust", "2": "02_convolution_filters", "3": "03_saliency",
-                 "4": "04_inversion", "5": "05_lipschitz"}
+                 "4": "04_inversion", "5": "05_lipschitz",
+                 "6": "06_perceptual_ball"}
 
 
 def results(profile: str | Profile) -> list[ledger.ClaimResult]:
