@@ -16,7 +16,7 @@ import torch
 from rilib import zoo
 from rilib.attacks import PGD, WorstOf, margin_loss, projected_gradient
 from rilib.evaluate import accuracy, robust_accuracy
-from rilib.lenses import filters, inversion, lipschitz, metrics, saliency
+from rilib.lenses import filters, inversion, lipschitz, localisation, metrics, perceptual, saliency
 
 matplotlib.use("Agg")
 
@@ -72,6 +72,12 @@ def _lens_calls(x, y):
         "first_layer_damping": lambda m: filters.first_layer_damping(m, x, x + 0.1),
         "local_lipschitz": lambda m: lipschitz.local_lipschitz(m, x, eps=0.1, steps=2),
         "gradient_l1": lambda m: lipschitz.gradient_l1(m, x, y),
+        "perceptual_ball": lambda m: perceptual.explain(m, x, perceptual.PerceptualBall(layers=1, iterations=2)),
+        "perceptual_ball_gradient": lambda m: perceptual.explain(
+            m, x, perceptual.PerceptualBall(layers=1, iterations=2, optimizer="gradient")),
+        "localisation": lambda m: localisation.weak_localisation(
+            perceptual.explain(m, x, perceptual.PerceptualBall(layers=0, iterations=1)).maps,
+            torch.tensor([[0, 0, 10, 10]] * len(x))),
         "predicted": lambda m: saliency.predicted(m, x),
     }
 
@@ -93,6 +99,7 @@ def device_profile(private_cache):
     import rilib.chapters  # noqa: F401  (registers the zoo groups and claims)
     from rilib.chapters import inversion as ch4
     from rilib.chapters import lipschitz as ch5
+    from rilib.chapters import perceptual_ball as ch6
     from rilib.chapters import saliency as ch3
     from rilib.lenses import GenerationSettings
 
@@ -107,6 +114,10 @@ def device_profile(private_cache):
     mp.setitem(ch4.SIZES._items, "device", ch4.InversionSizes(n=10, invert_steps=2, gen_per_class=1))
     mp.setattr(ch4, "GENERATION", GenerationSettings(steps=2))
     mp.setitem(ch5.SIZES._items, "device", ch5.LipschitzSizes(n=4, margin_steps=2, margin_restarts=1))
+    mp.setitem(ch6.SIZES._items, "device", ch6.PerceptualSizes(n=4, sweep_n=2, calibration=2, iterations=2, epochs=1,
+                                                               robust_epochs=1, n_train=64, grid=2))
+    for name, value in (("SMOOTHGRAD_SAMPLES", 2), ("IG_STEPS", 2), ("DELETION_STEPS", 4)):
+        mp.setattr(ch6, name, value)
     for spec in zoo.zoo_specs(prof).values():
         zoo.train(spec, progress=False)
     real_load = zoo.load
@@ -120,6 +131,7 @@ def _chapter_calls():
     from rilib.chapters import convolution_filters as ch2
     from rilib.chapters import inversion as ch4
     from rilib.chapters import lipschitz as ch5
+    from rilib.chapters import perceptual_ball as ch6
     from rilib.chapters import saliency as ch3
     from rilib.chapters import standard_and_robust as ch1
 
@@ -148,11 +160,13 @@ def _chapter_calls():
         "saliency": ch3_pages,
         "inversion": ch4_pages,
         "lipschitz": lambda prof: (ch5.measure(prof, progress=False), ch5.gradient_figure(prof)),
+        "perceptual_ball": lambda prof: ch6.summary(ch6.measure(prof, progress=False)),
     }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", ["standard_and_robust", "convolution_filters", "saliency", "inversion", "lipschitz"])
+@pytest.mark.parametrize("page", ["standard_and_robust", "convolution_filters", "saliency", "inversion", "lipschitz",
+                                  "perceptual_ball"])
 def test_every_chapter_moves_its_inputs_to_the_models(page, device_profile):
     import matplotlib.pyplot as plt
     _chapter_calls()[page](device_profile)

@@ -39,6 +39,7 @@ from ..lenses.metrics import blur, deletion_insertion, gini
 from ..lenses.perceptual import PerceptualBall, explain
 from ..lenses.saliency import Gradient, IntegratedGradients, SmoothGrad
 from ..lenses.stats import Interval, mean_ci, paired_ci, proportion_ci
+from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
 from ..zoo import ZOO_GROUPS, Spec
@@ -221,7 +222,7 @@ def evaluation_canvases(profile, model) -> dict:
     ds = load_dataset(DATASET)
     order = canvas_order()
     with torch.no_grad():
-        right = model(ds.x_test[order]).argmax(1) == ds.y_test[order]
+        right = model(to_model(ds.x_test[order], model)).argmax(1).cpu() == ds.y_test[order]
     idx = order[right.nonzero().flatten()[:size.calibration + size.n]]
     return {"x": ds.x_test[idx], "y": ds.y_test[idx], "boxes": ds.annotations_test["boxes"][idx],
             "masks": ds.annotations_test["masks"][idx]}
@@ -278,7 +279,8 @@ def _measure(prof: Profile, progress: bool) -> LocalisationResults:
         setting = {MAIN: (gamma, MAIN_LAYERS), ONE_LAYER: (gamma, 1), ADVERSARIAL: (0.0, MAIN_LAYERS)}.get(method)
         if setting is not None:
             key = ball_key(*setting)
-            rest = run(f"{key} (rest)", *setting, x[head:], y[head:]).maps if len(x) > head else x[:0, :1]
+            rest = (run(f"{key} (rest)", *setting, x[head:], y[head:]).maps if len(x) > head
+                    else sweep_maps[key][:0])
             maps[method] = torch.cat([sweep_maps[key], rest])
         elif method in ("gradient", "gradient blurred"):
             g = maps["gradient"] if "gradient" in maps else Gradient(std).attribute(x, y).abs()
@@ -295,6 +297,8 @@ def _measure(prof: Profile, progress: bool) -> LocalisationResults:
     bar.close()
 
     sw = slice(size.calibration, head)
+    maps = {k: m.detach().float().cpu() for k, m in maps.items()}
+    sweep_maps = {k: m.detach().float().cpu() for k, m in sweep_maps.items()}
     sweep = {key: {"pointing game": loc.pointing_game(m[sw], masks[sw], TOLERANCE).float(),
                    "energy in mask": loc.energy_in_mask(m[sw], masks[sw]), "gini": gini(m[sw])}
              for key, m in sweep_maps.items()}
@@ -315,7 +319,8 @@ def _measure(prof: Profile, progress: bool) -> LocalisationResults:
     grid = {"x": x[g], "y": y[g], "boxes": boxes[g], "maps": {k: maps[k][g].detach().float().cpu() for k in METHODS}}
     with torch.no_grad():
         ds = load_dataset(DATASET)
-        accuracy = {n: float((mdl(ds.x_test).argmax(1) == ds.y_test).float().mean()) for n, mdl in models.items()}
+        accuracy = {n: float((mdl(to_model(ds.x_test, mdl)).argmax(1).cpu() == ds.y_test).float().mean())
+                    for n, mdl in models.items()}
     cpu = lambda d: {k: {m: v.detach().cpu() for m, v in row.items()} for k, row in d.items()}  # noqa: E731
     return LocalisationResults(gamma, flipped, cpu(values), threshold, cpu(sweep), ball, grid, accuracy)
 
