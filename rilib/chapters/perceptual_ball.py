@@ -25,6 +25,7 @@ Results are cached atomically under ``RILIB_CACHE/results`` per profile and zoo.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 
@@ -432,7 +433,7 @@ def recipe_table(profile):
          "ImageNet (ILSVRC 2012) validation images, 224×224", "offline, with exact boxes and masks"),
         ("explained model", f"{ARCH}: five 3×3 convolutions, global max-pool, FC-128; "
                             f"{specs[STANDARD].optimizer_label()}, {specs[STANDARD].epochs} epochs",
-         "VGG-19-BN (torchvision, pretrained)", "trains in a minute on 2 cores"),
+         "VGG-19-BN (torchvision, pretrained)", "no pretrained weights offline; both models train in minutes on 2 cores"),
         ("layers regularised", f"the first 1–{MAIN_LAYERS} post-ReLU activations (all {MAIN_LAYERS} convolutional)",
          "prefixes of VGG's 16 ReLUs, up to the first 13", "the same construction on a shallower network"),
         ("objective", f"γ Σ mean‖Δφ‖² + mean‖Δx‖² + (margin − v)², v = {MARGIN:g}; γ ∈ "
@@ -477,36 +478,18 @@ def _beats(profile, other: str, what: str, metric: str) -> Measurement:
                        intervals={metric: iv})
 
 
-@claim("ch6.ball-beats-adversarial-pointing", chapter="6",
-       statement="Perturbations regularised on the perceptual ball localise the object better than plain "
-                 "adversarial perturbations of the same standard model, by the pointing game.",
-       papers="elliott2021", differs=_differs)
-def _claim_adversarial_pointing(profile: Profile) -> Measurement:
-    return _beats(profile, ADVERSARIAL, "adversarial perturbation, γ = 0", "pointing game")
-
-
-@claim("ch6.ball-beats-adversarial-weak-localisation", chapter="6",
-       statement="Perturbations regularised on the perceptual ball localise the object better than plain "
-                 "adversarial perturbations of the same standard model, by weak localisation.",
-       papers="elliott2021", differs=_differs)
-def _claim_adversarial_box(profile: Profile) -> Measurement:
-    return _beats(profile, ADVERSARIAL, "adversarial perturbation, γ = 0", "weak localisation")
-
-
-@claim("ch6.ball-beats-gradient-pointing", chapter="6",
-       statement="Perceptual-ball explanations localise the object better than the gradient of the same standard "
-                 "model, by the pointing game.",
-       papers="elliott2021", differs=_differs)
-def _claim_gradient_pointing(profile: Profile) -> Measurement:
-    return _beats(profile, "gradient", "gradient magnitude", "pointing game")
-
-
-@claim("ch6.ball-beats-gradient-weak-localisation", chapter="6",
-       statement="Perceptual-ball explanations localise the object better than the gradient of the same standard "
-                 "model, by weak localisation.",
-       papers="elliott2021", differs=_differs)
-def _claim_gradient_box(profile: Profile) -> Measurement:
-    return _beats(profile, "gradient", "gradient magnitude", "weak localisation")
+#: The claims of the ball against another map: the other method, its slug in the claim id, the statement's words
+#: for it and the comparison's.
+_AGAINST = {ADVERSARIAL: ("adversarial", "plain adversarial perturbations of the same standard model",
+                          "adversarial perturbation, γ = 0"),
+            "gradient": ("gradient", "the gradient of the same standard model", "gradient magnitude")}
+for _other, (_slug, _whom, _what) in _AGAINST.items():
+    for _metric in BINARY:
+        claim(f"ch6.ball-beats-{_slug}-{_metric.replace(' game', '').replace(' ', '-')}", chapter="6",
+              statement=f"Perceptual-ball explanations localise the object better than {_whom}, by "
+                        f"{'the ' * (_metric == 'pointing game')}{_metric}.",
+              papers="elliott2021", differs=_differs)(
+            functools.partial(_beats, other=_other, what=_what, metric=_metric))
 
 
 @claim("ch6.more-layers-concentrate", chapter="6",
