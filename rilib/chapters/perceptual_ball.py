@@ -58,14 +58,15 @@ MARGIN = -2.0                        #: v, the authors' value
 SIGMA = 2.0 * 64 / 224               #: the authors' blur (σ = 2 px at 224 px) scaled to 64-pixel canvases
 TOLERANCE = 15 * 64 / 224            #: TorchRay's pointing-game tolerance (15 px at 224 px), scaled likewise
 DELETION_STEPS = 16                  #: 256 pixels per step on 64×64 canvases
-BATCH = 100                          #: canvases per L-BFGS batch (each canvas has its own history either way)
+BATCH = 50                           #: canvases per L-BFGS batch (each canvas has its own history either way; 50
+                                     #: ran 26 % faster than 100 and 44 % faster than 200 here)
 SMOOTHGRAD_NOISE, SMOOTHGRAD_SAMPLES = 0.15, 25
 IG_STEPS = 50
 METRICS = ("pointing game", "weak localisation", "energy in mask", "deletion", "insertion", "gini")
 BINARY = ("pointing game", "weak localisation")
 #: The threshold-free metrics of the sweeps.
 SWEEP_METRICS = ("pointing game", "energy in mask", "gini")
-_VERSION = 6
+_VERSION = 7
 
 
 def ball_key(gamma: float, layers: int) -> str:
@@ -95,11 +96,11 @@ class PerceptualSizes:
     """Sizes of the perceptual-ball chapter."""
 
     n: int = 300                  # evaluation canvases
-    sweep_n: int = 100            # of those, the canvases every setting of the two sweeps explains
+    sweep_n: int = 60             # of those, the canvases every setting of the two sweeps explains
     calibration: int = 100        # held-out canvases that choose γ and each method's weak-localisation threshold
     iterations: int = 100         # L-BFGS iterations (the authors' example: 100; their default 200)
     epochs: int = 10              # training epochs of the standard model
-    robust_epochs: int = 8        # of the PGD-AT model (ε warm-up over the first 2)
+    robust_epochs: int = 7        # of the PGD-AT model (ε warm-up over the first 2)
     n_train: int | None = None    # training canvases (None: all 4,000)
     grid: int = 6                 # canvases drawn in the grid
 
