@@ -131,20 +131,6 @@ def test_pointing_game_and_energy_match_quantus():
     np.testing.assert_allclose(ours_mass, theirs_mass, rtol=1e-5)
 
 
-def test_connected_components_match_scikit_image():
-    from skimage.measure import label
-    g = torch.Generator().manual_seed(0)
-    binary = torch.rand(20, 40, 40, generator=g) > 0.55
-    ours = loc.connected_components(binary).numpy()
-    for i in range(len(binary)):
-        theirs = label(binary[i].numpy(), connectivity=2)
-        # The same partition: a one-to-one map between their labels and ours on the foreground.
-        fg = binary[i].numpy()
-        pairs = set(zip(ours[i][fg].tolist(), theirs[fg].tolist()))
-        assert len(pairs) == len(set(p[0] for p in pairs)) == len(set(p[1] for p in pairs)) == theirs.max()
-        assert (ours[i][~fg] == 0).all()
-
-
 def test_largest_component_box_matches_scikit_image():
     from skimage.measure import label, regionprops
     g = torch.Generator().manual_seed(1)

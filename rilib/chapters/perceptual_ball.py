@@ -66,7 +66,7 @@ METRICS = ("pointing game", "weak localisation", "energy in mask", "deletion", "
 BINARY = ("pointing game", "weak localisation")
 #: The threshold-free metrics of the sweeps.
 SWEEP_METRICS = ("pointing game", "energy in mask", "gini")
-_VERSION = 7
+_VERSION = 8
 
 
 def ball_key(gamma: float, layers: int) -> str:
