@@ -4,8 +4,9 @@ notebook in ``notebooks/``. Importing this package registers every chapter's zoo
 - :mod:`~rilib.chapters.catalog`: the standard and robust models every chapter studies, and the attacks;
 - :mod:`~rilib.chapters.standard_and_robust` (chapter 1), :mod:`~rilib.chapters.convolution_filters`
   (chapter 2), :mod:`~rilib.chapters.saliency` (chapter 3), :mod:`~rilib.chapters.inversion` (chapter 4),
-  :mod:`~rilib.chapters.lipschitz` (chapter 5), :mod:`~rilib.chapters.perceptual_ball` (chapter 6), and :mod:`~rilib.chapters.synthesis` (the closing page: the
-  ledger by paper and the ε dashboard, from the other chapters' results).
+  :mod:`~rilib.chapters.lipschitz` (chapter 5), :mod:`~rilib.chapters.perceptual_ball` (chapter 6), and
+  :mod:`~rilib.chapters.synthesis` (the closing page: the ledger by paper and the ε dashboard, from the other
+  chapters' results).
 """
 
 # In the book's order: the ledger lists claims in the order their chapters register them.

@@ -8,8 +8,8 @@ trains its two models on ``mnist-canvas`` (:mod:`rilib.canvas`): one digit per 6
 and scale, with 2–3 class-less distractors, and the digit's box and mask as ground truth. Zoo group
 ``perceptual-ball``: a standard ``canvas-cnn`` and a PGD-AT one.
 
-On the first ``calibration + n`` test canvases the standard model classifies correctly, every method explains the
-true class, and :func:`measure` records per canvas the pointing game, weak localisation (its threshold chosen per
+On the first ``calibration + n`` test canvases the standard model classifies correctly, in a fixed random order
+(:func:`canvas_order`), every method explains the true class, and :func:`measure` records per canvas the pointing game, weak localisation (its threshold chosen per
 method on the ``calibration`` canvases, scored on the other ``n``), the energy inside the mask, deletion and
 insertion AUC and the Gini coefficient of:
 
@@ -140,11 +140,6 @@ def load_models(profile, progress: bool = True) -> dict:
     for spec in specs.values():
         zoo.train(spec, progress=progress)
     return {name: zoo.load(spec) for name, spec in specs.items()}
-
-
-def accuracies(profile) -> dict[str, float]:
-    """Clean test accuracy of the chapter's models (from the zoo's records), by name."""
-    return {n: zoo.metrics(s)["clean_acc"] for n, s in perceptual_zoo(get_profile(profile)).items()}
 
 
 def centre_map(shape, sigma: float) -> torch.Tensor:
@@ -422,6 +417,28 @@ def paired(results: LocalisationResults, a: str, b: str, metric: str) -> Interva
     return paired_ci(results.values[a][metric], results.values[b][metric])
 
 
+def quoted_margins(results: LocalisationResults) -> dict[str, Interval]:
+    """The paired differences the page quotes: the ball minus the adversarial perturbation (``adv``), the gradient
+    (``grad``) and the blurred gradient (``gradblur``) on the pointing game (``_pg``) and weak localisation
+    (``_wl``); five layers minus one on the energy in the mask and on weak localisation (``layers_energy``,
+    ``layers_wl``)."""
+    out = {f"{name}_{key}": paired(results, MAIN, other, metric)
+           for name, other in (("adv", ADVERSARIAL), ("grad", "gradient"), ("gradblur", "gradient blurred"))
+           for key, metric in (("pg", "pointing game"), ("wl", "weak localisation"))}
+    out["layers_energy"] = paired(results, MAIN, ONE_LAYER, "energy in mask")
+    out["layers_wl"] = paired(results, MAIN, ONE_LAYER, "weak localisation")
+    return out
+
+
+def quoted_rates(results: LocalisationResults) -> dict[str, float]:
+    """The hit rates the page quotes: ``pg_<method>`` (pointing game) and ``wl_<method>`` (weak localisation) for
+    the ball, the adversarial perturbation, the gradient, the robust gradient and (pointing game) the centre."""
+    names = {"ball": MAIN, "adv": ADVERSARIAL, "grad": "gradient", "robust": "robust gradient", "centre": "centre"}
+    return {f"{prefix}_{key}": float(results.values[method][metric].mean())
+            for prefix, metric in (("pg", "pointing game"), ("wl", "weak localisation"))
+            for key, method in names.items()}
+
+
 def recipe_table(profile):
     """The chapter's recipe against the paper's, with why each difference exists."""
     from ..book.display import recipe_table as table
@@ -506,8 +523,8 @@ def _claim_layers(profile: Profile) -> Measurement:
                        "" if iv.above(0.0) else "the interval is not above 0", intervals={"energy in mask": iv})
 
 
-__all__ = ["SIZES", "sizes", "perceptual_zoo", "load_models", "accuracies", "measure", "LocalisationResults",
+__all__ = ["SIZES", "sizes", "perceptual_zoo", "load_models", "measure", "LocalisationResults",
            "summary", "display_summary", "canvas_figure", "grid_figure", "sweep_figure", "sweep_interval",
-           "ball_table", "paired", "recipe_table", "METHODS", "METRICS", "SWEEP_METRICS", "choose_gamma", "labels",
+           "ball_table", "paired", "quoted_margins", "quoted_rates", "recipe_table", "METHODS", "METRICS", "SWEEP_METRICS", "choose_gamma", "labels",
            "MAIN", "ADVERSARIAL", "ONE_LAYER", "STANDARD", "ROBUST", "EPS", "GAMMAS", "LAYER_SWEEP", "ball_settings",
            "evaluation_canvases", "interval"]

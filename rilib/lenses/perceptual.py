@@ -8,7 +8,8 @@ minimises over x′
     γ · Σ_l mean((φ_l(x′) − φ_l(x))²)  +  mean((x′ − x)²)  +  (z_c(x′) − max_{j≠c} z_j(x′) − v)²
 
 where φ_l are post-ReLU activations of the chosen layers (a mean over each layer's elements, summed over layers), z
-the logits and v a small negative margin (v = −2 in their code): x′ sits just past the decision boundary. With no
+the logits and v a small negative margin (v = −2 in their code): x′ sits just past the decision boundary. (Their
+pixel term is taken on ImageNet-normalised images; here x lies in [0, 1], the scale every lens of the book uses.) With no
 layer regularised (or γ = 0) it is a plain minimal adversarial perturbation. They optimise from x′ = x with
 ``torch.optim.LBFGS`` (its defaults, ``max_iter`` 100–200, one ``step`` call, no box constraint). The saliency map is
 the per-pixel root-mean-square of x′ − x over channels, blurred with a Gaussian (σ = 2 pixels at 224×224).
@@ -31,7 +32,6 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..attacks import eval_mode, projected_gradient
