@@ -63,9 +63,10 @@ def shuffle_tiles(img: torch.Tensor, tiles: int, generator: torch.Generator) -> 
     return pieces.reshape(tiles, tiles, 1, th, tw).permute(2, 0, 3, 1, 4).reshape(1, th * tiles, tw * tiles)
 
 
-def _ink_box(patch: torch.Tensor, top: int, left: int, threshold: float = 0.0) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) of the pixels of ``patch`` (1, h, w) above ``threshold``, placed at (top, left)."""
-    ys, xs = torch.nonzero(patch[0] > threshold, as_tuple=True)
+def _ink_box(patch: torch.Tensor, top: int, left: int) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of the non-zero pixels of ``patch`` (1, h, w), placed at (top, left); None if there are
+    none."""
+    ys, xs = torch.nonzero(patch[0] > 0, as_tuple=True)
     if len(ys) == 0:
         return None
     return (left + int(xs.min()), top + int(ys.min()), left + int(xs.max()) + 1, top + int(ys.max()) + 1)

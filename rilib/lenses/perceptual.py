@@ -159,7 +159,7 @@ def _explain_batch(model, x, target, settings: PerceptualBall) -> Explanation:
     layers = relu_layers(model)
     if settings.layers > len(layers):
         raise ValueError(f"The model has {len(layers)} ReLU layers; cannot regularise {settings.layers}.")
-    chosen = layers[:settings.layers]
+    chosen = layers[:settings.layers] if settings.gamma else []  # γ = 0: no activation is read, none recorded
     with eval_mode(model), activations(model, chosen) as found:
         params = [p for p in model.parameters() if p.requires_grad]
         for p in params:
