@@ -7,8 +7,10 @@ The models and attacks themselves are the shared catalogue (:mod:`rilib.chapters
 from __future__ import annotations
 
 from .. import zoo
+from ..attacks import PGD
 from ..book import plotting
 from ..book.dashboard import panel
+from ..book.exercises import exercise, property_exercise
 from ..book.ledger import Measurement, claim, seed_verdict
 from ..data import load_dataset
 from ..lenses.stats import mcnemar, proportion_ci, seed_ci
@@ -358,3 +360,68 @@ def _panel_accuracy(profile: Profile) -> dict:
     return {"clean": {m: pick("clean", m, a, n_clean) for m, a in table["clean acc"].items()},
             "headline attack, ε = 0.3": {m: pick("headline", m, a, profile.eval_n)
                                          for m, a in table[STAGES[-1]].items()}}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exercises (the classroom edition: rilib.book.exercises)
+
+#: The model and ε of the exercise that asks for a PGD of one's own, and the images it is tested on.
+MY_PGD_MODEL, MY_PGD_EPS, MY_PGD_N, MY_PGD_STEPS = "mnist-pgd-0.1", 0.1, 200, 20
+
+
+@exercise("ex-ch1-step", chapter="1", title="How far a weak attack reaches", difficulty="easy", minutes=10,
+          atol=0.005, expected="a dict {'weak': …, 'strong': …} of the robust accuracies (fractions in [0, 1]) of "
+                               "mnist-pgd-0.3 at ε = 0.3 under the chapter's weak and strong attacks")
+def _ex_step(prof: Profile) -> dict:
+    return {a: robust_acc(prof, "mnist-pgd-0.3", 0.3, attack=a, progress=False) for a in ("weak", "strong")}
+
+
+@exercise("ex-ch1-restarts", chapter="1", title="What restarts add", difficulty="medium", minutes=15, atol=0.02,
+          expected="a dict {1: …, 2: …, 5: …}: the accuracy of mnist-fgsm-rs at ε = 0.3 under PGD-40 (step "
+                   "2.5ε/40) with that many restarts, on the profile's eval_n test images")
+def _ex_restarts(prof: Profile) -> dict:
+    spec = catalog.all_specs(prof)["mnist-fgsm-rs"]
+    return {r: zoo.evaluate(spec, PGD(eps=0.3, steps=40, step_size=2.5 * 0.3 / 40, restarts=r), prof,
+                            n=prof.eval_n, progress=False) for r in (1, 2, 5)}
+
+
+def my_pgd_data(profile) -> tuple:
+    """The model and images on which ``ex-ch1-pgd`` tests a student's PGD: (model, x, y)."""
+    prof = get_profile(profile)
+    model = catalog.load_models(prof, [MY_PGD_MODEL], progress=False)[MY_PGD_MODEL]
+    ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
+    return model, ds.x_test[:MY_PGD_N], ds.y_test[:MY_PGD_N]
+
+
+@property_exercise("ex-ch1-pgd", chapter="1", title="Your own PGD", difficulty="medium", minutes=20,
+                   expected=f"my_pgd(model, x, y, eps, steps, step_size) returns images of x's shape in [0, 1], "
+                            f"within ε of x in every pixel, that lower {MY_PGD_MODEL}'s accuracy at ε = "
+                            f"{MY_PGD_EPS:g} ({MY_PGD_STEPS} steps of 2.5ε/{MY_PGD_STEPS}) at least as much as "
+                            f"rilib.PGD with one start, within 3 points")
+def _ex_pgd(answer, prof: Profile) -> str | None:
+    import torch
+
+    from ..book.exercises import NotAttempted
+    from ..evaluate import accuracy
+    if not callable(answer):
+        return "the answer should be your function my_pgd"
+    model, x, y = my_pgd_data(prof)
+    step = 2.5 * MY_PGD_EPS / MY_PGD_STEPS
+    x_adv = answer(model, x.clone(), y.clone(), MY_PGD_EPS, MY_PGD_STEPS, step)
+    if x_adv is None or x_adv is Ellipsis:
+        raise NotAttempted
+    if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
+        return f"my_pgd should return a tensor of shape {tuple(x.shape)}"
+    x_adv = x_adv.detach().cpu().float()
+    if x_adv.min() < 0 or x_adv.max() > 1:
+        return "some pixels of the adversarial images leave [0, 1]: clamp after each step"
+    if (x_adv - x).abs().max() > MY_PGD_EPS + 1e-5:
+        return f"the perturbation leaves the ε-ball (max |δ| = {float((x_adv - x).abs().max()):.3f} > ε)"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ref = accuracy(model, PGD(eps=MY_PGD_EPS, steps=MY_PGD_STEPS, step_size=step, restarts=1)(model, x, y), y)
+    mine = accuracy(model, x_adv, y)
+    if mine > ref + 0.03:
+        return (f"your attack leaves {100 * mine:.1f} % of the images classified correctly, rilib.PGD "
+                f"{100 * ref:.1f} %: take steps along the sign of the gradient of the loss, then project")
+    return None
