@@ -10,6 +10,9 @@
     rilib book publish DEST [--repository OWNER/NAME]
     rilib book timings LOG [--json FILE]
     rilib claims [--profile P] [--chapter C] [--json FILE] [--strict]
+    rilib assignments build [--profile P] [--chapters C ...] [--out DIR] [--html]
+    rilib assignments check NOTEBOOK ... [--profile P] [--json FILE]
+    rilib assignments list
     rilib claims --compare A.json B.json
     rilib filters stats CHECKPOINT --arch NAME
     rilib --version
@@ -134,6 +137,34 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
                     help="measure nothing: print the claims whose outcome or values moved between two JSON "
                          "ledgers; exit status 1 if any did")
+
+    asg = sub.add_parser("assignments", help="the classroom edition: student notebooks, and grading them",
+                         description="Build student and instructor notebooks from the chapters' sources (the "
+                                     "students' without solutions), and grade a notebook by executing it.")
+    asg_sub = asg.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ab = asg_sub.add_parser("build", help="write dist/student and dist/instructor notebooks (and the student HTML)",
+                            description="Write dist/student/<chapter>.ipynb (solutions stripped, stubs in place, "
+                                        "no outputs, a bootstrap cell for Colab and Binder) and "
+                                        "dist/instructor/<chapter>.ipynb (with solutions) for each chapter with "
+                                        "exercises. --html also builds the book with every solution hidden into "
+                                        "dist/student-html from the chapters executed in book/.")
+    _add_profile(ab)
+    ab.add_argument("--chapters", nargs="+", default=None, metavar="CHAPTER",
+                    help="chapter names, e.g. 01_standard_and_robust (default: every chapter with exercises)")
+    ab.add_argument("--out", default=None, metavar="DIR", help="output folder (default: dist/ in the checkout)")
+    ab.add_argument("--html", action="store_true",
+                    help="also build the student HTML edition (run `rilib book run --profile P` first)")
+    ab.add_argument("--root", default=None, help="project folder (default: this checkout)")
+    ab.add_argument("--repository", default=None, metavar="OWNER/NAME", help=repo_help)
+    ac = asg_sub.add_parser("check", help="execute notebooks and report each exercise: passed, failed, not attempted",
+                            description="Execute each notebook with papermill under a profile and read back every "
+                                        "check cell. Exit status 1 if any exercise failed.")
+    ac.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="student or instructor notebooks (.ipynb)")
+    ac.add_argument("--profile", default=None,
+                    help="profile to execute under (default: the one the notebook was built for)")
+    ac.add_argument("--json", metavar="FILE", default=None, help="also write the reports as JSON")
+    ac.add_argument("--executed", metavar="DIR", default=None, help="keep the executed notebooks in DIR")
+    asg_sub.add_parser("list", help="list the exercises of every chapter, with difficulty and kind")
     return parser
 
 
@@ -227,6 +258,34 @@ def _compare_ledgers(a: str, b: str) -> int:
     return 1 if lines else 0
 
 
+def _assignments(args) -> int:
+    from pathlib import Path
+
+    from .book import assignments, exercises
+    if args.action == "list":
+        for e in exercises.list_exercises():
+            print(f"chapter {e.chapter}  {e.label:<22} {e.kind:<8} {e.difficulty:<6} ~{e.minutes:>2} min  {e.title}")
+        return 0
+    if args.action == "build":
+        written = assignments.build(args.profile, args.chapters, args.root, args.out, html=args.html,
+                                    repository=args.repository)
+        for edition, files in written.items():
+            print(f"{edition}: {len(files)} file(s) in {files[0].parent if files else '-'}")
+        return 0
+    reports = []
+    for nb in args.notebooks:
+        out = Path(args.executed) / Path(nb).name if args.executed else None
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[rilib] checking {nb} ...", flush=True)
+        reports.append(assignments.check(nb, args.profile, out))
+        print(reports[-1].table(), flush=True)
+    if args.json:
+        assignments.write_json(reports, args.json)
+        print(f"Wrote {args.json}")
+    return 1 if any(r.failed for r in reports) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -261,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             from .book import runner
             index = runner.build(args.root, profile=args.profile, repository=args.repository)
             print(f"Built {index}" + (f" and {index.parent / 'ledger.json'}" if args.profile else ""))
+        elif args.command == "assignments":
+            return _assignments(args)
         elif args.command == "filters":
             _filters_stats(args.checkpoint, args.arch, args.in_shape, args.num_classes)
         elif args.command == "claims":

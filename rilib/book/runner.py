@@ -173,8 +173,10 @@ def _finish(path: Path, key: str, profile: str) -> None:
 
 
 def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Optional[str] = None,
-          repository: Optional[str] = None) -> Path:
-    """Build the HTML book into ``<root>/_build/html``; return the path of its ``index.html``.
+          repository: Optional[str] = None, output: Optional[str | Path] = None,
+          hide_solutions: bool = False) -> Path:
+    """Build the HTML book into ``<output>/_build/html`` (default ``output``: ``root``); return the path of its
+    ``index.html``.
 
     - Chapters not executed yet are left out of this build (with a note naming them and how to run them); the
       introduction must exist.
@@ -183,6 +185,8 @@ def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Option
       (:func:`rilib.book.publish.add_bootstrap`) that Colab and Binder run.
     - With ``profile``, also measure the registered claims under it (from the chapters' caches) and ship them
       beside the HTML as ``ledger.json`` (see :func:`rilib.book.ledger.write_json`).
+    - With ``hide_solutions``, sphinx-exercise leaves every solution out of the HTML (the student edition of
+      :mod:`rilib.book.assignments`).
     """
     import yaml
 
@@ -202,18 +206,23 @@ def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Option
               f"{', '.join(p.stem for p in missing)}. `rilib book run --profile cpu` (or `make book`) executes "
               f"them.", file=sys.stderr, flush=True)
     cfg = publish.book_config(root_path, repository)
+    if hide_solutions:
+        cfg.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
+    out_root = Path(output).resolve() if output else root_path
     for page in pages[1:]:
         if page.suffix == ".ipynb" and page.exists():
             publish.add_bootstrap(page, cfg)
-    generated = root_path / "_build" / ".rilib"
+    generated = out_root / "_build" / ".rilib"
     generated.mkdir(parents=True, exist_ok=True)
     atomic_write_text(generated / "_config.yml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     atomic_write_text(generated / "_toc.yml", yaml.safe_dump(_toc_without(toc, root_path, missing), sort_keys=False))
     cmd += ["--config", str(generated / "_config.yml"), "--toc", str(generated / "_toc.yml")]
+    if output:
+        cmd += ["--path-output", str(out_root)]
     env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1")
     with timing.timed("build", "jupyter-book"):
         proc = subprocess.run(cmd, cwd=root_path, env=env, capture_output=True, text=True)
-    index = root_path / "_build" / "html" / "index.html"
+    index = out_root / "_build" / "html" / "index.html"
     if proc.returncode != 0 or not index.exists():
         raise RilibError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     if profile is not None:
