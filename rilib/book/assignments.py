@@ -41,6 +41,7 @@ from . import exercises as ex
 from .runner import project, select
 
 EDITIONS = ("student", "instructor")
+SOLUTION_CELL_TAG = ex.SOLUTION_TAG
 EXERCISES_HEADING = "## Exercises"
 _FENCE = re.compile(r"^(`{3,}|~{3,})\{([\w-]+)\}\s*(.*)$")
 
@@ -83,6 +84,41 @@ def strip_solutions(text: str) -> str:
         raise RilibError("A {solution-start} without its {solution-end}: fix the chapter's source.")
     kept = [line for line, d in zip(lines, drop) if not d]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept))
+
+
+def strip_notebook_solutions(nb) -> int:
+    """Remove every solution from an executed chapter notebook in place: ``{solution}`` directives, and gated
+    solutions from their ``{solution-start}`` fence to their ``{solution-end}`` fence, across cells (their code
+    cells with their outputs). Returns how many cells were removed. sphinx-exercise's ``hide_solutions`` cannot
+    do this itself: it drops a gated solution's start but not its end, and the build fails."""
+    kept, removed, inside = [], 0, False
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            if inside or SOLUTION_CELL_TAG in cell.metadata.get("tags", []):
+                removed += 1
+                continue
+            kept.append(cell)
+            continue
+        lines = cell.source.split("\n")
+        drop = [inside] * len(lines)
+        for a, b, name, _ in _blocks(lines):
+            if name == "solution" and not inside:
+                drop[a:b] = [True] * (b - a)
+            elif name == "solution-start":
+                inside = True
+                drop[a:] = [True] * (len(lines) - a)
+            elif name == "solution-end":
+                drop[:b] = [True] * b
+                drop[b:] = [False] * (len(lines) - b)
+                inside = False
+        text = "\n".join(line for line, d in zip(lines, drop) if not d).strip()
+        if text:
+            cell.source = text
+            kept.append(cell)
+        else:
+            removed += 1
+    nb.cells = kept
+    return removed
 
 
 def exercise_labels(text: str) -> list[str]:
@@ -212,10 +248,36 @@ def build(profile: str = "cpu", names: Optional[Sequence[str]] = None, root=None
             atomic_write_text(path, nbformat.writes(nb) + "\n")
             written[edition].append(path)
     if html:
-        from .runner import build as build_book
-        written["student-html"] = [build_book(root_path, quiet=quiet, repository=repository,
-                                              output=out_dir / "student-html", hide_solutions=True)]
+        written["student-html"] = [student_html(root_path, out_dir / "student-html", repository, quiet)]
     return written
+
+
+def student_html(root: Path, out: Path, repository: Optional[str] = None, quiet: bool = True) -> Path:
+    """Build the book without solutions into ``out/_build/html`` from a copy of ``root``'s executed chapters with
+    every solution removed (:func:`strip_notebook_solutions`), and sphinx-exercise's ``hide_solutions`` on; return
+    its ``index.html``."""
+    import shutil
+
+    import nbformat
+
+    from .runner import build as build_book
+    stage = Path(out) / "source"
+    if stage.exists():
+        shutil.rmtree(stage)
+    (stage / "book").mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, stage / name)
+    shutil.copytree(root / "notebooks", stage / "notebooks")
+    for path in (root / "book").iterdir():
+        if path.name.startswith("."):
+            continue
+        if path.suffix == ".ipynb":
+            nb = nbformat.read(path, as_version=4)
+            strip_notebook_solutions(nb)
+            nbformat.write(nb, stage / "book" / path.name)
+        elif path.is_file():
+            shutil.copy2(path, stage / "book" / path.name)
+    return build_book(stage, quiet=quiet, repository=repository, output=out, hide_solutions=True)
 
 
 @dataclass
