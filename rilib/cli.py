@@ -11,7 +11,7 @@
     rilib book timings LOG [--json FILE]
     rilib claims [--profile P] [--chapter C] [--json FILE] [--strict]
     rilib assignments build [--profile P] [--chapters C ...] [--out DIR] [--html]
-    rilib assignments check NOTEBOOK ... [--profile P] [--json FILE]
+    rilib assignments check NOTEBOOK ... [--profile P] [--json FILE] [--record]
     rilib assignments list
     rilib claims --compare A.json B.json
     rilib filters stats CHECKPOINT --arch NAME
@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="profile to execute under (default: the one the notebook was built for)")
     ac.add_argument("--json", metavar="FILE", default=None, help="also write the reports as JSON")
     ac.add_argument("--executed", metavar="DIR", default=None, help="keep the executed notebooks in DIR")
+    ac.add_argument("--record", action="store_true",
+                    help="keep the measured run times for the instructors' page (notebooks/_classroom-timings.json)")
     asg_sub.add_parser("list", help="list the exercises of every chapter, with difficulty and kind")
     return parser
 
@@ -283,6 +285,11 @@ def _assignments(args) -> int:
     if args.json:
         assignments.write_json(reports, args.json)
         print(f"Wrote {args.json}")
+    if args.record:
+        by_edition: dict = {}
+        for r in reports:
+            by_edition.setdefault(r.edition or "student", []).append(r)
+        print(f"Wrote {assignments.record_timings(by_edition)}")
     return 1 if any(r.failed for r in reports) else 0
 
 

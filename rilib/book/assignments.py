@@ -268,6 +268,8 @@ def student_html(root: Path, out: Path, repository: Optional[str] = None, quiet:
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, stage / name)
     shutil.copytree(root / "notebooks", stage / "notebooks")
+    if (root / "rilib").is_dir():  # the pages show the library's code with {literalinclude} ../rilib/...
+        shutil.copytree(root / "rilib", stage / "rilib", ignore=shutil.ignore_patterns("__pycache__"))
     for path in (root / "book").iterdir():
         if path.name.startswith("."):
             continue
@@ -289,6 +291,7 @@ class Report:
     outcomes: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     error: str = ""
+    edition: str = ""
 
     @property
     def failed(self) -> bool:
@@ -298,7 +301,8 @@ class Report:
         return {s: sum(o["status"] == s for o in self.outcomes) for s in ex.OUTCOMES}
 
     def to_json(self) -> dict:
-        return {"notebook": self.notebook, "profile": self.profile, "seconds": round(self.seconds, 1),
+        return {"notebook": self.notebook, "edition": self.edition, "profile": self.profile,
+                "seconds": round(self.seconds, 1),
                 "counts": self.counts(), "exercises": self.outcomes, "error": self.error}
 
     def table(self) -> str:
@@ -379,7 +383,8 @@ def check(notebook, profile: Optional[str] = None, output=None, progress: bool =
         if not executed.exists():
             raise RilibError(f"{path} could not be executed: {error}")
         outcomes, stopped = read_outcomes(nbformat.read(executed, as_version=4))
-    return Report(path.name, profile, outcomes, seconds, error or stopped)
+    return Report(path.name, profile, outcomes, seconds, error or stopped,
+                  nb.metadata.get("rilib", {}).get("edition", ""))
 
 
 def write_json(reports: Sequence[Report], path) -> None:
@@ -391,3 +396,48 @@ def write_json(reports: Sequence[Report], path) -> None:
 def print_reports(reports: Sequence[Report]) -> None:
     for r in reports:
         print(r.table(), file=sys.stdout)
+
+
+#: Where the measured run times of the worksheets are kept (written by :func:`record_timings`, read by the
+#: instructors' page): ``notebooks/_classroom-timings.json``.
+TIMINGS_FILE = "notebooks/_classroom-timings.json"
+
+
+def record_timings(reports: dict[str, Sequence[Report]], root=None, note: str = "") -> Path:
+    """Keep the seconds each worksheet ran, by edition (``{"student": [...], "instructor": [...]}``), with the
+    profile, the machine's core count, the date and ``note``, in :data:`TIMINGS_FILE`."""
+    import datetime
+    import os
+    path = project(root) / TIMINGS_FILE
+    data = {"schema": "rilib.classroom-timings", "schema_version": 1,
+            "measured": datetime.date.today().isoformat(), "cores": os.cpu_count(), "note": note,
+            "editions": {edition: [r.to_json() for r in rs] for edition, rs in reports.items()}}
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def timing_table(root=None):
+    """The measured run times of the worksheets (:data:`TIMINGS_FILE`) as a DataFrame, one row per chapter:
+    minutes for the untouched student edition and for the completed one (the instructor edition, every solution
+    and check run), and the profile; ``None`` if nothing was measured yet."""
+    import pandas as pd
+    path = project(root) / TIMINGS_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RilibError(f"{path} is not valid JSON ({exc}); measure again with `rilib assignments check "
+                         f"dist/*/*.ipynb --profile cpu --record`.") from None
+    rows: dict[str, dict] = {}
+    for edition, reports in data["editions"].items():
+        for r in reports:
+            row = rows.setdefault(Path(r["notebook"]).stem, {"profile": r["profile"]})
+            col = "completed (instructor edition)" if edition == "instructor" else "untouched student edition"
+            row[f"{col}, minutes"] = round(r["seconds"] / 60, 1)
+            if edition == "instructor":
+                row["exercises passed"] = f"{r['counts']['passed']} of {len(r['exercises'])}"
+    table = pd.DataFrame.from_dict(rows, orient="index").sort_index()
+    table.index.name = "chapter"
+    table.attrs.update({k: data.get(k) for k in ("measured", "cores", "note")})
+    return table

@@ -62,7 +62,10 @@ class Exercise:
 
     @property
     def kind(self) -> str:
-        return "property" if self.test is not None else "value"
+        """``value`` or ``property`` (code exercises with a check), or ``prose`` (a question answered in words)."""
+        if self.test is not None:
+            return "property"
+        return "value" if self.reference is not None else "prose"
 
 
 EXERCISES: dict[str, Exercise] = {}
@@ -93,6 +96,12 @@ def property_exercise(label: str, *, chapter: str, title: str, difficulty: str, 
     return register
 
 
+def prose_exercise(label: str, *, chapter: str, title: str, difficulty: str, minutes: int = 10,
+                   expected: str = "an answer in words; the solution under the exercise discusses it") -> None:
+    """Register a question answered in words (no check), so that the instructor's list has its difficulty."""
+    _register(Exercise(label, chapter, title, difficulty, expected, minutes))
+
+
 def get_exercise(label: str) -> Exercise:
     if label not in EXERCISES:
         valid = ", ".join(EXERCISES) or "none (import rilib.chapters to register the book's exercises)"
@@ -103,6 +112,13 @@ def get_exercise(label: str) -> Exercise:
 def list_exercises(chapter: Optional[str] = None) -> list[Exercise]:
     """The registered exercises (of one chapter), in the order the chapters register them."""
     return [e for e in EXERCISES.values() if chapter is None or e.chapter == str(chapter)]
+
+
+def table():
+    """The registered exercises as a DataFrame: chapter, label, title, kind, difficulty, minutes, expected answer."""
+    import pandas as pd
+    return pd.DataFrame([{"chapter": e.chapter, "exercise": e.label, "title": e.title, "kind": e.kind,
+                          "difficulty": e.difficulty, "minutes": e.minutes} for e in EXERCISES.values()])
 
 
 @dataclass
@@ -226,6 +242,9 @@ def reference(label: str, profile: str | Profile) -> Any:
 def evaluate(label: str, answer: Any, profile: str | Profile) -> Outcome:
     """The outcome of ``answer`` to exercise ``label`` on ``profile``, without printing it."""
     ex, prof = get_exercise(label), get_profile(profile)
+    if ex.kind == "prose":
+        raise UnknownNameError(f"{label} is answered in words and has no check. Exercises with a check: "
+                               f"{', '.join(e.label for e in EXERCISES.values() if e.kind != 'prose')}.")
     hint = f"Expected: {ex.expected}"
     if callable(answer) and ex.test is None:
         return Outcome(label, FAILED, f"Not yet: the answer is a function, but this exercise wants its value. {hint}")
