@@ -15,11 +15,13 @@ from .. import paths, zoo
 from ..attacks import PGD
 from ..book import plotting
 from ..book.dashboard import panel
+from ..book.exercises import exercise
 from ..book.ledger import Measurement, claim, seed_verdict
 from ..data import load_dataset
 from ..lenses.filters import (bootstrap_overall, by_depth, conv3x3_layers, first_layer, first_layer_damping,
-                              layer_stats, movement, overall_stats, pca_basis)
+                              layer_stats, movement, overall_stats, pca_basis, sparse_mask)
 from ..lenses.stats import mean_ci, seed_ci
+from ..models import create_model
 from ..profiles import Profile, get_profile
 from ..rng import seeded
 from .catalog import EVAL_EPS, STANDARD, all_specs, catalog_zoo, load_models, protocol_differs, seed_names, train_zoo
@@ -333,3 +335,42 @@ def _panel_filters(profile: Profile) -> dict:
         out[label] = {m: (seed_ci(table.loc[table.arm == m, col]) if m in set(table.arm) and profile.seeds > 1
                           else bootstrap_overall(model, 200)[key]) for m, model in headline.items()}
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Exercises (the classroom edition: rilib.book.exercises)
+
+#: The models and sparsity thresholds (× the layer's largest |weight|) of ``ex-ch2-threshold``.
+THRESHOLD_MODELS, THRESHOLDS = (STANDARD, "mnist-pgd-0.3"), (0.01, 0.05, 0.1, 0.2)
+#: The seed of the freshly initialised network of ``ex-ch2-random``.
+RANDOM_INIT_SEED = 0
+
+
+def _network_sparsity(model, eps: float) -> float:
+    """The share of sparse kernels among all of ``model``'s 3×3 kernels, each judged against the largest weight of
+    its own layer (:func:`rilib.lenses.filters.sparse_mask`): the kernel-weighted sparsity of :func:`overall`, at
+    threshold ``eps``."""
+    import torch
+    return float(torch.cat([sparse_mask(conv.weight, eps) for _, conv in conv3x3_layers(model)]).float().mean())
+
+
+@exercise("ex-ch2-threshold", chapter="2", title="The sparsity threshold", difficulty="easy", minutes=10,
+          atol=0.001,
+          expected=f"a dict {{model: {{threshold: share}}}} for {' and '.join(THRESHOLD_MODELS)} and the thresholds "
+                   f"{', '.join(map(str, THRESHOLDS))}: each share the fraction (in [0, 1]) of the network's 3×3 "
+                   f"kernels that are sparse, counted over all its 3×3 layers together")
+def _ex_threshold(prof: Profile) -> dict:
+    models = load_models(prof, THRESHOLD_MODELS, progress=False)
+    return {n: {t: _network_sparsity(models[n], t) for t in THRESHOLDS} for n in THRESHOLD_MODELS}
+
+
+@exercise("ex-ch2-random", chapter="2", title="The statistics of a random network", difficulty="easy", minutes=10,
+          atol=0.01,
+          expected="a dict with the keys 'sparsity', 'variance_entropy', 'orthogonality' and "
+                   "'variance_entropy_deepest': the whole-network statistics (layers weighted as in the chapter's "
+                   "table) of a small-cnn initialised with seed 0, each a plain number (sparsity and orthogonality "
+                   "in [0, 1], variance entropies in [0, log₁₀ 9])")
+def _ex_random(prof: Profile) -> dict:
+    with seeded(RANDOM_INIT_SEED):
+        model = create_model("small-cnn", (1, 28, 28), 10, (0.13,), (0.31,))
+    return overall_stats(layer_stats(model))

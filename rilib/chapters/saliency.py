@@ -23,6 +23,7 @@ import torch
 from .. import paths
 from ..book import plotting
 from ..book.dashboard import panel
+from ..book.exercises import exercise
 from ..book.ledger import Measurement, claim, margins_claim
 from ..data import first_per_class, load_dataset
 from ..errors import UnknownNameError
@@ -402,3 +403,43 @@ def _panel_gini(profile: Profile) -> dict:
 def _panel_deletion(profile: Profile) -> dict:
     """Deletion AUC (Petsiuk et al. 2018) of three methods and of the random map, mean and 95 % interval."""
     return _per_method(profile, "deletion", ("gradient", "ig-zero", "shap", RANDOM_MAP))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Exercises (the classroom edition: rilib.book.exercises)
+
+#: The models, step counts and number of images (the first test images of the profile) of ``ex-ch3-steps``.
+STEPS_MODELS, STEPS, STEPS_N = (STANDARD, "mnist-pgd-0.3"), (5, 10, 20, 50), 50
+#: The models and number of images of ``ex-ch3-offset``, and its three versions of the images.
+OFFSET_MODELS, OFFSET_N = (STANDARD, "mnist-pgd-0.3", "mnist-trades"), 100
+OFFSET_VERSIONS = {"original": lambda x: x, "offset": lambda x: (x + 0.5).clamp(0, 1), "inverted": lambda x: 1 - x}
+
+
+def _first_test_images(profile, n: int) -> torch.Tensor:
+    """The first ``n`` test images of ``profile``, the images of the chapter's exercises."""
+    return test_data(profile).x_test[:n]
+
+
+@exercise("ex-ch3-steps", chapter="3", title="How many steps Integrated Gradients needs", difficulty="medium",
+          minutes=15, rtol=0.02, atol=1e-4,
+          expected=f"a dict {{model: {{steps: error}}}} for {' and '.join(STEPS_MODELS)} and "
+                   f"{', '.join(map(str, STEPS))} steps: the mean over the first {STEPS_N} test images of the "
+                   f"completeness error of rilib.lenses.IntegratedGradients from the black image (predicted class), "
+                   f"in logit units")
+def _ex_steps(prof: Profile) -> dict:
+    x = _first_test_images(prof, STEPS_N)
+    models = load_models(prof, STEPS_MODELS, progress=False)
+    return {n: {k: float(IntegratedGradients(models[n], "zero", steps=k).completeness_error(x).mean()) for k in STEPS}
+            for n in STEPS_MODELS}
+
+
+@exercise("ex-ch3-offset", chapter="3", title="Alignment and where zero is", difficulty="easy", minutes=10,
+          rtol=0.03, atol=0.002,
+          expected=f"a dict {{model: {{'original': …, 'offset': …, 'inverted': …}}}} for "
+                   f"{', '.join(OFFSET_MODELS)}: the mean Etmann alignment (in [0, 1], predicted class of each "
+                   f"version) over the first {OFFSET_N} test images, of x, of x + 0.5 clipped to [0, 1], and of "
+                   f"1 − x")
+def _ex_offset(prof: Profile) -> dict:
+    x = _first_test_images(prof, OFFSET_N)
+    models = load_models(prof, OFFSET_MODELS, progress=False)
+    return {n: {v: float(alignment(models[n], f(x)).mean()) for v, f in OFFSET_VERSIONS.items()} for n in OFFSET_MODELS}
