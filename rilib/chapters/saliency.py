@@ -82,7 +82,7 @@ IG_ZERO_STEPS = 50          # steps of IG from the black image
 RANDOMIZED_LAYERS = 2       # top layers re-initialised in the sanity check (the two fully connected layers)
 DELETION_STEPS = 28         # 28 pixels per step on 28×28 images
 RANDOM_MAP = "random"       # the method name of the random-map baseline in the results
-_VERSION = 3                # bump when a measurement changes, so cached results are recomputed
+_VERSION = 4                # bump when a measurement changes, so cached results are recomputed
 
 
 def test_data(profile):
