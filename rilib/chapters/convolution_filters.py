@@ -15,7 +15,7 @@ from .. import paths, zoo
 from ..attacks import PGD
 from ..book import plotting
 from ..book.dashboard import panel
-from ..book.exercises import exercise
+from ..book.exercises import exercise, prose_exercise
 from ..book.ledger import Measurement, claim, seed_verdict
 from ..data import load_dataset
 from ..lenses.filters import (bootstrap_overall, by_depth, conv3x3_layers, first_layer, first_layer_damping,
@@ -374,3 +374,7 @@ def _ex_random(prof: Profile) -> dict:
     with seeded(RANDOM_INIT_SEED):
         model = create_model("small-cnn", (1, 28, 28), 10, (0.13,), (0.31,))
     return overall_stats(layer_stats(model))
+
+
+prose_exercise("ex-ch2-shared-delta", chapter="2", title="One perturbation for every model", difficulty="hard",
+               minutes=25)

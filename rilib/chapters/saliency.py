@@ -23,7 +23,7 @@ import torch
 from .. import paths
 from ..book import plotting
 from ..book.dashboard import panel
-from ..book.exercises import exercise
+from ..book.exercises import exercise, prose_exercise
 from ..book.ledger import Measurement, claim, margins_claim
 from ..data import first_per_class, load_dataset
 from ..errors import UnknownNameError
@@ -443,3 +443,8 @@ def _ex_offset(prof: Profile) -> dict:
     x = _first_test_images(prof, OFFSET_N)
     models = load_models(prof, OFFSET_MODELS, progress=False)
     return {n: {v: float(alignment(models[n], f(x)).mean()) for v, f in OFFSET_VERSIONS.items()} for n in OFFSET_MODELS}
+
+
+prose_exercise("ex-ch3-noise", chapter="3", title="SmoothGrad's noise level", difficulty="medium", minutes=20)
+prose_exercise("ex-ch3-fgsm", chapter="3", title="Alignment of a catastrophically overfitted model",
+               difficulty="easy", minutes=10)
