@@ -23,6 +23,7 @@ import torch
 from .. import paths, zoo
 from ..book import plotting
 from ..book.dashboard import panel
+from ..book.exercises import exercise, prose_exercise
 from ..book.ledger import Measurement, claim, join_notes, nonfinite_note
 from ..data import first_per_class, load_dataset
 from ..evaluate import accuracy
@@ -33,7 +34,7 @@ from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
 from ..zoo import ZOO_GROUPS, Spec
-from .catalog import ROBUST, STANDARD, catalog_zoo, describe, protocol_differs, train_zoo
+from .catalog import ROBUST, STANDARD, catalog_zoo, describe, load_models, protocol_differs, train_zoo
 
 
 
@@ -90,8 +91,13 @@ def load(profile, progress: bool = True) -> tuple[dict, dict]:
     """(models, judges): the compared catalogue models and the two judges, trained on first use."""
     prof = get_profile(profile)
     specs = train_zoo(prof, list(MODELS), progress=progress)
-    return ({n: zoo.load(s) for n, s in specs.items()},
-            {n: zoo.get(s, prof, progress=progress) for n, s in judges_zoo(prof).items()})
+    return {n: zoo.load(s) for n, s in specs.items()}, load_judges(prof, progress)
+
+
+def load_judges(profile, progress: bool = True) -> dict:
+    """The two independent judges by name (:data:`JUDGE_STANDARD`, :data:`JUDGE_ROBUST`), trained on first use."""
+    prof = get_profile(profile)
+    return {n: zoo.get(s, prof, progress=progress) for n, s in judges_zoo(prof).items()}
 
 
 def inversion_settings(profile) -> InversionSettings:
@@ -356,7 +362,7 @@ def _claim_inversion(profile: Profile) -> Measurement:
                                               nonfinite_note(t, columns, MODELS)))
 
 
-__all__ = ["InversionSizes", "SIZES", "sizes", "judges_zoo", "load", "inversion_settings", "targets",
+__all__ = ["InversionSizes", "SIZES", "sizes", "judges_zoo", "load", "load_judges", "inversion_settings", "targets",
            "generation_seeds", "InversionImages", "images", "inversion_figures", "final_distances",
            "generation_figures", "per_image_scores", "score_table", "display_scores", "judge_accuracy", "eps_table",
            "judge_figure", "MODELS", "JUDGE_STANDARD", "JUDGE_ROBUST", "GENERATION"]
@@ -387,3 +393,61 @@ def _panel_generation(profile: Profile) -> dict:
     """Share of the generated images each LeNet judge labels as their target class, with 95 % intervals."""
     return _intervals(profile, {"generation: standard judge": "standard judge",
                                 "generation: robust judge": "robust judge"})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Exercises (the classroom edition: rilib.book.exercises)
+
+#: The models of the exercises: the standard model and PGD-AT at ε = 0.3.
+EXERCISE_MODELS = (STANDARD, "mnist-pgd-0.3")
+#: ``ex-ch4-fake-relu`` inverts the first ``FAKE_RELU_N`` test images of the profile.
+FAKE_RELU_N = 10
+
+
+@exercise("ex-ch4-fake-relu", chapter="4", title="Inverting through dead units", difficulty="medium", minutes=20,
+          rtol=0.03, atol=0.001,
+          expected=f"a dict {{model: {{'relu': {{'distance': …, 'ssim': …}}, 'fake relu': {{…}}}}}} for "
+                   f"{' and '.join(EXERCISE_MODELS)}: the mean over the first {FAKE_RELU_N} test images of the "
+                   f"relative representation distance (in the model's own penultimate layer, unitless) and of the "
+                   f"SSIM to the target of their inversions from uniform noise (a generator seeded with 0), with "
+                   f"the chapter's inversion settings, with and without the fake ReLU")
+def _ex_fake_relu(prof: Profile) -> dict:
+    ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
+    x0 = ds.x_test[:FAKE_RELU_N]
+    noise = torch.rand(x0.shape, generator=torch.Generator().manual_seed(0))
+    settings = inversion_settings(prof)
+    models = load_models(prof, EXERCISE_MODELS, progress=False)
+    out = {}
+    for name in EXERCISE_MODELS:
+        model = models[name]
+        with torch.no_grad():
+            target = model.representation(to_model(x0, model))
+        out[name] = {}
+        for key, fake in (("relu", False), ("fake relu", True)):
+            x = invert(model, x0, noise, settings, fake_relu=fake)
+            with torch.no_grad():
+                distance = float(representation_distance(model, x, target).mean())
+            out[name][key] = {"distance": distance, "ssim": float(ssim_psnr(x, x0)[0].mean())}
+    return out
+
+
+@exercise("ex-ch4-judge", chapter="4", title="Who judges a generated image", difficulty="easy", minutes=10,
+          atol=0.015,
+          expected=f"a dict {{model: {{'self': …, 'standard judge': …, 'robust judge': …}}}} for "
+                   f"{' and '.join(EXERCISE_MODELS)}: the share (a fraction in [0, 1]) of the images the model "
+                   f"generates from the chapter's Gaussian seeds, with the chapter's generation settings, that the "
+                   f"generating model itself and each LeNet judge label as their target class")
+def _ex_judge(prof: Profile) -> dict:
+    models = load_models(prof, EXERCISE_MODELS, progress=False)
+    judges = load_judges(prof, progress=False)
+    seeds, classes = generation_seeds(prof)
+    out = {}
+    for name in EXERCISE_MODELS:
+        x = generate(models[name], classes, seeds, GENERATION)
+        out[name] = {"self": float(recognised(models[name], x, classes).mean()),
+                     "standard judge": float(recognised(judges[JUDGE_STANDARD], x, classes).mean()),
+                     "robust judge": float(recognised(judges[JUDGE_ROBUST], x, classes).mean())}
+    return out
+
+
+prose_exercise("ex-ch4-eps", chapter="4", title="The generation budget", difficulty="medium", minutes=20)

@@ -24,11 +24,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .. import paths, zoo
 from ..attacks import PGD, WorstOf, margin_loss
 from ..book import plotting
 from ..book.dashboard import panel
+from ..book.exercises import exercise, prose_exercise
 from ..book.ledger import Measurement, claim, join_notes, margins_claim, nonfinite_note
 from ..data import first_per_class, load_dataset
 from ..evaluate import accuracy
@@ -133,6 +135,13 @@ def train(profile, progress: bool = True) -> dict[str, Spec]:
     for spec in lipschitz_zoo(prof).values():
         zoo.train(spec, progress=progress)
     return arms(prof)
+
+
+def load(profile, names=None, progress: bool = True) -> dict:
+    """The chapter's models by name (default: every arm of :func:`arms`), trained on first use."""
+    prof = get_profile(profile)
+    specs = arms(prof)
+    return {n: zoo.get(specs[n], prof, progress=progress) for n in (names or specs)}
 
 
 def eval_n(profile) -> int:
@@ -351,9 +360,10 @@ def _claim_gp_robust(profile: Profile) -> Measurement:
                        f"the stronger attack costs the gradient-penalty model {100 * drop:.1f} points")
 
 
-__all__ = ["LipschitzSizes", "SIZES", "sizes", "lipschitz_zoo", "arms", "train", "eval_n", "margin_attack", "stronger_attack", "ArmResults", "measure",
-           "table", "display_table", "sweep", "sweep_figure", "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS",
-           "MAIN_GP", "TEACHER", "DISTILLED", "FROM_CATALOG", "ORIENTED_SMOOTH", "AT_TEMPERATURE"]
+__all__ = ["LipschitzSizes", "SIZES", "sizes", "lipschitz_zoo", "arms", "train", "load", "eval_n", "margin_attack",
+           "stronger_attack", "ArmResults", "measure", "table", "display_table", "sweep", "sweep_figure",
+           "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS", "MAIN_GP", "TEACHER", "DISTILLED", "FROM_CATALOG",
+           "ORIENTED_SMOOTH", "AT_TEMPERATURE"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -367,3 +377,66 @@ def _panel_smoothness(profile: Profile) -> dict:
     return {label: {m: mean_ci(res.per_image[m][key]) for m in FROM_CATALOG}
             for key, label in (("lipschitz", "local Lipschitz estimate"), ("grad l1", "‖∇ₓ CE‖₁"),
                                ("margin ratio", "margin / ‖∇ margin‖₁"))}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Exercises (the classroom edition: rilib.book.exercises)
+
+#: The exercises' images: the first ``EXERCISE_N`` test images of the profile.
+EXERCISE_N = 200
+#: The models of ``ex-ch5-first-order``: the standard model, PGD-AT and the gradient penalty at λ = ε = 0.1.
+FIRST_ORDER_MODELS = (STANDARD, "mnist-pgd-0.1", MAIN_GP)
+#: The attack of ``ex-ch5-first-order``: PGD-20 (step 2.5ε/20) from x itself, its highest-loss iterate.
+FIRST_ORDER_ATTACK = PGD(eps=EPS, steps=20, random_start=False, early_stop=False)
+
+
+def _exercise_data(profile) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels of the chapter's exercises: the first :data:`EXERCISE_N` test images of ``profile``."""
+    prof = get_profile(profile)
+    ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
+    return ds.x_test[:EXERCISE_N], ds.y_test[:EXERCISE_N]
+
+
+@exercise("ex-ch5-first-order", chapter="5", title="Where the first-order expansion holds", difficulty="medium",
+          minutes=20, rtol=0.02, atol=0.001,
+          expected=f"a dict {{model: {{'grad l1': …, 'first order': …, 'pgd': …}}}} for "
+                   f"{', '.join(FIRST_ORDER_MODELS)}: the means over the first {EXERCISE_N} test images of ‖∇ₓL‖₁, "
+                   f"of the first-order estimate L(x) + ε‖∇ₓL‖₁ and of the loss L at the attack's image "
+                   f"(L the cross-entropy in nats, ε = {EPS:g})")
+def _ex_first_order(prof: Profile) -> dict:
+    x, y = _exercise_data(prof)
+    models = load(prof, FIRST_ORDER_MODELS, progress=False)
+    out = {}
+    for name in FIRST_ORDER_MODELS:
+        model = models[name]
+        xm, ym = to_model(x, model), to_model(y, model)
+        grad = gradient_l1(model, xm, ym)
+        x_adv = FIRST_ORDER_ATTACK(model, xm, ym)
+        with torch.no_grad():
+            loss = F.cross_entropy(model(xm), ym, reduction="none")
+            loss_adv = F.cross_entropy(model(x_adv), ym, reduction="none")
+        out[name] = {"grad l1": float(grad.mean()), "first order": float((loss + EPS * grad).mean()),
+                     "pgd": float(loss_adv.mean())}
+    return out
+
+
+@exercise("ex-ch5-distillation", chapter="5", title="Distillation at its own temperature", difficulty="easy",
+          minutes=10, rtol=0.02,
+          expected=f"a dict {{1: {{'lipschitz': …, 'margin ratio': …}}, {TEMPERATURE:g}: {{…}}}}: the means over "
+                   f"the first {EXERCISE_N} test images of {DISTILLED}'s local Lipschitz estimate of the logits at "
+                   f"ε = {EPS:g} (logit units per unit of input) and of its margin ratio (input units), with its "
+                   f"logits divided by 1 and by T = {TEMPERATURE:g}")
+def _ex_distillation(prof: Profile) -> dict:
+    x, _ = _exercise_data(prof)
+    model = load(prof, [DISTILLED], progress=False)[DISTILLED]
+    out = {}
+    for t in (1, int(TEMPERATURE)):
+        tempered = _Tempered(model, float(t))
+        with seeded(0):
+            lipschitz = float(local_lipschitz(tempered, x, EPS).mean())
+        out[t] = {"lipschitz": lipschitz, "margin ratio": float(margin_ratio(tempered, x).mean())}
+    return out
+
+
+prose_exercise("ex-ch5-orientation", chapter="5", title="A second arm of undirected smoothness", difficulty="hard",
+               minutes=40)
