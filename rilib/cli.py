@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     ac.add_argument("--executed", metavar="DIR", default=None, help="keep the executed notebooks in DIR")
     ac.add_argument("--record", action="store_true",
                     help="keep the measured run times for the instructors' page (notebooks/_classroom-timings.json)")
+    ac.add_argument("--note", default="", help="with --record: how the times were measured (the page prints it)")
     asg_sub.add_parser("list", help="list the exercises of every chapter, with difficulty and kind")
     return parser
 
@@ -289,7 +290,7 @@ def _assignments(args) -> int:
         by_edition: dict = {}
         for r in reports:
             by_edition.setdefault(r.edition or "student", []).append(r)
-        print(f"Wrote {assignments.record_timings(by_edition)}")
+        print(f"Wrote {assignments.record_timings(by_edition, note=args.note)}")
     return 1 if any(r.failed for r in reports) else 0
 
 

@@ -418,7 +418,7 @@ def record_timings(reports: dict[str, Sequence[Report]], root=None, note: str = 
 
 def timing_table(root=None):
     """The measured run times of the worksheets (:data:`TIMINGS_FILE`) as a DataFrame, one row per chapter:
-    minutes for the untouched student edition and for the completed one (the instructor edition, every solution
+    seconds for the untouched student edition and for the completed one (the instructor edition, every solution
     and check run), and the profile; ``None`` if nothing was measured yet."""
     import pandas as pd
     path = project(root) / TIMINGS_FILE
@@ -434,7 +434,7 @@ def timing_table(root=None):
         for r in reports:
             row = rows.setdefault(Path(r["notebook"]).stem, {"profile": r["profile"]})
             col = "completed (instructor edition)" if edition == "instructor" else "untouched student edition"
-            row[f"{col}, minutes"] = round(r["seconds"] / 60, 1)
+            row[f"{col}, seconds"] = round(r["seconds"])
             if edition == "instructor":
                 row["exercises passed"] = f"{r['counts']['passed']} of {len(r['exercises'])}"
     table = pd.DataFrame.from_dict(rows, orient="index").sort_index()
