@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import rilib
 import rilib.chapters  # noqa: F401  (registers the chapters' exercises)
 from rilib.book import assignments, exercises
 from rilib.errors import RilibError, UnknownNameError
@@ -183,7 +184,13 @@ def test_evaluate_outcomes(toy_exercises):
     assert ev("ex-toy-value", 42.005, "smoke").status == exercises.PASSED
     wrong = ev("ex-toy-value", 40.0, "smoke")
     assert wrong.status == exercises.FAILED and "forty-two" in wrong.message and "42" not in wrong.message
+    exercises._REFERENCES.clear()  # as in a new process: the reference comes from the disk cache
+    assert ev("ex-toy-value", 42.0, "smoke").status == exercises.PASSED
     assert toy_exercises == ["smoke"], "the reference is computed once per profile"
+    path = exercises._reference_path("ex-toy-value", rilib.get_profile("smoke"))
+    path.write_bytes(b"corrupt")
+    exercises._REFERENCES.clear()
+    assert ev("ex-toy-value", 42.0, "smoke").status == exercises.PASSED and toy_exercises == ["smoke", "smoke"]
     assert ev("ex-toy-property", lambda v: None, "smoke").status == exercises.NOT_ATTEMPTED
     assert ev("ex-toy-property", lambda v: 2 * v, "smoke").status == exercises.PASSED
     assert "not 4" in ev("ex-toy-property", lambda v: v + 3, "smoke").message

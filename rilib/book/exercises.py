@@ -228,14 +228,34 @@ def compare(answer: Any, reference: Any, atol: float, rtol: float, where: str = 
 _REFERENCES: dict[tuple[str, str], Any] = {}
 
 
+def _reference_path(label: str, prof: Profile):
+    """Where the reference answer of ``label`` is cached: keyed by the library's whole source, the profile and the
+    sha256 of every trained model of the profile's zoo, so that a change to any of them computes it afresh."""
+    from .. import paths, zoo
+    from ..errors import RilibError
+    from .runner import library_digest
+    trained = {}
+    for spec in zoo.zoo_specs(prof).values():
+        if zoo.is_trained(spec):
+            try:
+                trained[spec.key()] = zoo.metrics(spec).get("sha256")
+            except RilibError:  # a broken model: its loader will say so if the reference needs it
+                continue
+    return paths.results_path(f"exercise-{label}", prof.name, {"library": library_digest(), "models": trained}, ".pt")
+
+
 def reference(label: str, profile: str | Profile) -> Any:
-    """The reference answer of a value exercise on a profile (computed once per process)."""
+    """The reference answer of a value exercise on a profile. Cached on disk (:func:`_reference_path`) as a
+    derived value, so that grading a class's notebooks computes each reference once; a corrupt cache is
+    recomputed."""
+    from .. import paths
     ex, prof = get_exercise(label), get_profile(profile)
     if ex.reference is None:
-        raise UnknownNameError(f"{label} is a property exercise: it has a test, not a reference value.")
+        raise UnknownNameError(f"{label} has no reference value (it is a {ex.kind} exercise).")
     key = (label, prof.name)
     if key not in _REFERENCES:
-        _REFERENCES[key] = ex.reference(prof)
+        _REFERENCES[key] = paths.cached(_reference_path(label, prof), lambda: ex.reference(prof),
+                                        load=paths.torch_load, dump=paths.torch_bytes, name=f"exercise {label}")
     return _REFERENCES[key]
 
 
