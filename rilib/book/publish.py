@@ -62,13 +62,14 @@ def bootstrap_source(cfg: dict) -> str:
     repo = cfg.get("repository", {})
     url, branch = repo.get("url", ""), repo.get("branch", "main")
     return "\n".join([
-        "# Set-up where rilib is not installed (hidden in the book; in a rilib checkout it only reads RILIB_PROFILE).",
-        "# On Colab: install rilib from the published branch, then unpack the trained zoo of this page's profile.",
-        "import os, subprocess, sys",
+        "# Set-up where rilib is not installed (hidden in the book; in a rilib checkout or on the book's Binder it",
+        "# only reads RILIB_PROFILE). On Colab, or any Python without rilib: install rilib from the published",
+        "# branch, then unpack the trained zoo of this notebook's profile.",
+        "import importlib.util, os, subprocess, sys",
         'profile = os.environ.get("RILIB_PROFILE", profile)',
-        'if "google.colab" in sys.modules:',
+        'if importlib.util.find_spec("rilib") is None:',
         f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "rilib @ git+{url}@{branch}"], check=True)',
-        f'    subprocess.run(["rilib", "zoo", "unpack", {zoo_url(cfg, "profile")}], check=True,',
+        f'    subprocess.run([sys.executable, "-m", "rilib", "zoo", "unpack", {zoo_url(cfg, "profile")}], check=True,',
         '                   env=dict(os.environ, RILIB_DOWNLOAD="1"))',
     ])
 
