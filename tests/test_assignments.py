@@ -221,6 +221,12 @@ def test_every_chapter_has_three_exercises_two_with_a_check():
             block = text[text.index(f":label: {label}"):text.index(f'check("{label}"')]
             assert re.search(r":tags: \[exercise-starter[^\]]*\]\n\n[^`]*\.\.\.", block), label
             assert f"{{solution-start}} {label}" in block and ":tags: [solution]" in block, label
+            # the stub still matches the solution: both define the name the check is given
+            answer = re.search(rf'check\("{label}",\s*(\w+)', text).group(1)
+            starter, _, rest = block.partition("{solution-start}")
+            defines = rf"^(def {answer}\(|{answer}(\[[^\]]*\])?(,\s*\w+)*\s*=[^=])"
+            assert re.search(defines, starter, re.M), f"{label}: the starter does not define {answer}"
+            assert re.search(defines, rest, re.M), f"{label}: the solution does not define {answer}"
     assert in_sources == registered, f"registered but in no chapter: {registered - in_sources}"
 
 

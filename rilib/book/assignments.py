@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -41,7 +40,6 @@ from . import exercises as ex
 from .runner import project, select
 
 EDITIONS = ("student", "instructor")
-SOLUTION_CELL_TAG = ex.SOLUTION_TAG
 EXERCISES_HEADING = "## Exercises"
 _FENCE = re.compile(r"^(`{3,}|~{3,})\{([\w-]+)\}\s*(.*)$")
 
@@ -94,7 +92,7 @@ def strip_notebook_solutions(nb) -> int:
     kept, removed, inside = [], 0, False
     for cell in nb.cells:
         if cell.cell_type != "markdown":
-            if inside or SOLUTION_CELL_TAG in cell.metadata.get("tags", []):
+            if inside or ex.SOLUTION_TAG in cell.metadata.get("tags", []):
                 removed += 1
                 continue
             kept.append(cell)
@@ -187,7 +185,7 @@ def _plain(text: str, edition: str) -> str:
     return "\n".join(out)
 
 
-def worksheet(text: str, edition: str, profile: str, stem: str, cfg: dict) -> "nbformat.NotebookNode":  # noqa: F821
+def worksheet(text: str, edition: str, profile: str, stem: str, cfg: dict):
     """The ``edition`` worksheet of the chapter whose MyST source is ``text``, as a notebook without outputs."""
     import jupytext
     import nbformat
@@ -391,11 +389,6 @@ def write_json(reports: Sequence[Report], path) -> None:
     """The reports as one JSON document (schema ``rilib.assignments`` version 1)."""
     atomic_write_text(Path(path), json.dumps({"schema": "rilib.assignments", "schema_version": 1,
                                               "notebooks": [r.to_json() for r in reports]}, indent=2) + "\n")
-
-
-def print_reports(reports: Sequence[Report]) -> None:
-    for r in reports:
-        print(r.table(), file=sys.stdout)
 
 
 #: Where the measured run times of the worksheets are kept (written by :func:`record_timings`, read by the
