@@ -281,7 +281,7 @@ def _assignments(args) -> int:
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
         print(f"[rilib] checking {nb} ...", flush=True)
-        reports.append(assignments.check(nb, args.profile, out))
+        reports.append(assignments.check(nb, args.profile, out, progress=sys.stderr.isatty()))
         print(reports[-1].table(), flush=True)
     if args.json:
         assignments.write_json(reports, args.json)
