@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     ac.add_argument("--json", metavar="FILE", default=None, help="also write the reports as JSON")
     ac.add_argument("--executed", metavar="DIR", default=None, help="keep the executed notebooks in DIR")
     ac.add_argument("--record", action="store_true",
-                    help="keep the measured run times for the instructors' page (notebooks/_classroom-timings.json)")
+                    help="keep the measured run times for the instructors' page (book/classroom-timings.json)")
     ac.add_argument("--note", default="", help="with --record: how the times were measured (the page prints it)")
     asg_sub.add_parser("list", help="list the exercises of every chapter, with difficulty and kind")
     return parser

@@ -42,6 +42,7 @@ from .runner import project, select
 EDITIONS = ("student", "instructor")
 EXERCISES_HEADING = "## Exercises"
 _FENCE = re.compile(r"^(`{3,}|~{3,})\{([\w-]+)\}\s*(.*)$")
+_LABEL = re.compile(r"^:label:\s*(\S+)")
 
 
 def _blocks(lines: list[str]) -> list[tuple[int, int, str, str]]:
@@ -62,53 +63,52 @@ def _blocks(lines: list[str]) -> list[tuple[int, int, str, str]]:
     return out
 
 
-def strip_solutions(text: str) -> str:
-    """MyST ``text`` without its solutions: every ``{solution}`` directive, and everything from a
-    ``{solution-start}`` fence to the end of its ``{solution-end}`` fence (prose and code cells alike)."""
-    lines = text.split("\n")
-    drop = [False] * len(lines)
-    start = None
+def _solution_lines(lines: list[str], inside: bool = False) -> tuple[list[bool], bool]:
+    """Which of ``lines`` belong to a solution: ``{solution}`` directives, and everything from a
+    ``{solution-start}`` fence to the end of its ``{solution-end}`` fence. ``inside``: whether the lines begin
+    inside a gated solution (a notebook's gated solution spans cells); returns the mask and whether they end inside
+    one."""
+    drop = [inside] * len(lines)
     for a, b, name, _ in _blocks(lines):
-        if name == "solution":
+        if name == "solution" and not inside:
             drop[a:b] = [True] * (b - a)
         elif name == "solution-start":
-            start = a
+            inside = True
+            drop[a:] = [True] * (len(lines) - a)
         elif name == "solution-end":
-            if start is None:
+            if not inside:
                 raise RilibError("A {solution-end} without its {solution-start}: fix the chapter's source.")
-            drop[start:b] = [True] * (b - start)
-            start = None
-    if start is not None:
+            drop[a:b] = [True] * (b - a)
+            drop[b:] = [False] * (len(lines) - b)
+            inside = False
+    return drop, inside
+
+
+def strip_solutions(text: str) -> str:
+    """MyST ``text`` without its solutions (:func:`_solution_lines`), prose and code cells alike."""
+    lines = text.split("\n")
+    drop, inside = _solution_lines(lines)
+    if inside:
         raise RilibError("A {solution-start} without its {solution-end}: fix the chapter's source.")
     kept = [line for line, d in zip(lines, drop) if not d]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept))
 
 
 def strip_notebook_solutions(nb) -> int:
-    """Remove every solution from an executed chapter notebook in place: ``{solution}`` directives, and gated
-    solutions from their ``{solution-start}`` fence to their ``{solution-end}`` fence, across cells (their code
-    cells with their outputs). Returns how many cells were removed. sphinx-exercise's ``hide_solutions`` cannot
-    do this itself: it drops a gated solution's start but not its end, and the build fails."""
+    """Remove every solution (:func:`_solution_lines`) from an executed chapter notebook in place, across cells: a
+    gated solution's code cells go with their outputs. Returns how many cells were removed. sphinx-exercise's
+    ``hide_solutions`` cannot do this itself: it drops a gated solution's start but not its end, and the build
+    fails."""
     kept, removed, inside = [], 0, False
     for cell in nb.cells:
         if cell.cell_type != "markdown":
             if inside or ex.SOLUTION_TAG in cell.metadata.get("tags", []):
                 removed += 1
-                continue
-            kept.append(cell)
+            else:
+                kept.append(cell)
             continue
         lines = cell.source.split("\n")
-        drop = [inside] * len(lines)
-        for a, b, name, _ in _blocks(lines):
-            if name == "solution" and not inside:
-                drop[a:b] = [True] * (b - a)
-            elif name == "solution-start":
-                inside = True
-                drop[a:] = [True] * (len(lines) - a)
-            elif name == "solution-end":
-                drop[:b] = [True] * b
-                drop[b:] = [False] * (len(lines) - b)
-                inside = False
+        drop, inside = _solution_lines(lines, inside)
         text = "\n".join(line for line, d in zip(lines, drop) if not d).strip()
         if text:
             cell.source = text
@@ -125,7 +125,7 @@ def exercise_labels(text: str) -> list[str]:
     labels = []
     for a, b, name, _ in _blocks(lines):
         if name == "exercise":
-            labels += [m.group(1) for line in lines[a:b] if (m := re.match(r"^:label:\s*(\S+)", line))]
+            labels += [m.group(1) for line in lines[a:b] if (m := _LABEL.match(line))]
     return labels
 
 
@@ -163,14 +163,14 @@ def split(text: str, name: str = "chapter") -> Worksheet:
                      body[at + 1:].rstrip() + "\n")
 
 
-def _plain(text: str, edition: str) -> str:
+def _plain(text: str) -> str:
     """The exercises' MyST directives as markdown a notebook shows (Jupyter does not render MyST directives)."""
     lines = text.split("\n")
     out, last = [], 0
     for a, b, name, arg in _blocks(lines):
         out += lines[last:a]
         inner = [line for line in lines[a + 1:b - 1] if not re.match(r"^:[\w-]+:", line)]
-        label = next((m.group(1) for line in lines[a:b] if (m := re.match(r"^:label:\s*(\S+)", line))), arg)
+        label = next((m.group(1) for line in lines[a:b] if (m := _LABEL.match(line))), arg)
         if name == "exercise":
             title = ex.EXERCISES[label].title if label in ex.EXERCISES else ""
             out += [f"### Exercise `{label}`" + (f": {title}" if title else ""), ""] + inner
@@ -191,6 +191,7 @@ def worksheet(text: str, edition: str, profile: str, stem: str, cfg: dict):
     import nbformat
 
     from .publish import BOOTSTRAP_TAG, bootstrap_source
+    from .runner import KERNELSPEC
     if edition not in EDITIONS:
         raise RilibError(f"Unknown edition {edition!r}. Valid: {', '.join(EDITIONS)}.")
     parts = split(text, stem)
@@ -200,7 +201,7 @@ def worksheet(text: str, edition: str, profile: str, stem: str, cfg: dict):
             f"the argument are in the book: <{url}>. Run the cells from the top; in each starter cell replace every "
             f"`...`, then run the check below it. `rilib assignments check {stem}.ipynb` grades the whole notebook.")
     params = re.sub(r'^profile = .*$', f'profile = "{profile}"', parts.parameters, flags=re.M)
-    md = "\n".join([parts.front, parts.intro, note, "", params, "", parts.setup, "", _plain(exercises, edition)])
+    md = "\n".join([parts.front, parts.intro, note, "", params, "", parts.setup, "", _plain(exercises)])
     nb = jupytext.reads(md, fmt="md:myst")
     params_at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     nb.cells.insert(params_at + 1, nbformat.v4.new_code_cell(bootstrap_source(cfg),
@@ -210,7 +211,7 @@ def worksheet(text: str, edition: str, profile: str, stem: str, cfg: dict):
             del cell.metadata["tags"]
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata.pop("jupytext", None)
     nb.metadata["rilib"] = {"edition": edition, "chapter": stem, "profile": profile,
                             "exercises": exercise_labels(exercises), "checks": checked_labels(exercises)}
@@ -392,8 +393,8 @@ def write_json(reports: Sequence[Report], path) -> None:
 
 
 #: Where the measured run times of the worksheets are kept (written by :func:`record_timings`, read by the
-#: instructors' page): ``notebooks/_classroom-timings.json``.
-TIMINGS_FILE = "notebooks/_classroom-timings.json"
+#: instructors' page), beside the book's prose pages.
+TIMINGS_FILE = "book/classroom-timings.json"
 
 
 def record_timings(reports: dict[str, Sequence[Report]], root=None, note: str = "") -> Path:

@@ -22,6 +22,8 @@ from ..paths import atomic_write_text, project_root
 from ..profiles import get_profile
 
 SOURCE_SUFFIXES = (".md", ".py")
+#: The kernel every executed notebook names.
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
 def project(root: Optional[str | Path] = None) -> Path:
@@ -116,7 +118,7 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
             executed.append(target)
             continue
         nb = jupytext.read(src)
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata["kernelspec"] = dict(KERNELSPEC)
         staging = out_dir / f".{src.stem}.input.ipynb"
         running = out_dir / f".{src.stem}.running.ipynb"
         failed = out_dir / f".{src.stem}.failed.ipynb"
