@@ -9,6 +9,11 @@ training seeds of the arms in :data:`SEEDED` (the profile's ``seeds``; every see
 them, except seed 0, which every headline model shares), and FGSM-RS on Wong et al.'s own MNIST recipe
 (:data:`FGSM_WONG`).
 
+The zoo group ``catalog-l2`` holds L2 PGD adversarial training (:data:`L2_MODELS`, ε = 1.5 and 2.0 on MNIST): the
+norm of Boychev's released models and of Engstrom et al.'s and Santurkar et al.'s inversion and generation models.
+Chapters 3 and 4 study them beside the L∞ models; they are evaluated in their own norm (:data:`EVAL_EPS_L2`). On the
+``paper`` profile the group also holds Boychev's CIFAR-10 model, L2 PGD-AT at ε = 0.5.
+
 Robust accuracy, the book's headline, is the worst case per image of four attacks (:func:`evaluation_attack`):
 PGD-40 with step 2.5·ε/40 and 5 random restarts (Madry et al. 2018), PGD-40 on the margin loss (Carlini & Wagner
 2017), and torchattacks' APGD-CE then APGD-T (Croce & Hein 2020, the pair AutoAttack starts with). Chapter 1
@@ -46,23 +51,29 @@ SEEDED = (STANDARD, "mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades", "mnist-fgs
 #: APGD-T's target classes in the headline attack: the 3 the model ranks highest after the true class
 #: (AutoAttack uses 9; ``benchmarks/attack_strength.py`` measures the difference).
 APGD_TARGETS = 3
+#: The L2 PGD-AT arms' training ε on MNIST (the usual L2 budgets for MNIST: 1.5 in Schott et al. 2019, 2.0 in
+#: Croce & Hein 2020), and the L2 ε at which they are evaluated.
+L2_EPS = (1.5, 2.0)
+EVAL_EPS_L2 = 2.0
+L2_MODELS = tuple(f"mnist-pgd-l2-{e:g}" for e in L2_EPS)
 
 
-def strong_attack(profile: str | Profile, eps: float) -> PGD:
-    """PGD-k with step 2.5·ε/k and the profile's random restarts (k = 40 on every profile)."""
+def strong_attack(profile: str | Profile, eps: float, norm: str = "linf") -> PGD:
+    """PGD-k with step 2.5·ε/k and the profile's random restarts (k = 40 on every profile), in ``norm``."""
     prof = get_profile(profile)
     return PGD(eps=eps, steps=prof.eval_steps, step_size=STEP_FACTOR * eps / prof.eval_steps,
-               restarts=prof.eval_restarts)
+               restarts=prof.eval_restarts, norm=norm)
 
 
-def evaluation_attack(profile: str | Profile, eps: float) -> WorstOf:
+def evaluation_attack(profile: str | Profile, eps: float, norm: str = "linf") -> WorstOf:
     """The book's headline attack: per image, the worst case of :func:`strong_attack`, PGD-k on the margin loss
     (step 2.5·ε/k, one start), APGD-CE (100 steps) and APGD-T (100 steps, :data:`APGD_TARGETS` target classes),
-    each run on the images every earlier one failed to fool."""
+    each run on the images every earlier one failed to fool; all four in ``norm`` (``linf`` or ``l2``)."""
     prof = get_profile(profile)
     k = prof.eval_steps
-    return WorstOf((strong_attack(prof, eps), PGD(eps=eps, steps=k, step_size=STEP_FACTOR * eps / k, loss=margin_loss),
-                    APGD(eps=eps, loss="ce"), APGD(eps=eps, loss="targeted", targets=APGD_TARGETS)))
+    return WorstOf((strong_attack(prof, eps, norm),
+                    PGD(eps=eps, steps=k, step_size=STEP_FACTOR * eps / k, loss=margin_loss, norm=norm),
+                    APGD(eps=eps, loss="ce", norm=norm), APGD(eps=eps, loss="targeted", targets=APGD_TARGETS, norm=norm)))
 
 
 def weak_attack(eps: float) -> PGD:
@@ -134,15 +145,45 @@ def seeds_zoo(profile: Profile) -> dict[str, Spec]:
     return specs
 
 
+@ZOO_GROUPS.register("catalog-l2")
+def l2_zoo(profile: Profile) -> dict[str, Spec]:
+    """L2 PGD adversarial training (Madry et al. 2018 in the L2 norm) at ε = 1.5 and 2.0 on MNIST, with the L∞
+    models' recipe otherwise (PGD-7 with step 2.5·ε/7, AdamW, the same epochs and ε warm-up); on the ``paper``
+    profile also Boychev's CIFAR-10 model, L2 PGD-AT at ε = 0.5 (PreActResNet-18, the CIFAR-10 recipe of
+    :func:`catalog_zoo`)."""
+    base = catalog_zoo(profile)
+    pgd = base["mnist-pgd-0.3"]
+    specs = {name: replace(pgd, params=_params({**pgd.param_dict, "eps": eps, "norm": "l2"}), monitor_eps=None)
+             for name, eps in zip(L2_MODELS, L2_EPS)}
+    if profile.cifar10:
+        c = base["cifar10-pgd-8/255"]
+        specs["cifar10-pgd-l2-0.5"] = replace(c, params=_params({"eps": 0.5, "steps": 10, "step_size": 0.1,
+                                                                 "norm": "l2"}), monitor_eps=None)
+    return specs
+
+
+def _params(d: dict) -> tuple:
+    """A spec's ``params`` field from a dict (as :meth:`Spec.make` stores it)."""
+    return tuple(sorted(d.items()))
+
+
+def threat(spec: Spec, family_name: str = "mnist") -> tuple[str, float]:
+    """The norm and ε a model of the catalogue is evaluated at: its own training norm (L2 models at
+    :data:`EVAL_EPS_L2` on MNIST, 0.5 on CIFAR-10), else L∞ at its family's :data:`EVAL_EPS`."""
+    if spec.param_dict.get("norm") == "l2":
+        return "l2", (EVAL_EPS_L2 if family_name == "mnist" else 0.5)
+    return "linf", EVAL_EPS[family_name]
+
+
 def seed_names(profile: str | Profile, arm: str) -> list[str]:
     """Every trained seed of ``arm`` (one of :data:`SEEDED`), the arm's own name first."""
     return [seed_name(arm, r) for r in range(get_profile(profile).seeds)]
 
 
 def all_specs(profile: str | Profile) -> dict[str, Spec]:
-    """The specs of both groups, ``catalog`` and ``catalog-seeds``, by name."""
+    """The specs of the three groups, ``catalog``, ``catalog-seeds`` and ``catalog-l2``, by name."""
     prof = get_profile(profile)
-    return {**catalog_zoo(prof), **seeds_zoo(prof)}
+    return {**catalog_zoo(prof), **seeds_zoo(prof), **l2_zoo(prof)}
 
 
 # How each model appears in figures: a short label and a colour by objective (PGD-AT shaded by ε).
@@ -154,6 +195,9 @@ for _eps in PGD_EPS:
     STYLES.add(f"mnist-pgd-{_eps:g}", Style(f"pgd-{_eps:g}", pgd_color(_eps)))
 STYLES.add("cifar10-pgd-8/255", Style("pgd-8/255", OBJECTIVE_COLORS["pgd"]))
 STYLES.add(FGSM_WONG, Style("fgsm-rs-wong", "#8c564b"))
+for _name, _eps, _color in zip(L2_MODELS, L2_EPS, ("#fdae6b", "#e6550d")):
+    STYLES.add(_name, Style(f"pgd-l2-{_eps:g}", _color))
+STYLES.add("cifar10-pgd-l2-0.5", Style("pgd-l2-0.5", "#e6550d"))
 for _arm in SEEDED:
     for _r in range(1, 10):
         STYLES.add(seed_name(_arm, _r), Style(f"{STYLES[_arm].label} s{_r}", STYLES[_arm].color))
@@ -220,7 +264,8 @@ def robust_acc(profile: str | Profile, name: str, eps: float | None = None, atta
                progress: bool = True) -> float:
     """Accuracy of catalogue model ``name`` at ``eps`` (default: its family's evaluation ε) on the profile's first
     ``eval_n`` test images, under ``attack``: ``headline`` (:func:`evaluation_attack`, the worst case of four),
-    ``strong`` (:func:`strong_attack` alone) or ``weak`` (:func:`weak_attack`). Cached in the zoo."""
+    ``strong`` (:func:`strong_attack` alone) or ``weak`` (:func:`weak_attack`). An L2 model is attacked in the L2
+    norm (:func:`threat`; ``eps`` is then an L2 radius). Cached in the zoo."""
     return evaluation(profile, name, eps, attack, progress)["robust_acc"]
 
 
@@ -228,15 +273,19 @@ def evaluation(profile: str | Profile, name: str, eps: float | None = None, atta
                progress: bool = True) -> dict:
     """The zoo's record of :func:`robust_acc` (:func:`rilib.zoo.evaluation`): for the headline attack also the
     accuracy left after each of its attacks and the seconds each took."""
-    from ..errors import UnknownNameError
+    from ..errors import RilibError, UnknownNameError
     prof = get_profile(profile)
     specs = all_specs(prof)
     if attack not in ATTACKS:
         raise UnknownNameError(f"Unknown attack {attack!r}. Valid: {', '.join(ATTACKS)}.")
     if name not in specs:
         raise UnknownNameError(f"Unknown catalogue model {name!r}. Valid: {', '.join(specs)}.")
-    eps = EVAL_EPS[family(prof, specs[name])] if eps is None else eps
-    atk = {"headline": lambda: evaluation_attack(prof, eps), "strong": lambda: strong_attack(prof, eps),
+    norm, default_eps = threat(specs[name], family(prof, specs[name]))
+    eps = default_eps if eps is None else eps
+    if attack == "weak" and norm != "linf":
+        raise RilibError(f"The weak attack is defined for L∞ models only; {name!r} is an L2 model. "
+                         f"Valid attacks for it: headline, strong.")
+    atk = {"headline": lambda: evaluation_attack(prof, eps, norm), "strong": lambda: strong_attack(prof, eps, norm),
            "weak": lambda: weak_attack(eps)}[attack]()
     return zoo.evaluation(specs[name], atk, prof, n=prof.eval_n, progress=progress)
 
