@@ -189,12 +189,15 @@ def learning_rate(base: float, schedule: str, progress: float) -> float:
 
 
 def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """``adam`` (decoupled weight decay: AdamW) or ``sgd`` (momentum 0.9)."""
+    """``adam`` (decoupled weight decay: AdamW), ``sgd`` (momentum 0.9) or ``sgd-nesterov`` (Nesterov momentum 0.9,
+    the recipe of Gavrikov & Keuper's normal models). Both SGDs couple the weight decay into the gradient, so it is
+    carried by the momentum."""
     if name == "adam":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    raise UnknownNameError(f"Unknown optimizer {name!r}. Valid: adam, sgd.")
+    if name in ("sgd", "sgd-nesterov"):
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay,
+                               nesterov=name == "sgd-nesterov")
+    raise UnknownNameError(f"Unknown optimizer {name!r}. Valid: adam, sgd, sgd-nesterov.")
 
 
 def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: dict, epochs: int,

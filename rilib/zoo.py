@@ -89,9 +89,10 @@ class Spec:
 
     def optimizer_label(self) -> str:
         """The optimiser as a reader names it, with its settings: ``AdamW`` (decoupled weight decay), ``Adam`` (no
-        decay) or ``SGD`` (momentum 0.9, weight decay coupled into the gradient), e.g.
-        ``"AdamW lr 0.001 constant, wd 0.01"``."""
-        name = {"adam": "AdamW" if self.weight_decay else "Adam", "sgd": "SGD"}.get(self.optimizer, self.optimizer)
+        decay) or ``SGD`` (momentum 0.9, weight decay coupled into the gradient; ``SGD-Nesterov`` with Nesterov
+        momentum), e.g. ``"AdamW lr 0.001 constant, wd 0.01"``."""
+        name = {"adam": "AdamW" if self.weight_decay else "Adam", "sgd": "SGD",
+                "sgd-nesterov": "SGD-Nesterov"}.get(self.optimizer, self.optimizer)
         return f"{name} lr {self.lr:g} {self.schedule}, wd {self.weight_decay:g}"
 
     def key(self) -> str:

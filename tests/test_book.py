@@ -179,13 +179,30 @@ def test_the_dashboard_has_one_panel_per_lens_with_intervals(smoke_book):
     values = synthesis.dashboard_values("smoke")
     assert list(values) == [name for name, _ in dashboard.PANELS.items()]
     fig = synthesis.dashboard_figure("smoke", values)
-    assert sum(ax.get_visible() for ax in fig.axes) == len(dashboard.PANELS)
+    assert sum(ax.get_visible() and bool(ax.get_title()) for ax in fig.axes) == len(dashboard.PANELS)
     for name, series in values.items():
         assert series, name
         for label, by_model in series.items():
             assert "mnist-standard" in by_model and len(by_model) >= 3, (name, label)
             with_interval = [iv for iv in by_model.values() if iv.low == iv.low]  # not NaN
             assert with_interval or "no interval" in dashboard.PANELS[name].note, (name, label)
+
+
+def test_the_dashboard_draws_l2_models_on_their_own_axis_only_where_measured():
+    """An L2 model goes on a second (top) x-axis of the panels that measured it, never on the L∞ axis."""
+    import rilib.chapters  # noqa: F401  (registers the panels)
+    from rilib.book import dashboard
+    from rilib.lenses.stats import Interval
+    a, b = list(dashboard.PANELS)[:2]
+    iv = lambda m: Interval(m, m - 0.1, m + 0.1, 10)  # noqa: E731
+    values = {a: {"s": {"std": iv(1.0), "linf": iv(2.0), "l2": iv(3.0)}}, b: {"s": {"std": iv(1.0), "linf": iv(2.0)}}}
+    fig = dashboard.figure(values, {"std": 0.0, "linf": 0.3}, l2_eps={"l2": 2.0})
+    titled = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert len(titled) == 2
+    tops = [ax for ax in fig.axes if ax not in titled and ax.get_visible() and ax.lines]
+    assert len(tops) == 1, "one top axis, for the one panel that measured the L2 model"
+    assert list(tops[0].lines[0].get_xdata()) == [2.0] and list(tops[0].lines[0].get_ydata()) == [3.0]
+    assert all(list(line.get_xdata()) == [0.0, 0.3] for ax in titled for line in ax.lines)
 
 
 def test_glue_values_turns_numpy_and_torch_scalars_into_python_numbers(monkeypatch):

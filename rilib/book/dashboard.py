@@ -52,17 +52,22 @@ def collect(profile: str | Profile) -> dict[str, Series]:
 
 
 def figure(values: Mapping[str, Series], train_eps: Mapping[str, float], columns: int = 4,
-           title: str = ""):
+           title: str = "", l2_eps: Mapping[str, float] | None = None):
     """One panel per entry of ``values`` (see :func:`collect`): each series as a line over the models of
     ``train_eps`` ({model: training ε}, the standard model at 0), with its 95 % interval as a vertical segment
     (drawn from its bounds, so an interval that does not contain its estimate, as a bootstrap interval of a biased
-    statistic may not, is shown as it is). Models a panel did not measure are left out of its line."""
+    statistic may not, is shown as it is). Models a panel did not measure are left out of its line.
+
+    Models of ``l2_eps`` ({model: training ε in the L2 norm}) are drawn on their own axis at the top of the panel,
+    as open squares joined by a dashed line in the colour of their series, and only in the panels that measured
+    them: an L2 radius and an L∞ radius are not on one scale."""
     import matplotlib.pyplot as plt
     use_style()
     names = list(values)
     rows = max(1, math.ceil(len(names) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False, sharex=True)
     order = sorted(train_eps, key=train_eps.get)
+    top_axes: dict = {}
     for ax, name in zip(axes.flat, names):
         p = PANELS[name]
         for series, by_model in values[name].items():
@@ -70,10 +75,14 @@ def figure(values: Mapping[str, Series], train_eps: Mapping[str, float], columns
             xs = [train_eps[m] for m in models]
             ivs = [by_model[m] for m in models]
             line, = ax.plot(xs, [iv.mean for iv in ivs], marker="o", label=series)
-            bounded = [(x, iv) for x, iv in zip(xs, ivs) if not (math.isnan(iv.low) or math.isnan(iv.high))]
-            if bounded:
-                ax.vlines([x for x, _ in bounded], [iv.low for _, iv in bounded], [iv.high for _, iv in bounded],
-                          color=line.get_color(), lw=1.5)
+            _intervals(ax, xs, ivs, line.get_color())
+            l2 = [m for m in sorted(l2_eps or {}, key=(l2_eps or {}).get) if m in by_model]
+            if l2:
+                top = top_axes.get(name) or top_axes.setdefault(name, ax.twiny())
+                l2_ivs = [by_model[m] for m in l2]
+                top.plot([l2_eps[m] for m in l2], [iv.mean for iv in l2_ivs], marker="s", mfc="none", ls="--",
+                         color=line.get_color())
+                _intervals(top, [l2_eps[m] for m in l2], l2_ivs, line.get_color())
         ax.set_title(f"{p.title} (ch. {p.chapter})")
         ax.set_ylabel(p.ylabel)
         if p.log:
@@ -85,6 +94,18 @@ def figure(values: Mapping[str, Series], train_eps: Mapping[str, float], columns
     for ax in axes.flat[:len(names)]:
         ax.set_xlabel("training ε (L∞, pixel scale [0, 1])")
         ax.xaxis.set_tick_params(labelbottom=True)
+    for top in top_axes.values():
+        top.set_xlim(0, 1.1 * max(l2_eps.values()))
+        top.set_xlabel("L2-trained models (open squares): training ε (L2)", fontsize=7)
+        top.tick_params(labelsize=7)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _intervals(ax, xs, ivs, color) -> None:
+    """95 % intervals as vertical segments at ``xs``, skipping those without bounds."""
+    bounded = [(x, iv) for x, iv in zip(xs, ivs) if not (math.isnan(iv.low) or math.isnan(iv.high))]
+    if bounded:
+        ax.vlines([x for x, _ in bounded], [iv.low for _, iv in bounded], [iv.high for _, iv in bounded],
+                  color=color, lw=1.5)

@@ -454,3 +454,25 @@ def interval_sweeps(sweeps: dict, ylabel: str, title: str = "") -> plt.Figure:
     if title:
         fig.suptitle(title)
     return fig
+
+
+def budget_scatter(points, xlabel: str, ylabel: str, title: str = "") -> plt.Figure:
+    """A scatter of ``(x, y, kind, group)`` points on a log x-axis: colour by ``kind`` (``standard`` grey, anything
+    else blue), marker by ``group`` (one marker per group, in order of appearance), with a legend of both."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    markers = dict(zip(dict.fromkeys(p[3] for p in points), "os^Dv"))
+    colors = {"standard": OBJECTIVE_COLORS["standard"]}
+    for (group, kind) in dict.fromkeys((p[3], p[2]) for p in points):
+        xs = [p[0] for p in points if p[3] == group and p[2] == kind]
+        ys = [p[1] for p in points if p[3] == group and p[2] == kind]
+        ax.scatter(xs, ys, marker=markers[group], color=colors.get(kind, OBJECTIVE_COLORS["pgd"]), alpha=0.8,
+                   label=f"{group}, {kind}")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=-0.02)
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return fig

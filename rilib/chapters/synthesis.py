@@ -12,7 +12,7 @@ import math
 from ..book import dashboard, ledger
 from ..book.papers import PAPERS
 from ..profiles import Profile, get_profile
-from .catalog import PGD_EPS, STANDARD, catalog_zoo
+from .catalog import L2_MODELS, PGD_EPS, STANDARD, all_specs, catalog_zoo
 
 #: Where each chapter's claims are on the built site (the pages sit side by side in ``book/``).
 CHAPTER_PAGES = {"1": "01_standard_and_robust", "2": "02_convolution_filters", "3": "03_saliency",
@@ -94,6 +94,12 @@ def train_eps(profile: str | Profile) -> dict[str, float]:
     return {STANDARD: 0.0, **{f"mnist-pgd-{e:g}": e for e in PGD_EPS if f"mnist-pgd-{e:g}" in zoo}}
 
 
+def l2_eps(profile: str | Profile) -> dict[str, float]:
+    """The L2 PGD-AT models, on the dashboard's second axis, at their L2 training ε."""
+    zoo = all_specs(get_profile(profile))
+    return {n: zoo[n].param_dict["eps"] for n in L2_MODELS if n in zoo}
+
+
 def dashboard_values(profile: str | Profile) -> dict:
     """Every dashboard panel's values (see :func:`rilib.book.dashboard.collect`)."""
     return dashboard.collect(profile)
@@ -101,9 +107,9 @@ def dashboard_values(profile: str | Profile) -> dict:
 
 def dashboard_figure(profile: str | Profile, values: dict):
     """The ε dashboard: one panel per lens the chapters register."""
-    return dashboard.figure(values, train_eps(profile),
+    return dashboard.figure(values, train_eps(profile), l2_eps=l2_eps(profile),
                             title="Every lens against training ε: standard model at 0, PGD-AT models at their ε "
-                                  "(mean and 95 % interval)")
+                                  "(mean and 95 % interval); L2 PGD-AT models on the top axis")
 
 
 def trends(profile: str | Profile, values: dict):
