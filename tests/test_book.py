@@ -92,7 +92,7 @@ def test_smoke_book_builds_the_saliency_chapter(smoke_book):
 def test_smoke_book_builds_the_inversion_chapter(smoke_book):
     root, _ = smoke_book
     page = (root / "_build" / "html" / "book" / "04_inversion.html").read_text()
-    assert len(re.findall(r"<img", page)) >= 6, "two inversion grids, loss curves, two generation grids, judges"
+    assert len(re.findall(r"<img", page)) >= 6, "the inversion and generation grids, loss curves, two generation grids, judges"
     text = re.sub(r"<[^>]+>", " ", page)
     assert re.search(r"The standard judge recognises\s+\d+\.\d%", text), "glued numbers must appear in the prose"
     assert "inversion from noise: SSIM" in page, "the score table"

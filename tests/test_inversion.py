@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rilib.lenses import inversion as inv
@@ -71,3 +72,21 @@ def test_ssim_and_psnr_of_an_image_with_itself_and_with_noise(mnist_small):
     assert torch.allclose(ssim, torch.ones(5)) and torch.isinf(psnr).all()
     ssim_n, psnr_n = inv.ssim_psnr(torch.rand(x.shape, generator=torch.Generator().manual_seed(0)), x)
     assert (ssim_n < 0.2).all() and (psnr_n < 10).all()
+
+
+def test_seed_differences_pair_replicates_and_take_a_student_t_interval():
+    from rilib.chapters import inversion as ch4
+    scores = {arm: {"recognised": [0.1, 0.2, 0.3]} for arm in ch4.SEEDED_ARMS}
+    scores["mnist-pgd-0.3"]["recognised"] = [0.3, 0.5, 0.4]  # differences 0.2, 0.3, 0.1: mean 0.2, s = 0.1
+    out = ch4.seed_differences(scores, "recognised")
+    diffs, iv = out["mnist-pgd-0.3"]
+    assert diffs == pytest.approx([0.2, 0.3, 0.1])
+    assert iv.mean == pytest.approx(0.2) and iv.half_width == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)
+    assert out["mnist-pgd-0.1"][0] == pytest.approx([0, 0, 0]) and set(out) == set(ch4.SEEDED_ARMS[1:])
+
+
+def test_generation_seeds_name_the_valid_kinds():
+    from rilib.chapters import inversion as ch4
+    from rilib.errors import UnknownNameError
+    with pytest.raises(UnknownNameError, match="pooled, class"):
+        ch4.generation_seeds("smoke", "uniform")

@@ -1,14 +1,23 @@
 """Chapter 4, "Representation inversion and class-specific generation" (``notebooks/04_inversion.md``), after
 Engstrom et al. (2019), Santurkar et al. (2019) and Boychev (2023).
 
-Inverts the representations of the catalogue's standard and robust models (PGD-AT at each ε, TRADES) and draws
-class-specific images with :mod:`rilib.lenses.inversion`, then scores them with judges that need no download:
+Inverts the representations of the catalogue's standard and robust models (PGD-AT at each L∞ ε, TRADES, and L2
+PGD-AT, the norm of the papers' models) as Engstrom et al. do (fake ReLU, a near-grey seed, an L2 ball of ε = 1000,
+until the loss stops falling or a cap of steps), and draws class-specific images with :mod:`rilib.lenses.inversion`
+from seeds that carry no class (one Gaussian of every class) and from Santurkar et al.'s class-conditional seeds.
+The images are scored by judges that need no download:
 
 - two **independent judges**, LeNet-5 (another architecture, another seed, the same training split), one trained
   standard and one with PGD-AT at ε = 0.3 (zoo group ``inversion-judges``): the share of generated images each
-  labels as their target class, where Boychev (2023) reports an FID computed with an Inception network;
+  labels as their target class (Wilson intervals, McNemar's test between models on the same seeds), and the
+  **Fréchet distance** between the standard judge's penultimate features of generated and of real test images,
+  the FID's recipe with the judge in place of the Inception network (Boychev 2023 reports FID);
 - for inversions: SSIM and PSNR to the target image (scikit-image) and the distance between the inversion and the
   target in the standard judge's representation.
+
+The claims are about training procedures, so they are decided on the Student-t interval over the catalogue's
+training seeds of each seeded arm (fewer images per extra seed model, :attr:`InversionSizes.seed_n`); per-image
+intervals of the headline models are the second column.
 
 :func:`images` computes every inversion and generation once per profile and zoo and caches them atomically
 under ``RILIB_CACHE/results`` as :class:`InversionImages`; the scores, figures and claims read that cache.
@@ -24,36 +33,40 @@ from .. import paths, zoo
 from ..book import plotting
 from ..book.dashboard import panel
 from ..book.exercises import exercise, prose_exercise
-from ..book.ledger import Measurement, claim, join_notes, nonfinite_note
+from ..book.ledger import Measurement, claim, join_notes, seed_verdict
 from ..data import first_per_class, load_dataset
 from ..evaluate import accuracy
-from ..lenses.inversion import (ClassGaussian, GenerationSettings, InversionSettings, generate, invert, recognised,
+from ..lenses.inversion import (ClassGaussian, FrechetReference, GenerationSettings, InversionSettings, generate,
+                                grey_seeds, invert, judge_features, pooled_gaussian_seeds, recognised,
                                 representation_distance, ssim_psnr)
-from ..lenses.stats import mean_ci
+from ..lenses.stats import Interval, bootstrap_ci, mcnemar, mean_ci, paired_ci, proportion_ci, seed_ci
 from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
 from ..zoo import ZOO_GROUPS, Spec
-from .catalog import ROBUST, STANDARD, catalog_zoo, describe, load_models, protocol_differs, train_zoo
-
+from .catalog import (L2_MODELS, ROBUST, STANDARD, all_specs, describe, load_models, protocol_differs,
+                      seed_names, train_zoo)
 
 
 @dataclass(frozen=True)
 class InversionSizes:
     """Sizes of the inversion chapter."""
 
-    n: int = 100                  # images inverted per model and seed kind (10 per class)
-    invert_steps: int = 300       # L2 steps of representation inversion (Engstrom et al.: 10,000)
+    n: int = 100                  # images inverted per headline model (10 per class)
+    invert_steps: int = 1000      # the cap of L2 steps of representation inversion (Engstrom et al.: 10,000)
     invert_step: float = 0.1      # their length (an MNIST digit has an L2 norm of about 9)
+    invert_tol: float = 0.005     # an image stops once its loss fell by no more than this fraction ...
+    invert_window: int = 50       # ... over this many steps
     gen_per_class: int = 10       # generated images per class and model
+    seed_n: int = 30              # images inverted per extra training-seed model (the first of each class)
 
 
 #: The chapter's sizes under each profile.
 SIZES: Registry[InversionSizes] = Registry("profile of the inversion chapter")
-SIZES.add("smoke", InversionSizes(n=20, invert_steps=30, gen_per_class=2))
+SIZES.add("smoke", InversionSizes(n=20, invert_steps=40, invert_window=10, gen_per_class=2, seed_n=10))
 SIZES.add("cpu", InversionSizes())
 SIZES.add("full", InversionSizes())  # the cpu sizes, on the full training set
-SIZES.add("paper", InversionSizes(n=1000, invert_steps=10_000, invert_step=0.1, gen_per_class=100))
+SIZES.add("paper", InversionSizes(n=1000, invert_steps=10_000, invert_tol=0.0, gen_per_class=100, seed_n=1000))
 
 
 def sizes(profile) -> InversionSizes:
@@ -61,12 +74,17 @@ def sizes(profile) -> InversionSizes:
     return SIZES[get_profile(profile).name]
 
 
-#: The models whose images the chapter compares, standard first.
-MODELS = (STANDARD, *ROBUST)
+#: The models whose images the chapter compares, standard first, then L∞-robust, then L2-robust.
+MODELS = (STANDARD, *ROBUST, *L2_MODELS)
+#: The arms with several training seeds whose claims are decided over seeds.
+SEEDED_ARMS = (STANDARD, "mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades")
 JUDGE_STANDARD, JUDGE_ROBUST = "mnist-judge-standard", "mnist-judge-robust"
 GENERATION = GenerationSettings()
+#: The generation seeds: ``pooled``, one Gaussian of every class (no class in the seed, the claims' test), and
+#: ``class``, Santurkar et al.'s class-conditional Gaussian.
+SEED_KINDS = ("pooled", "class")
 SEEDS_ROW = "seeds"   # the score table's row for the generation seeds alone
-_VERSION = 2          # bump when a computation changes, so cached images are recomputed
+_VERSION = 3          # bump when a computation changes, so cached images are recomputed
 
 
 @ZOO_GROUPS.register("inversion-judges")
@@ -87,6 +105,11 @@ plotting.STYLES.add(JUDGE_STANDARD, plotting.Style("judge-standard", plotting.OB
 plotting.STYLES.add(JUDGE_ROBUST, plotting.Style("judge-robust", plotting.OBJECTIVE_COLORS["pgd"]))
 
 
+def seed_models(profile) -> list[str]:
+    """The extra training seeds (replicates 1, 2, …) of :data:`SEEDED_ARMS` under ``profile``."""
+    return [n for arm in SEEDED_ARMS for n in seed_names(profile, arm)[1:]]
+
+
 def load(profile, progress: bool = True) -> tuple[dict, dict]:
     """(models, judges): the compared catalogue models and the two judges, trained on first use."""
     prof = get_profile(profile)
@@ -101,27 +124,40 @@ def load_judges(profile, progress: bool = True) -> dict:
 
 
 def inversion_settings(profile) -> InversionSettings:
+    """Engstrom et al.'s inversion (ε = 1000) with the profile's step, cap and stopping rule."""
     size = sizes(profile)
-    return InversionSettings(eps=1000.0, step_size=size.invert_step, steps=size.invert_steps)
+    return InversionSettings(eps=1000.0, step_size=size.invert_step, steps=size.invert_steps, tol=size.invert_tol,
+                             window=size.invert_window)
 
 
-def targets(profile) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x0, y0, other): ``n/10`` test images of every class ordered by class, and for each one an image of
-    the next class (the "another image" seed of the inversion)."""
+def targets(profile) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0, y0): ``n/10`` test images of every class, ordered by class."""
     prof = get_profile(profile)
     ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
     per = max(1, sizes(prof).n // ds.num_classes)
     idx = first_per_class(ds.y_test, per, ds.num_classes)
-    x0, y0 = ds.x_test[idx], ds.y_test[idx]
-    return x0, y0, x0.roll(-per, dims=0)
+    return ds.x_test[idx], ds.y_test[idx]
 
 
-def generation_seeds(profile) -> tuple[torch.Tensor, torch.Tensor]:
-    """(seeds, classes): ``gen_per_class`` class-conditional Gaussian seeds per class, fitted on the training
-    split (Santurkar et al. 2019)."""
+def seed_subset(profile) -> torch.Tensor:
+    """Indices into :func:`targets` of the images the extra training-seed models invert: the first
+    ``seed_n/10`` of each class."""
+    size = sizes(profile)
+    per, k = max(1, size.n // 10), max(1, min(size.n, size.seed_n) // 10)
+    return torch.tensor([c * per + j for c in range(10) for j in range(k)])
+
+
+def generation_seeds(profile, kind: str = "pooled") -> tuple[torch.Tensor, torch.Tensor]:
+    """(seeds, classes): ``gen_per_class`` seeds per target class, fitted on the training split: ``pooled``, one
+    Gaussian of every class (the seeds carry no class), or ``class``, a Gaussian per class (Santurkar et al. 2019)."""
+    if kind not in SEED_KINDS:
+        from ..errors import UnknownNameError
+        raise UnknownNameError(f"Unknown generation seed {kind!r}. Valid: {', '.join(SEED_KINDS)}.")
     prof = get_profile(profile)
     ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
     classes = torch.arange(ds.num_classes).repeat_interleave(sizes(prof).gen_per_class)
+    if kind == "pooled":
+        return pooled_gaussian_seeds(ds.x_train, len(classes), seed=0), classes
     return ClassGaussian(ds.x_train, ds.y_train).sample(classes, seed=0), classes
 
 
@@ -129,28 +165,33 @@ def generation_seeds(profile) -> tuple[torch.Tensor, torch.Tensor]:
 class InversionImages:
     """Every image of the chapter, on the CPU.
 
-    ``targets`` (n, C, H, W) and their ``labels``: n/10 test images per class, ordered by class; ``other``: for
-    each, an image of the next class (a seed); ``noise``: uniform-noise seeds; ``seeds`` and ``classes``: the
-    generation seeds and their target classes. ``inverted[kind][model]`` for kind ``noise`` or ``image``,
-    ``generated[model]``, and ``curves[run][model]``, the mean loss at every step of run ``invert-noise``,
-    ``invert-image`` or ``generate``.
+    ``targets`` (n, C, H, W) and their ``labels``: n/10 test images per class, ordered by class; ``noise``: the
+    near-grey seeds 0.5 + U[0, 0.05] of the inversion; ``subset``: the targets the extra seed models invert;
+    ``seeds[kind]`` and ``classes``: the generation seeds of each kind (:data:`SEED_KINDS`) and their target
+    classes. ``inverted[model]`` (the headline models on every target, the extra seed models on ``subset``),
+    ``steps[model]`` and ``converged[model]`` (the step each inversion stopped at, whether before the cap),
+    ``generated[kind][model]``, and ``curves[run][model]``, the mean loss at every step of run ``invert`` or
+    ``generate-<kind>``.
     """
 
     targets: torch.Tensor
     labels: torch.Tensor
-    other: torch.Tensor
     noise: torch.Tensor
-    seeds: torch.Tensor
+    subset: torch.Tensor
+    seeds: dict
     classes: torch.Tensor
     inverted: dict
+    steps: dict
+    converged: dict
     generated: dict
     curves: dict
 
 
 def _cache_path(prof: Profile):
-    specs = catalog_zoo(prof)
+    specs = all_specs(prof)
     settings = {"version": _VERSION, "profile": prof.name, "sizes": vars(sizes(prof)),
-                "models": {n: specs[n].key() for n in MODELS}, "generation": vars(GENERATION)}
+                "models": {n: specs[n].key() for n in (*MODELS, *seed_models(prof))},
+                "generation": vars(GENERATION)}
     return paths.results_path("inversion", prof.name, settings, ".pt")
 
 
@@ -166,120 +207,162 @@ def _images(prof: Profile, progress: bool) -> InversionImages:
     from tqdm import tqdm
 
     models, _ = load(prof, progress)
-    x0, y0, other = targets(prof)
-    noise = torch.rand(x0.shape, generator=torch.Generator().manual_seed(0))
-    seeds, classes = generation_seeds(prof)
+    models.update(load_models(prof, seed_models(prof), progress=progress))
+    x0, y0 = targets(prof)
+    noise = grey_seeds(x0.shape, seed=0)
+    subset = seed_subset(prof)
+    seeds = {}
+    for kind in SEED_KINDS:
+        seeds[kind], classes = generation_seeds(prof, kind)
     settings = inversion_settings(prof)
-    inverted, generated = {"noise": {}, "image": {}}, {}
-    curves = {"invert-noise": {}, "invert-image": {}, "generate": {}}
-    for name in tqdm(MODELS, desc="inversion and generation", disable=not progress):
+    inverted, steps, converged, generated = {}, {}, {}, {kind: {} for kind in SEED_KINDS}
+    curves = {"invert": {}, **{f"generate-{kind}": {} for kind in SEED_KINDS}}
+    for name in tqdm(list(models), desc="inversion and generation", disable=not progress):
         model = models[name]
-        for kind, seed in (("noise", noise), ("image", other)):
-            curve: list[float] = []
-            inverted[kind][name] = invert(model, x0, seed, settings, history=curve).cpu()
-            curves[f"invert-{kind}"][name] = torch.tensor(curve)
-        curve = []
-        generated[name] = generate(model, classes, seeds, GENERATION, history=curve).cpu()
-        curves["generate"][name] = torch.tensor(curve)
-    return InversionImages(x0, y0, other, noise, seeds, classes, inverted, generated, curves)
+        on = slice(None) if name in MODELS else subset
+        curve, info = [], {}
+        inverted[name] = invert(model, x0[on], noise[on], settings, fake_relu=True, history=curve, info=info).cpu()
+        curves["invert"][name], steps[name], converged[name] = torch.tensor(curve), info["steps"], info["converged"]
+        for kind in SEED_KINDS:
+            if kind == "class" and name not in MODELS:
+                continue  # the claims use the pooled seeds; Santurkar et al.'s are shown for the headline models
+            curve = []
+            generated[kind][name] = generate(model, classes, seeds[kind], GENERATION, history=curve).cpu()
+            curves[f"generate-{kind}"][name] = torch.tensor(curve)
+    return InversionImages(x0, y0, noise, subset, seeds, classes, inverted, steps, converged, generated, curves)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Figures
 
 def inversion_figures(results: InversionImages) -> dict:
-    """One row per class (the first target of each): the grids of inversions from noise and from another image,
-    and the loss curves of the inversions from noise. Keyed by figure name."""
+    """One row per class (the first target of each): the grid of inversions from the near-grey seed, and the loss
+    curves. Keyed by figure name."""
     per = len(results.targets) // 10
     rows = slice(0, None, per)
-    labels = results.labels[rows].tolist()
-    figures = {}
-    for kind, seed, title in (("noise", results.noise, "Inversion from uniform noise"),
-                              ("image", results.other, "Inversion from another test image (the next class)")):
-        cols = {"target": results.targets[rows], "seed": seed[rows]}
-        cols.update({n: results.inverted[kind][n][rows] for n in MODELS})
-        figures[f"fig_invert_{kind}"] = plotting.image_grid(cols, title=title, row_labels=labels,
-                                                            ylabel="target image (label)")
-    figures["fig_invert_curves"] = plotting.loss_curves(
-        {n: results.curves["invert-noise"][n] for n in MODELS}, ylabel="‖r(x) − r(x₀)‖ / ‖r(x₀)‖ (mean)",
-        title="Inversion from noise: convergence")
-    return figures
+    cols = {"target": results.targets[rows], "seed": results.noise[rows]}
+    cols.update({n: results.inverted[n][rows] for n in MODELS})
+    return {
+        "fig_invert_noise": plotting.image_grid(
+            cols, title="Inversion from a near-grey seed (0.5 + U[0, 0.05]), fake ReLU",
+            row_labels=results.labels[rows].tolist(), ylabel="target image (label)"),
+        "fig_invert_curves": plotting.loss_curves(
+            {n: results.curves["invert"][n] for n in MODELS},
+            ylabel="‖r(x) − r(x₀)‖ / ‖r(x₀)‖ (mean of best so far)",
+            title="Inversion: convergence (each curve ends when its last image stops)"),
+    }
 
 
-def final_distances(results: InversionImages, run: str = "invert-noise") -> dict[str, float]:
-    """The mean relative representation distance after the last step of ``run``, per model."""
-    return {n: float(results.curves[run][n][-1]) for n in MODELS}
+def final_distances(results: InversionImages) -> dict[str, float]:
+    """The mean relative representation distance at the end of the inversion, per headline model."""
+    return {n: float(results.curves["invert"][n][-1]) for n in MODELS}
 
 
-def generation_figures(profile, results: InversionImages, sweep_classes: int = 6) -> dict:
-    """The generation grid (one seed per class, every model) and the generation along the training-ε sweep
-    (the second seed of the first ``sweep_classes`` classes, standard and PGD-AT models). Keyed by figure name."""
+def convergence(results: InversionImages, profile) -> dict[str, dict]:
+    """Per headline model: how many of its inversions the stopping rule stopped before the cap (``converged``, of
+    ``n``), and the median and largest step at which they stopped."""
+    cap = sizes(profile).invert_steps
+    out = {}
+    for n in MODELS:
+        st = results.steps[n].double()
+        out[n] = {"converged": int(results.converged[n].sum()), "n": len(st), "median step": float(st.median()),
+                  "last step": int(st.max()), "cap": cap}
+    return out
+
+
+def convergence_table(results: InversionImages, profile):
+    """:func:`convergence` as a table, one row per model."""
+    import pandas as pd
+    rows = [{"model": plotting.model_label(n), **v} for n, v in convergence(results, profile).items()]
+    return pd.DataFrame(rows).set_index("model").style.set_caption(
+        "Inversions the stopping rule ended before the cap, and the step they stopped at")
+
+
+def generation_figures(profile, results: InversionImages) -> dict:
+    """One grid per seed kind: one seed per class, and what every model draws from it. Keyed by figure name."""
     k = len(results.classes) // 10
     first = slice(0, None, k)
-    cols = {"seed": results.seeds[first]}
-    cols.update({n: results.generated[n][first] for n in MODELS})
-    specs = catalog_zoo(get_profile(profile))
-    sweep_models = [n for n in MODELS if n == STANDARD or specs[n].objective == "pgd"]
-    second = torch.arange(sweep_classes) * k + min(1, k - 1)
-    return {
-        "fig_generate": plotting.image_grid(
-            cols, title=f"Class generation (L2, ε = {GENERATION.eps:g}, {GENERATION.steps} steps)",
-            row_labels=results.classes[first].tolist(), ylabel="target class"),
-        "fig_generate_sweep": plotting.image_grid(
-            {n: results.generated[n][second] for n in sweep_models},
-            title=f"Generation along the training-ε sweep (second seed of classes 0–{sweep_classes - 1})",
-            row_labels=results.classes[second].tolist(), ylabel="target class"),
-    }
+    figures = {}
+    for kind, title in (("pooled", "from seeds of one Gaussian of every class"),
+                        ("class", "from class-conditional seeds (Santurkar et al.)")):
+        cols = {"seed": results.seeds[kind][first]}
+        cols.update({n: results.generated[kind][n][first] for n in MODELS})
+        figures[f"fig_generate_{kind}"] = plotting.image_grid(
+            cols, title=f"Class generation {title} (L2, ε = {GENERATION.eps:g}, {GENERATION.steps} steps)",
+            row_labels=results.classes[first].tolist(), ylabel="target class")
+    return figures
 
 
 # ---------------------------------------------------------------------------------------------------
 # Scores
 
-def per_image_scores(results: InversionImages, judges: dict) -> dict[str, dict[str, torch.Tensor]]:
+def _real_features(profile, judge) -> torch.Tensor:
+    prof = get_profile(profile)
+    ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
+    return judge_features(judge, ds.x_test)
+
+
+def per_image_scores(results: InversionImages, judges: dict, models=MODELS) -> dict[str, dict[str, torch.Tensor]]:
     """Per-image scores per row (:data:`SEEDS_ROW`, the generation seeds alone as a baseline, then each model):
-    judge accuracies of generations and, for inversions from noise and from another image, SSIM, PSNR and
-    the distance in the standard judge's representation."""
+    judge recognition of generations from each seed kind and, for the inversions, SSIM, PSNR and the distance in
+    the standard judge's representation."""
     js, jr = judges[JUDGE_STANDARD], judges[JUDGE_ROBUST]
-    with torch.no_grad():
-        ref_rep = js.eval().representation(to_model(results.targets, js))
     rows = {}
-    for name in (SEEDS_ROW, *MODELS):
-        gen = results.seeds if name == SEEDS_ROW else results.generated[name]
-        row = {"generation: standard judge": recognised(js, gen, results.classes),
-               "generation: robust judge": recognised(jr, gen, results.classes)}
+    for name in (SEEDS_ROW, *models):
+        row = {}
+        for kind in SEED_KINDS:
+            if name != SEEDS_ROW and name not in results.generated[kind]:
+                continue
+            gen = results.seeds[kind] if name == SEEDS_ROW else results.generated[kind][name]
+            tag = "generation" if kind == "pooled" else "generation (class seeds)"
+            row[f"{tag}: standard judge"] = recognised(js, gen, results.classes)
+            row[f"{tag}: robust judge"] = recognised(jr, gen, results.classes)
         if name != SEEDS_ROW:
-            for kind in ("noise", "image"):
-                inv = results.inverted[kind][name]
-                row[f"inversion from {kind}: SSIM"], row[f"inversion from {kind}: PSNR (dB)"] = ssim_psnr(
-                    inv, results.targets)
-                with torch.no_grad():
-                    row[f"inversion from {kind}: judge feature distance"] = representation_distance(
-                        js, inv, ref_rep).cpu()
+            inv = results.inverted[name]
+            ref = results.targets if len(inv) == len(results.targets) else results.targets[results.subset]
+            row["inversion from noise: SSIM"], row["inversion from noise: PSNR (dB)"] = ssim_psnr(inv, ref)
+            with torch.no_grad():
+                ref_rep = js.eval().representation(to_model(ref, js))
+                row["inversion from noise: judge feature distance"] = representation_distance(js, inv, ref_rep).cpu()
         rows[name] = row
     return rows
 
 
+#: The recognition columns (shares of 0/1 values): Wilson intervals.
+def _is_share(col: str) -> bool:
+    return col.startswith("generation")
+
+
 def score_table(results: InversionImages, judges: dict):
-    """Mean and 95 % interval of every score, one row per model (``seeds``: the Gaussian seeds unchanged).
-    Columns ``<score>``, ``<score> ±`` (half-width) and ``<score> non-finite`` (values left out of the mean, for
-    example the infinite PSNR of an exact copy)."""
+    """Mean and 95 % interval of every score, one row per model (``seeds``: the Gaussian seeds unchanged): the
+    Wilson interval for the shares recognised, the normal interval for the rest. Columns ``<score>``,
+    ``<score> ±`` (half-width; for a Wilson interval, half its width, which is not centred on the share),
+    ``<score> low``/``high`` and ``<score> non-finite`` (values left out of the mean, for example the infinite PSNR
+    of an exact copy)."""
     import pandas as pd
     table = []
     for name, row in per_image_scores(results, judges).items():
         entry = {"model": name}
         for score, values in row.items():
-            iv = mean_ci(values)
+            iv = proportion_ci(float(values.mean()), len(values)) if _is_share(score) else mean_ci(values)
             entry[score], entry[f"{score} ±"], entry[f"{score} non-finite"] = iv.mean, iv.half_width, iv.nonfinite
+            entry[f"{score} low"], entry[f"{score} high"] = iv.low, iv.high
         table.append(entry)
     return pd.DataFrame(table).set_index("model")
 
 
 def display_scores(table, results: InversionImages):
-    """:func:`score_table` with ``mean ± half-width`` strings, one column per model, captioned, for the book."""
-    from ..book.display import mean_pm
-    return mean_pm(table).T.style.set_caption(
-        f"Mean ± half-width of the 95 % interval: {len(results.classes)} generated and {len(results.targets)} "
-        f"inverted images per model.")
+    """:func:`score_table` as ``mean [low, high]`` strings, one column per model, captioned, for the book."""
+    import pandas as pd
+    cols = [c for c in table.columns if f"{c} low" in table.columns]
+    shown = pd.DataFrame(index=table.index)
+    for c in cols:
+        shown[c] = ["–" if pd.isna(m) else f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+                    for m, lo, hi in zip(table[c], table[f"{c} low"], table[f"{c} high"])]
+    shown.index = [plotting.model_label(n) if n != SEEDS_ROW else n for n in shown.index]
+    return shown.T.style.set_caption(
+        f"Mean and 95 % interval (Wilson for the shares recognised): {len(results.classes)} generated and "
+        f"{len(results.targets)} inverted images per model.")
 
 
 def judge_accuracy(profile, judges: dict) -> dict[str, float]:
@@ -291,51 +374,242 @@ def judge_accuracy(profile, judges: dict) -> dict[str, float]:
 
 def eps_table(profile, table):
     """Rows of :func:`score_table` for the compared models, with their label, objective and training ε."""
-    specs = catalog_zoo(get_profile(profile))
+    specs = all_specs(get_profile(profile))
     return describe({n: specs[n] for n in MODELS}).join(table)
 
 
 def judge_figure(profile, table):
-    """The share of generated images each judge recognises, against the generating model's training ε, with the
-    seeds' own score as a dotted line."""
+    """The share of generated images (pooled seeds) each judge recognises, against the generating model's training
+    ε (L∞ models), the L2 models as dashed lines, and the seeds' own score as a dotted line."""
     import matplotlib.pyplot as plt
     eps = eps_table(profile, table)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
     for ax, col, label in zip(axes, ("generation: standard judge", "generation: robust judge"),
                               ("recognised by the standard judge", "recognised by the robust judge")):
-        e = eps.assign(low=eps[col] - eps[f"{col} ±"], high=eps[col] + eps[f"{col} ±"])
-        plotting.metric_vs_eps(e, col, "low", "high", ylabel=f"share {label}", ax=ax)
+        linf = eps.drop(index=list(L2_MODELS))
+        plotting.metric_vs_eps(linf, col, f"{col} low", f"{col} high", ylabel=f"share {label}", ax=ax)
+        for n in L2_MODELS:
+            ax.axhline(eps.loc[n, col], color=plotting.model_color(n), linestyle="--",
+                       label=f"{plotting.model_label(n)} (L2 ε, not on the axis)")
         ax.axhline(table.loc[SEEDS_ROW, col], color="#999999", linestyle=":", label="seeds alone")
         ax.set_ylim(0, 1.05)
-        ax.legend(loc="lower right")
+        ax.legend(loc="best", fontsize=7)
     return fig
+
+
+def recognition_tests(results: InversionImages, judges: dict, judge: str = JUDGE_STANDARD) -> dict:
+    """Per robust headline model: McNemar's exact test of its generations against the standard model's on the same
+    pooled seeds and targets (recognised by ``judge`` or not): {model: :class:`~rilib.lenses.stats.McNemar`}."""
+    j = judges[judge]
+    std = recognised(j, results.generated["pooled"][STANDARD], results.classes)
+    return {n: mcnemar(recognised(j, results.generated["pooled"][n], results.classes).bool(), std.bool())
+            for n in MODELS if n != STANDARD}
+
+
+def recognition_table(results: InversionImages, judges: dict):
+    """The share of generations (pooled seeds) the standard judge recognises per model, with its Wilson interval,
+    and McNemar's paired test against the standard model."""
+    import pandas as pd
+    js = judges[JUDGE_STANDARD]
+    tests = recognition_tests(results, judges)
+    rows = []
+    for n in (SEEDS_ROW, *MODELS):
+        x = results.seeds["pooled"] if n == SEEDS_ROW else results.generated["pooled"][n]
+        r = recognised(js, x, results.classes)
+        iv = proportion_ci(float(r.mean()), len(r))
+        t = tests.get(n)
+        rows.append({"model": n if n == SEEDS_ROW else plotting.model_label(n),
+                     "recognised (Wilson 95 %)": f"{iv.mean:.3f} [{iv.low:.3f}, {iv.high:.3f}]",
+                     "− standard (McNemar)": t.format() if t else "–"})
+    return pd.DataFrame(rows).set_index("model").style.set_caption(
+        "Generations from seeds of one Gaussian of every class, recognised by the standard judge")
+
+
+def frechet(results: InversionImages, judges: dict, profile, resamples: int = 200) -> dict[str, Interval]:
+    """The Fréchet distance between Gaussians fitted to the standard judge's penultimate features of each model's
+    generations (pooled seeds) and of the real test images of every class, with a 95 % bootstrap interval over the
+    generated images; the row :data:`SEEDS_ROW` is the seeds' own distance (the reference). Boychev (2023) reports
+    the same quantity in an Inception network's features (FID)."""
+    js = judges[JUDGE_STANDARD]
+    real = FrechetReference(_real_features(profile, js))
+    out = {}
+    for n in (SEEDS_ROW, *(m for m in MODELS if m in results.generated["pooled"])):
+        x = results.seeds["pooled"] if n == SEEDS_ROW else results.generated["pooled"][n]
+        out[n] = bootstrap_ci(judge_features(js, x), real.distance, resamples=resamples)
+    return out
+
+
+_MEMO: dict = {}
+
+
+def frechet_intervals(profile) -> dict[str, Interval]:
+    """:func:`frechet` of the chapter's cached images under ``profile``, computed once per process."""
+    prof = get_profile(profile)
+    key = ("frechet", str(_cache_path(prof)))
+    if key not in _MEMO:
+        _, judges = load(prof, progress=False)
+        _MEMO[key] = frechet(images(prof, progress=False), judges, prof)
+    return _MEMO[key]
+
+
+def frechet_figure(profile, intervals: dict):
+    """Fréchet distance to real test digits (standard judge's features) per model, with 95 % bootstrap intervals
+    (percentile intervals of a statistic biased upwards in small samples: they may lie above the estimate), and the
+    seeds' distance as a dotted line."""
+    import matplotlib.pyplot as plt
+    plotting.use_style()
+    fig, ax = plt.subplots(figsize=(7.0, 3.4))
+    names = [n for n in MODELS if n in intervals]
+    for i, n in enumerate(names):
+        iv = intervals[n]
+        # The bootstrap interval of a biased statistic need not contain the estimate: drawn from its bounds.
+        ax.vlines([i], [iv.low], [iv.high], color=plotting.model_color(n), lw=1.5)
+        ax.plot([i], [iv.mean], marker="o", color=plotting.model_color(n))
+    ax.axhline(intervals[SEEDS_ROW].mean, color="#999999", linestyle=":", label="seeds alone")
+    ax.set_xticks(range(len(names)), [plotting.model_label(n) for n in names], rotation=30, ha="right")
+    ax.set_ylabel("Fréchet distance (judge features², unitless)")
+    ax.set_title("Generations vs real test digits: Fréchet distance in the standard judge's features")
+    ax.legend(loc="best")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------
+# Over training seeds (the claims' test)
+
+def seed_scores(profile, progress: bool = False) -> dict:
+    """Per seeded arm, the list over its training seeds of the mean score of each measure: ``recognised`` (share of
+    generations from the pooled seeds the standard judge recognises), ``frechet`` (their Fréchet distance to real
+    test images) and the inversion scores on the targets every seed model inverts (``ssim``, ``psnr``,
+    ``feature distance``). Replicate 0 is the headline model restricted to those targets."""
+    prof = get_profile(profile)
+    key = ("seeds", str(_cache_path(prof)))
+    if key not in _MEMO:
+        _MEMO[key] = _seed_scores(prof, progress)
+    return _MEMO[key]
+
+
+def _seed_scores(prof: Profile, progress: bool) -> dict:
+    results = images(prof, progress)
+    _, judges = load(prof, progress)
+    js = judges[JUDGE_STANDARD]
+    real = FrechetReference(_real_features(prof, js))
+    ref = results.targets[results.subset]
+    with torch.no_grad():
+        ref_rep = js.eval().representation(to_model(ref, js))
+    out = {}
+    for arm in SEEDED_ARMS:
+        rows = {"recognised": [], "frechet": [], "ssim": [], "psnr": [], "feature distance": []}
+        for name in seed_names(prof, arm):
+            gen = results.generated["pooled"][name]
+            rows["recognised"].append(float(recognised(js, gen, results.classes).mean()))
+            rows["frechet"].append(real.distance(judge_features(js, gen)))
+            inv = results.inverted[name]
+            inv = inv[results.subset] if len(inv) == len(results.targets) else inv
+            ssim, psnr = ssim_psnr(inv, ref)
+            rows["ssim"].append(float(ssim.mean()))
+            rows["psnr"].append(float(psnr[torch.isfinite(psnr)].mean()))
+            with torch.no_grad():
+                rows["feature distance"].append(float(representation_distance(js, inv, ref_rep).mean()))
+        out[arm] = rows
+    return out
+
+
+def seed_differences(scores: dict, measure: str) -> dict[str, tuple[list, Interval]]:
+    """Per robust seeded arm: the differences robust − standard of ``measure``, replicate by replicate, and their
+    Student-t interval over seeds."""
+    std = scores[STANDARD][measure]
+    out = {}
+    for arm in SEEDED_ARMS[1:]:
+        diffs = [a - b for a, b in zip(scores[arm][measure], std)]
+        out[arm] = (diffs, seed_ci(diffs))
+    return out
+
+
+def seed_table(profile, scores: dict | None = None):
+    """Each measure's robust − standard difference over training seeds, per seeded robust arm: the Student-t 95 %
+    interval (3 seeds: t = 4.30)."""
+    import pandas as pd
+    scores = seed_scores(profile) if scores is None else scores
+    rows = []
+    for measure, label in MEASURES.items():
+        for arm, (diffs, iv) in seed_differences(scores, measure).items():
+            rows.append({"measure": label, "arm": plotting.model_label(arm),
+                         "per seed": ", ".join(f"{d:+.3f}" for d in diffs), "mean [95 % over seeds]": iv.format()})
+    return pd.DataFrame(rows).set_index(["measure", "arm"]).style.set_caption(
+        "Robust − standard, training seed by training seed (the claims' test)")
+
+
+#: The measures of :func:`seed_scores`, with their labels.
+MEASURES = {"recognised": "share recognised (standard judge)", "frechet": "Fréchet distance to test digits",
+            "ssim": "inversion SSIM", "psnr": "inversion PSNR (dB)",
+            "feature distance": "inversion judge feature distance"}
 
 
 # ---------------------------------------------------------------------------------------------------
 # Claims
 
-def _scores(profile):
-    _, judges = load(profile)
-    return score_table(images(profile), judges)
-
-
 @claim("ch4.robust-generations-recognised", chapter="4",
-       statement="Images generated from robust models are recognised as their target class by an independent "
-                 "standard judge far more often than images generated from the standard model.",
+       statement="Images generated from robust models, from seeds that carry no class, are recognised as their "
+                 "target class by an independent standard judge more often than images generated from the "
+                 "standard model.",
        papers=("boychev2023", "santurkar2019"), differs=protocol_differs)
 def _claim_generation(profile: Profile) -> Measurement:
-    t = _scores(profile)
+    prof = get_profile(profile)
+    results = images(prof)
+    _, judges = load(prof)
+    t = score_table(results, judges)
     col = "generation: standard judge"
-    std_high = t.loc[STANDARD, col] + t.loc[STANDARD, f"{col} ±"]
-    measured = {plotting.model_label(n): float(t.loc[n, col]) for n in MODELS}
-    failed = [n for n in ROBUST if not t.loc[n, col] - t.loc[n, f"{col} ±"] > std_high]
-    robust_judge = ", ".join(f"{plotting.model_label(n)} {t.loc[n, 'generation: robust judge']:.3f}" for n in MODELS)
-    n = sizes(profile).gen_per_class * 10
-    return Measurement(measured, f"share of {n} generated images per model labelled as their target by the standard "
-                       f"LeNet judge; each robust model's 95 % interval entirely above the standard model's",
-                       not failed, (f"not reproduced for: {', '.join(failed)}. " if failed else "")
-                       + f"Robust judge: {robust_judge}; Gaussian seeds alone: standard judge "
-                       f"{t.loc[SEEDS_ROW, col]:.3f}")  # recognition shares are 0/1 values: always finite
+    scores = seed_scores(prof)
+    measured = {plotting.model_label(n): f"{t.loc[n, col]:.3f} [{t.loc[n, f'{col} low']:.3f}, "
+                                         f"{t.loc[n, f'{col} high']:.3f}]" for n in MODELS}
+    measured["seeds alone"] = f"{t.loc[SEEDS_ROW, col]:.3f}"
+    failed = []
+    if prof.seeds > 1:
+        for arm, (diffs, iv) in seed_differences(scores, "recognised").items():
+            measured[f"{plotting.model_label(arm)} − standard over seeds"] = iv.format()
+            failed.append(seed_verdict(plotting.model_label(arm), diffs, iv, above=True))
+        test = (f"over {prof.seeds} training seeds of each seeded arm, the Student-t 95 % interval of robust − "
+                f"standard share recognised wholly above 0")
+    tests = recognition_tests(results, judges)
+    per_image = "; ".join(f"{plotting.model_label(n)} {m.format()}" for n, m in tests.items())
+    if prof.seeds <= 1:
+        failed = [f"{plotting.model_label(n)}: McNemar p = {m.p:.2g}, difference {m.difference:+.3f}"
+                  for n, m in tests.items() if n in ROBUST and not (m.difference > 0 and m.p < 0.05)]
+        test = "one training seed: McNemar's exact test against the standard model, p < 0.05 and a positive difference"
+    failed = [f for f in failed if f]
+    n = len(results.classes)
+    return Measurement(measured, f"share of {n} images generated per model from seeds of one Gaussian of every class "
+                       f"labelled as their target by the standard LeNet judge (Wilson 95 %); {test}",
+                       not failed, join_notes("; ".join(failed),
+                                              f"per image, headline models, McNemar on the same seeds: {per_image}; "
+                                              f"L2 models shown, one training seed"))
+
+
+@claim("ch4.robust-generations-closer-to-data", chapter="4",
+       statement="Images generated from robust models lie closer to real images in Fréchet distance (the FID's "
+                 "measure) than images generated from the standard model.",
+       papers=("boychev2023",), differs=protocol_differs)
+def _claim_frechet(profile: Profile) -> Measurement:
+    prof = get_profile(profile)
+    results = images(prof)
+    fd = frechet_intervals(prof)
+    measured = {plotting.model_label(n) if n != SEEDS_ROW else "seeds alone": fd[n].format(".1f")
+                for n in (SEEDS_ROW, *MODELS)}
+    failed = []
+    if prof.seeds > 1:
+        for arm, (diffs, iv) in seed_differences(seed_scores(prof), "frechet").items():
+            measured[f"{plotting.model_label(arm)} − standard over seeds"] = iv.format("+.1f")
+            failed.append(seed_verdict(plotting.model_label(arm), diffs, iv, above=False))
+        test = (f"over {prof.seeds} training seeds of each seeded arm, the Student-t 95 % interval of robust − "
+                f"standard Fréchet distance wholly below 0")
+    else:
+        failed = [plotting.model_label(n) for n in ROBUST if not fd[n].high < fd[STANDARD].low]
+        test = "one training seed: each robust model's bootstrap interval wholly below the standard model's"
+    failed = [f for f in failed if f]
+    return Measurement(measured, f"Fréchet distance between the standard LeNet judge's penultimate features of "
+                       f"{len(results.classes)} generations per model (pooled seeds) and of the test digits of every "
+                       f"class, 95 % bootstrap interval over the generations; {test}",
+                       not failed, join_notes("; ".join(failed), "L2 models shown, one training seed"))
 
 
 @claim("ch4.robust-inversions-closer", chapter="4",
@@ -343,56 +617,124 @@ def _claim_generation(profile: Profile) -> Measurement:
                  "in pixels (SSIM, PSNR) and in an independent judge's features.",
        papers=("boychev2023", "engstrom2019"), differs=protocol_differs)
 def _claim_inversion(profile: Profile) -> Measurement:
-    t = _scores(profile)
-    checks = {"SSIM": "higher", "PSNR (dB)": "higher", "judge feature distance": "lower"}
-    measured, failed = {}, []
-    for kind in ("noise", "image"):
-        for score, better in checks.items():
-            col = f"inversion from {kind}: {score}"
-            std = t.loc[STANDARD, col]
-            measured[f"{kind}/{score}"] = "; ".join(f"{plotting.model_label(n)} {t.loc[n, col]:.3f}" for n in MODELS)
+    prof = get_profile(profile)
+    results = images(prof)
+    _, judges = load(prof)
+    rows = per_image_scores(results, judges)
+    checks = {"SSIM": ("ssim", True), "PSNR (dB)": ("psnr", True), "judge feature distance": ("feature distance",
+                                                                                               False)}
+    measured, failed, per_image = {}, [], []
+    for score, (measure, higher) in checks.items():
+        col = f"inversion from noise: {score}"
+        finite = {n: rows[n][col][torch.isfinite(rows[n][col])] for n in MODELS}
+        measured[score] = "; ".join(f"{plotting.model_label(n)} {float(v.mean()):.3f}" for n, v in finite.items())
+        for n in MODELS[1:]:
+            iv = paired_ci(rows[n][col], rows[STANDARD][col])
+            per_image.append(f"{plotting.model_label(n)} {score} {iv.format('+.3f')}")
+        if prof.seeds > 1:
+            for arm, (diffs, iv) in seed_differences(seed_scores(prof), measure).items():
+                measured[f"{plotting.model_label(arm)} − standard, {score}, over seeds"] = iv.format()
+                failed.append(seed_verdict(f"{plotting.model_label(arm)} ({score})", diffs, iv, above=higher))
+        else:
             for n in ROBUST:
-                v = t.loc[n, col]
-                if not (v > std if better == "higher" else v < std):
-                    failed.append(f"{plotting.model_label(n)} ({kind}, {score})")
-    columns = [f"inversion from {kind}: {score}" for kind in ("noise", "image") for score in checks]
-    return Measurement(measured, "mean over the inverted images, for seeds of uniform noise and of another test image: "
-                       f"SSIM and PSNR higher, judge feature distance lower than {STANDARD}, for every robust model",
-                       not failed, join_notes(f"not reproduced for: {', '.join(failed)}" if failed else "",
-                                              nonfinite_note(t, columns, MODELS)))
+                iv = paired_ci(rows[n][col], rows[STANDARD][col])
+                if not (iv.low > 0 if higher else iv.high < 0):
+                    failed.append(f"{plotting.model_label(n)} ({score})")
+    failed = [f for f in failed if f]
+    size = sizes(prof)
+    test = (f"over {prof.seeds} training seeds of each seeded arm ({size.seed_n} targets per seed model), the "
+            f"Student-t 95 % interval of robust − standard wholly on the better side of 0" if prof.seeds > 1 else
+            "one training seed: the paired per-image interval wholly on the better side of 0")
+    return Measurement(measured, f"inversions from near-grey seeds (fake ReLU, ε = 1000, stopped when the loss "
+                       f"falls by ≤ {size.invert_tol:g} over {size.invert_window} steps, cap {size.invert_steps}): "
+                       f"SSIM and PSNR higher, judge feature distance lower; {test}", not failed,
+                       join_notes("; ".join(failed), "per image, headline models, robust − standard (paired): "
+                                  + "; ".join(per_image)))
+
+
+def recipe_table(profile):
+    """The chapter's recipe under ``profile`` against Engstrom et al.'s, Santurkar et al.'s and Boychev's, with why
+    each difference exists."""
+    from ..book.display import recipe_table as table
+    prof = get_profile(profile)
+    size = sizes(prof)
+    spec = all_specs(prof)["mnist-pgd-0.3"]
+    ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
+    return table([
+        ("dataset", f"{ds.description}: {len(ds.y_train):,} training, {len(ds.y_test):,} test digits",
+         "Engstrom, Santurkar: ImageNet, CIFAR-10 (and restricted ImageNet); Boychev: CIFAR-10",
+         "offline on 2 cores; MNIST's digits are what the book's models classify"),
+        ("architecture", f"{spec.arch} (four 3×3 convolutions, FC-128); judges: LeNet-5",
+         "ResNet-50 (Engstrom, Santurkar); ResNet-18 (Boychev)", "a network small enough to train many times"),
+        ("robust training", "PGD-7 AT, L∞ ε = 0.1, 0.2, 0.3, TRADES; L2 ε = 1.5, 2.0; AdamW",
+         "L2 PGD-AT (ImageNet ε = 3, CIFAR-10 ε = 0.5 to 1); SGD",
+         "the book's zoo is L∞ first; the L2 models match the papers' norm at MNIST's usual L2 budgets"),
+        ("inversion", f"fake ReLU, near-grey seed 0.5 + U[0, 0.05], L2 ε = 1000, step {size.invert_step:g}, until "
+                      f"the loss falls by ≤ {size.invert_tol:g} over {size.invert_window} steps, cap "
+                      f"{size.invert_steps:,}",
+         "fake ReLU, seed of noise or another image, L2 ε = 1000, step 1, 10,000 steps",
+         "2 cores: a lower cap, and a stopping rule that ends each image when more steps change little; the step "
+         "is scaled to a 28×28 digit (norm ≈ 9)"),
+        ("generation", f"L2 ε = {GENERATION.eps:g}, step {GENERATION.step_size:g}, {GENERATION.steps} steps, from "
+                       f"seeds of one Gaussian of every class (and class-conditional ones)",
+         "Santurkar: ε = 30 on CIFAR-10 (ε = 40 on ImageNet), step 0.5, 60 steps, class-conditional seeds",
+         "ε scaled by √(784/3072); class-free seeds so that the seed alone scores chance"),
+        ("judge and metric", "independent LeNet judges: share recognised (Wilson, McNemar) and Fréchet distance "
+                             "in the standard judge's features; SSIM, PSNR, judge feature distance",
+         "FID with Inception-v3 (Boychev: 152.5 standard vs 86.4 robust); Engstrom, Santurkar: images shown",
+         "no download here, and Inception features are learned on photographs, not digits"),
+        ("intervals", f"Student-t over {prof.seeds} training seeds per arm ({size.seed_n} inverted targets per extra "
+                      f"seed model); per-image intervals as a second column",
+         "none reported", "a claim about a training procedure needs an interval over seeds"),
+    ], prof)
 
 
 __all__ = ["InversionSizes", "SIZES", "sizes", "judges_zoo", "load", "load_judges", "inversion_settings", "targets",
-           "generation_seeds", "InversionImages", "images", "inversion_figures", "final_distances",
-           "generation_figures", "per_image_scores", "score_table", "display_scores", "judge_accuracy", "eps_table",
-           "judge_figure", "MODELS", "JUDGE_STANDARD", "JUDGE_ROBUST", "GENERATION"]
+           "seed_subset", "seed_models", "generation_seeds", "InversionImages", "images", "inversion_figures",
+           "final_distances", "convergence", "convergence_table", "generation_figures", "per_image_scores",
+           "score_table", "display_scores", "judge_accuracy", "eps_table", "judge_figure", "recognition_tests",
+           "recognition_table", "frechet", "frechet_intervals", "frechet_figure", "seed_scores", "seed_differences",
+           "seed_table", "recipe_table", "exercise_settings", "MODELS", "SEEDED_ARMS", "SEED_KINDS", "JUDGE_STANDARD",
+           "JUDGE_ROBUST", "GENERATION"]
 
 
 # ---------------------------------------------------------------------------------------------------
 # The synthesis page's ε dashboard
 
 def _intervals(profile: Profile, columns: dict) -> dict:
-    """``{label: {model: mean_ci of the per-image scores of column}}`` for ``columns`` = {column: label}: the
-    intervals :func:`score_table` reports, for each compared model."""
+    """``{label: {model: interval of the per-image scores of column}}`` for ``columns`` = {column: label}: the
+    intervals :func:`score_table` reports (Wilson for shares), for each compared model."""
     _, judges = load(profile)
     scores = per_image_scores(images(profile), judges)
-    return {label: {m: mean_ci(scores[m][c]) for m in MODELS} for c, label in columns.items()}
+
+    def iv(values, c):
+        return proportion_ci(float(values.mean()), len(values)) if _is_share(c) else mean_ci(values)
+    return {label: {m: iv(scores[m][c], c) for m in MODELS} for c, label in columns.items()}
 
 
 @panel("inversion", title="Representation inversion", chapter="4",
        ylabel="judge-feature distance to target")
 def _panel_inversion(profile: Profile) -> dict:
-    """Distance of the inversions (from noise, from another image) to their targets in the standard LeNet
-    judge's representation: lower is closer. Mean and 95 % interval over the targets."""
-    return _intervals(profile, {"inversion from noise: judge feature distance": "from noise",
-                                "inversion from image: judge feature distance": "from another image"})
+    """Distance of the inversions (from the near-grey seed) to their targets in the standard LeNet judge's
+    representation: lower is closer. Mean and 95 % interval over the targets."""
+    return _intervals(profile, {"inversion from noise: judge feature distance": "from a near-grey seed"})
 
 
 @panel("generation", title="Class generation", chapter="4", ylabel="share recognised as target class")
 def _panel_generation(profile: Profile) -> dict:
-    """Share of the generated images each LeNet judge labels as their target class, with 95 % intervals."""
+    """Share of the generated images (seeds of one Gaussian of every class) each LeNet judge labels as their target
+    class, with Wilson 95 % intervals."""
     return _intervals(profile, {"generation: standard judge": "standard judge",
                                 "generation: robust judge": "robust judge"})
+
+
+@panel("frechet", title="Generation: Fréchet distance", chapter="4",
+       ylabel="Fréchet distance to test digits (judge features)")
+def _panel_frechet(profile: Profile) -> dict:
+    """Fréchet distance between the standard judge's features of the generations (pooled seeds) and of the real
+    test digits, with a 95 % bootstrap interval over the generations: lower is closer to real digits."""
+    fd = frechet_intervals(profile)
+    return {"generated vs test digits": {m: fd[m] for m in MODELS}}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -400,8 +742,16 @@ def _panel_generation(profile: Profile) -> dict:
 
 #: The models of the exercises: the standard model and PGD-AT at ε = 0.3.
 EXERCISE_MODELS = (STANDARD, "mnist-pgd-0.3")
-#: ``ex-ch4-fake-relu`` inverts the first ``FAKE_RELU_N`` test images of the profile.
-FAKE_RELU_N = 10
+#: ``ex-ch4-fake-relu`` inverts the first ``FAKE_RELU_N`` test images of the profile, for at most
+#: ``FAKE_RELU_STEPS`` steps.
+FAKE_RELU_N, FAKE_RELU_STEPS = 10, 300
+
+
+def exercise_settings(profile) -> InversionSettings:
+    """The chapter's inversion settings with the cap lowered to :data:`FAKE_RELU_STEPS` (the exercise's budget)."""
+    from dataclasses import replace
+    settings = inversion_settings(profile)
+    return replace(settings, steps=min(settings.steps, FAKE_RELU_STEPS))
 
 
 @exercise("ex-ch4-fake-relu", chapter="4", title="Inverting through dead units", difficulty="medium", minutes=20,
@@ -410,12 +760,12 @@ FAKE_RELU_N = 10
                    f"{' and '.join(EXERCISE_MODELS)}: the mean over the first {FAKE_RELU_N} test images of the "
                    f"relative representation distance (in the model's own penultimate layer, unitless) and of the "
                    f"SSIM to the target of their inversions from uniform noise (a generator seeded with 0), with "
-                   f"the chapter's inversion settings, with and without the fake ReLU")
+                   f"the exercise's inversion settings (ch4.exercise_settings), with and without the fake ReLU")
 def _ex_fake_relu(prof: Profile) -> dict:
     ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
     x0 = ds.x_test[:FAKE_RELU_N]
     noise = torch.rand(x0.shape, generator=torch.Generator().manual_seed(0))
-    settings = inversion_settings(prof)
+    settings = exercise_settings(prof)
     models = load_models(prof, EXERCISE_MODELS, progress=False)
     out = {}
     for name in EXERCISE_MODELS:
