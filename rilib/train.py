@@ -8,7 +8,8 @@ Registered: ``standard`` (cross-entropy), ``pgd`` (Madry et al. 2018), ``trades`
 "Theoretically Principled Trade-off between Robustness and Accuracy"), ``fgsm_rs`` (Wong et al. 2020,
 "Fast is better than free"); for the Lipschitz chapter ``input_gradient_penalty`` (Ross & Doshi-Velez 2018),
 ``jacobian_penalty`` (Hoffman et al. 2019), ``label_smoothing``, ``distillation`` (Papernot et al. 2016) and
-``noise_consistency`` (average-case smoothness, with the orientation term kept).
+``ce_random_kl`` (cross-entropy plus the KL to a random neighbour: average-case smoothness, with the orientation
+term kept).
 
 :func:`fit` trains with fixed seeds, a tqdm bar, a checkpoint at the end of every epoch, and resumes an
 interrupted run from its last checkpoint. Each epoch seeds a fork of the generators from (seed, epoch), so a
@@ -163,13 +164,14 @@ def distillation(model, x, y, *, teacher: nn.Module, temperature: float) -> tupl
     return -(soft * F.log_softmax(logits / temperature, dim=1)).sum(1).mean(), logits
 
 
-@OBJECTIVES.register("noise_consistency")
-def noise_consistency(model, x, y, *, eps: float, beta: float = 6.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Average-case smoothness with the orientation term kept: CE(f(x), y) + β · KL(f(x) ‖ f(x + δ)) with δ uniform
-    in the L∞ ε-ball (the cross-entropy is Helland & VanHoudnos's orientation term; the KL is undirected).
-    TRADES's penalty with the worst-case δ replaced by a random one (compare stability training, Zheng et al.
-    2016): it penalises how much the output changes near x on average, but not along the direction in which it
-    changes fastest, which is the direction the decision boundary faces."""
+@OBJECTIVES.register("ce_random_kl")
+def ce_random_kl(model, x, y, *, eps: float, beta: float = 6.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy plus the KL to a random neighbour: CE(f(x), y) + β · KL(f(x) ‖ f(x + δ)), δ uniform in the
+    L∞ ε-ball (clipped to [0, 1]). Average-case smoothness with the orientation term kept: the cross-entropy is
+    Helland & VanHoudnos's (2021) orientation term; the KL is TRADES's (Zhang et al. 2019) smoothness penalty with
+    its worst-case δ replaced by a random one (compare stability training, Zheng et al. 2016). It penalises how much
+    the output changes near x on average, not along the direction in which it changes fastest. With β = 0 it is
+    the standard objective."""
     logits = model(x)
     x_noisy = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
     smooth = F.kl_div(F.log_softmax(model(x_noisy), dim=1), F.softmax(logits, dim=1), reduction="batchmean")

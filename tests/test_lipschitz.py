@@ -74,7 +74,7 @@ def test_controls_reduce_to_their_definitions(tiny_standard, mnist_small):
     x, y = mnist_small.x_test[:8], mnist_small.y_test[:8]
     loss, logits = OBJECTIVES["label_smoothing"](tiny_standard, x, y, alpha=0.1)
     assert torch.allclose(loss, F.cross_entropy(logits, y, label_smoothing=0.1))
-    loss, logits = OBJECTIVES["noise_consistency"](tiny_standard, x, y, eps=0.3, beta=0.0)
+    loss, logits = OBJECTIVES["ce_random_kl"](tiny_standard, x, y, eps=0.3, beta=0.0)
     assert torch.allclose(loss, F.cross_entropy(logits, y))
     loss, logits = OBJECTIVES["standard"](tiny_standard, x, y, temperature=4.0)
     assert torch.allclose(loss, F.cross_entropy(logits / 4.0, y))
@@ -184,3 +184,109 @@ def test_kl_lipschitz_of_a_linear_softmax_model_has_its_closed_form():
     assert (logit1 <= exact * (1 + 1e-4)).all() and (logit1 >= 0.9 * exact).all(), (logit1, exact)
     with pytest.raises(rilib.errors.UnknownNameError, match="Valid: logit, kl"):
         lipschitz.local_lipschitz(Linear(w), x, eps, space="probability")
+
+
+def test_ce_random_kl_adds_beta_times_the_kl_to_a_uniform_neighbour_of_a_linear_softmax_model():
+    """Two classes with logits [aᵀx, 0]: p(x) = sigmoid(aᵀx), and with δ the uniform draw the objective makes (the
+    same generator state), KL(p(x) ‖ p(x + δ)) has its Bernoulli closed form. ε = 0 leaves the cross-entropy alone
+    whatever β, and the old name is gone."""
+    torch.manual_seed(0)
+    a = torch.randn(8)
+    model = Linear(torch.stack([a, torch.zeros(8)]))
+    x = 0.35 + 0.3 * torch.rand(6, 1, 2, 4)            # x ± 0.3 stays inside [0, 1]: no clipping
+    y = torch.randint(0, 2, (6,))
+    eps, beta = 0.3, 2.5
+    with rilib.rng.seeded(3):
+        loss, logits = OBJECTIVES["ce_random_kl"](model, x, y, eps=eps, beta=beta)
+    with rilib.rng.seeded(3):
+        delta = torch.empty_like(x).uniform_(-eps, eps)
+    p, q = torch.sigmoid(x.flatten(1) @ a), torch.sigmoid((x + delta).flatten(1) @ a)
+    kl = p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()
+    assert torch.allclose(loss, F.cross_entropy(logits, y) + beta * kl.mean(), rtol=1e-5)
+    loss0, logits0 = OBJECTIVES["ce_random_kl"](model, x, y, eps=0.0, beta=beta)
+    assert torch.allclose(loss0, F.cross_entropy(logits0, y))
+    assert "noise_consistency" not in OBJECTIVES
+
+
+def test_the_chapter_arms_and_replicates_have_the_recipes_they_claim():
+    """TRADES at ε = 0.1 is the catalogue's TRADES with ε (and its monitor) changed, nothing else; the replicates
+    of the seeded arms are their arm with a seed no other model of the book uses; every claim arm has the profile's
+    seeds, the arm's own name first."""
+    import rilib.chapters  # noqa: F401
+    from rilib.chapters import catalog
+    from rilib.chapters import lipschitz as ch5
+    prof = rilib.get_profile("cpu")
+    specs = ch5.lipschitz_zoo(prof)
+    trades = catalog.catalog_zoo(prof)["mnist-trades"]
+    new = specs[ch5.TRADES_EPS]
+    assert new.param_dict == {**trades.param_dict, "eps": ch5.EPS} and new.monitor_eps == ch5.EPS
+    assert new.to_dict() | {"params": None, "monitor_eps": None} == trades.to_dict() | {"params": None,
+                                                                                         "monitor_eps": None}
+    assert specs[ch5.RANDOM_KL].objective == "ce_random_kl"
+    others = {s.seed for n, s in {**catalog.all_specs(prof), **specs}.items() if not n.endswith(("-seed1", "-seed2"))}
+    catalog_seeds = {s.seed for s in catalog.seeds_zoo(prof).values()}
+    for arm in ch5.SEEDED_ARMS:
+        names = ch5.arm_seeds(prof, arm)
+        assert names[0] == arm and len(names) == prof.seeds
+        for n in names[1:]:
+            assert specs[n].to_dict() | {"seed": 0} == specs[arm].to_dict() | {"seed": 0}
+            assert specs[n].seed not in others | catalog_seeds
+    assert {n for arm in ch5.CLAIM_ARMS for n in ch5.arm_seeds(prof, arm)[1:]} == set(ch5.replicate_specs(prof))
+    assert not set(ch5.replicate_specs(prof)) & set(ch5.arms(prof)), "the table shows seed 0 only"
+    assert ch5.arm_seeds("smoke", ch5.MAIN_GP) == [ch5.MAIN_GP]
+    with pytest.raises(rilib.errors.UnknownNameError, match="Arms with seeds: mnist-standard"):
+        ch5.arm_seeds(prof, ch5.DISTILLED)
+
+
+def _fake_results(per_arm: dict, prof):
+    """ArmResults and SeedResults whose every per-image measurement of seed r of arm A is a constant tensor
+    ``per_arm[A][r]`` (50 images), and whose attack accuracies are the same numbers."""
+    from rilib.chapters import lipschitz as ch5
+    res_img, res_acc, seed_img, seed_acc = {}, {}, {}, {}
+    for arm, values in per_arm.items():
+        for name, v in zip(ch5.arm_seeds(prof, arm), values):
+            img = {k: torch.full((50,), float(v)) for k in ch5.PER_IMAGE}
+            acc = {"clean acc": 0.99, "strong attack acc": float(v), "stronger attack acc": float(v),
+                   ch5.AT_TEMPERATURE: None}
+            if name == arm:
+                res_img[name], res_acc[name] = img, acc
+            else:
+                seed_img[name] = {k: img[k] for k in ch5.SEED_PER_IMAGE}
+                seed_acc[name] = {k: acc[k] for k in ("strong attack acc", "stronger attack acc")}
+    return ch5.ArmResults(res_acc, res_img), ch5.SeedResults(seed_acc, seed_img)
+
+
+def test_seed_differences_pair_seed_r_with_seed_r_and_decide_the_claims(monkeypatch):
+    """Seed r of the gradient penalty minus seed r of the standard arm: with values chosen so that any other pairing
+    gives other differences, the differences are 0.18, 0.2, 0.22 and the interval is 0.2 ± t₀.₉₇₅,₂ · 0.02/√3. The
+    robustness claim holds on them, and fails as "not reproduced" when one seed pair points the other way."""
+    import math
+
+    import rilib.chapters  # noqa: F401
+    from scipy import stats as st
+
+    from rilib.chapters import lipschitz as ch5
+    prof = rilib.get_profile("cpu")
+    std = [0.50, 0.30, 0.10]
+    values = {ch5.STANDARD: std, ch5.MAIN_GP: [s + d for s, d in zip(std, (0.18, 0.2, 0.22))]}
+    values.update({a: [0.4, 0.4, 0.4] for a in ch5.CLAIM_ARMS if a not in values})
+    res, seeds = _fake_results(values, prof)
+    diffs, iv = ch5.seed_difference(prof, ch5.MAIN_GP, ch5.STANDARD, "alignment", res, seeds)
+    assert diffs == pytest.approx([0.18, 0.2, 0.22])
+    half = st.t.ppf(0.975, 2) * 0.02 / math.sqrt(3)
+    assert (iv.mean, iv.low, iv.high) == pytest.approx((0.2, 0.2 - half, 0.2 + half))
+    diffs, _ = ch5.seed_difference(prof, ch5.MAIN_GP, ch5.STANDARD, "stronger attack acc", res, seeds)
+    assert diffs == pytest.approx([0.18, 0.2, 0.22])
+    assert ch5.seed_spread(prof, res, seeds) == pytest.approx({"strong_min_standard": 0.1, "strong_max_standard": 0.5,
+                                                               "strong_min_gp": 0.32, "strong_max_gp": 0.68})
+    monkeypatch.setattr(ch5, "measure", lambda profile, progress=True: res)
+    monkeypatch.setattr(ch5, "measure_seeds", lambda profile, progress=True: seeds)
+    from rilib.book.ledger import CLAIMS
+    assert CLAIMS["ch5.gradient-penalty-is-robust"].measure(prof).passed
+    # alignment: the gradient penalty is above the standard arm at every seed, the other arms are not
+    m = CLAIMS["ch5.orientation-and-smoothness-raise-alignment"].measure(prof)
+    assert not m.passed and "gp-l1-0.1" not in m.note and "pgd-0.1 − standard: not reproduced" in m.note
+    values[ch5.MAIN_GP] = [s + d for s, d in zip(std, (0.18, 0.2, -0.05))]
+    res, seeds = _fake_results(values, prof)
+    m = CLAIMS["ch5.gradient-penalty-is-robust"].measure(prof)
+    assert not m.passed and "not reproduced, 2 of 3 seeds" in m.note

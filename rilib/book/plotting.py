@@ -20,7 +20,7 @@ SIGNED_CMAP = "RdBu_r"
 OBJECTIVE_COLORS = {"standard": "#4d4d4d", "pgd": "#1f77b4", "trades": "#2ca02c", "fgsm_rs": "#d62728",
                     "input_gradient_penalty": "#9467bd", "input_gradient_penalty_l2": "#c5b0d5",
                     "jacobian_penalty": "#8c564b", "label_smoothing": "#ff7f0e", "distillation": "#e377c2",
-                    "noise_consistency": "#bcbd22"}
+                    "ce_random_kl": "#bcbd22"}
 _PGD_SHADES = {0.1: "#9ecae1", 0.2: "#4292c6", 0.3: "#08519c"}
 
 

@@ -16,12 +16,17 @@ standard, PGD-AT and TRADES models, and measures per model:
 - Etmann et al.'s alignment (:func:`rilib.lenses.metrics.alignment`, shared with chapter 3);
 - the mean confidence (largest softmax probability) on clean test images.
 
+The claims are about training procedures, so the arms that decide them are trained at the profile's ``seeds``:
+the catalogue's replicates of the standard, PGD-AT and TRADES models, and the chapter's own replicates of
+:data:`SEEDED_ARMS` (zoo group ``lipschitz``); :func:`measure_seeds` measures the replicates, and each claim is
+decided on the Student-t interval over seed pairs, with the per-image interval of the seed-0 models beside it.
+
 Measurements are cached atomically under ``RILIB_CACHE/results`` per profile and zoo, as :class:`ArmResults`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -31,19 +36,20 @@ from ..attacks import PGD, WorstOf, margin_loss
 from ..book import plotting
 from ..book.dashboard import panel
 from ..book.exercises import exercise, prose_exercise
-from ..book.ledger import Measurement, claim, join_notes, margins_claim, nonfinite_note
+from ..book.ledger import Measurement, claim, join_notes, seed_verdict
 from ..data import first_per_class, load_dataset
 from ..evaluate import accuracy
 from ..lenses.lipschitz import gradient_l1, local_lipschitz, margin_ratio
 from ..lenses.metrics import alignment
 from ..lenses.saliency import Gradient
-from ..lenses.stats import Interval, mean_ci, paired_ci
+from ..lenses.stats import Interval, mean_ci, paired_ci, proportion_ci, seed_ci
 from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
 from ..rng import seeded
 from ..zoo import ZOO_GROUPS, Spec
-from .catalog import STANDARD, catalog_zoo, protocol_differs, strong_attack, train_eps, train_zoo
+from .catalog import (SEEDED, STANDARD, catalog_zoo, protocol_differs, seed_name, seed_names, strong_attack,
+                      train_eps, train_zoo)
 
 
 EPS = 0.1                      #: the chapter's L∞ radius: evaluation, Lipschitz ball and the main penalty weight
@@ -56,11 +62,25 @@ DISTILLED = f"mnist-distilled-t{TEMPERATURE:g}"
 FROM_CATALOG = (STANDARD, "mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades")
 #: The arms with both orientation and smoothness, in the claims.
 ORIENTED_SMOOTH = ("mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades", MAIN_GP)
+LABEL_SMOOTHING = "mnist-label-smoothing"
+#: Cross-entropy plus the KL to a random point of the ε-ball: average-case smoothness, orientation kept.
+RANDOM_KL = "mnist-ce-random-kl"
+#: TRADES at the chapter's ε: the orientation term exactly as in standard training (cross-entropy on clean images)
+#: plus a worst-case smoothness penalty that never sees the label, so it cannot re-orient the boundary.
+TRADES_EPS = f"mnist-trades-{EPS:g}"
+#: The chapter's own arms trained at the profile's ``seeds`` (the claims need them); the catalogue's arms of the
+#: claims have their seeds in the catalogue (``catalog.SEEDED``).
+SEEDED_ARMS = (MAIN_GP, LABEL_SMOOTHING)
+#: Every arm a claim compares, whose replicates :func:`measure_seeds` measures.
+CLAIM_ARMS = (STANDARD, *ORIENTED_SMOOTH, LABEL_SMOOTHING)
+#: The arms whose replicates are also attacked (the robustness claim).
+ATTACKED_ARMS = (STANDARD, MAIN_GP)
 #: Per-image measurements of every arm.
 PER_IMAGE = ("lipschitz", "kl lipschitz", "margin ratio", "grad l1", "alignment", "confidence")
 #: The accuracy of the distilled student under the strong attack with its logits divided by its temperature.
 AT_TEMPERATURE = "strong attack acc, logits ÷ T"
-_VERSION = 5
+_VERSION = 6
+_SEEDS_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -87,8 +107,11 @@ def sizes(profile) -> LipschitzSizes:
 
 @ZOO_GROUPS.register("lipschitz")
 def lipschitz_zoo(profile: Profile) -> dict[str, Spec]:
-    """The new arms, trained like the catalogue's standard model (AdamW, lr 1e-3, wd 0.01, same epochs). The
-    distilled student's spec holds its teacher's spec, so training the student trains the teacher first."""
+    """The new arms, trained like the catalogue's standard model (AdamW, lr 1e-3, wd 0.01, same epochs), but
+    :data:`TRADES_EPS`, the catalogue's TRADES recipe at ε = 0.1. The distilled student's spec holds its teacher's
+    spec, so training the student trains the teacher first. Replicates 1 … ``profile.seeds − 1`` of
+    :data:`SEEDED_ARMS` (named as the catalogue names them) have seed 100·r + 50 + the arm's index, a seed no
+    catalogue model uses."""
     ds, ep = profile.mnist, profile.epochs["standard"]
     common = dict(arch=profile.mnist_arch, n_train=profile.n_train, n_test=profile.n_test, batch_size=128,
                   optimizer="adam", lr=1e-3, weight_decay=0.01, seed=0, epochs=ep)
@@ -103,8 +126,14 @@ def lipschitz_zoo(profile: Profile) -> dict[str, Spec]:
     specs[TEACHER] = teacher
     specs[DISTILLED] = Spec.make(ds, objective="distillation", params={"temperature": TEMPERATURE}, teacher=teacher,
                                  **common)
-    specs["mnist-noise-consistency"] = Spec.make(ds, objective="noise_consistency",
-                                                 params={"eps": 0.3, "beta": 6.0}, **common)
+    specs[RANDOM_KL] = Spec.make(ds, objective="ce_random_kl", params={"eps": 0.3, "beta": 6.0}, **common)
+    # TRADES at ε = 0.1: the catalogue's TRADES recipe (β = 6, its inner steps, epochs and ε warm-up), only ε changed.
+    trades = catalog_zoo(profile)["mnist-trades"]
+    specs[TRADES_EPS] = replace(trades, params=tuple(sorted({**trades.param_dict, "eps": EPS}.items())),
+                                monitor_eps=EPS)
+    for i, arm in enumerate(SEEDED_ARMS):
+        for r in range(1, profile.seeds):
+            specs[seed_name(arm, r)] = replace(specs[arm], seed=100 * r + 50 + i)
     return specs
 
 
@@ -116,23 +145,52 @@ for _name, _style in {"mnist-gp-l2": ("gp-l2", _COLORS["input_gradient_penalty_l
                       "mnist-label-smoothing": ("label-smoothing", _COLORS["label_smoothing"]),
                       TEACHER: (f"teacher-t{TEMPERATURE:g}", "#7f7f7f"),
                       DISTILLED: (f"distilled-t{TEMPERATURE:g}", _COLORS["distillation"]),
-                      "mnist-noise-consistency": ("noise-consistency", _COLORS["noise_consistency"])}.items():
+                      RANDOM_KL: ("ce-random-kl", _COLORS["ce_random_kl"]),
+                      TRADES_EPS: (f"trades-{EPS:g}", "#98df8a")}.items():
     plotting.STYLES.add(_name, plotting.Style(*_style))
+for _arm in SEEDED_ARMS:
+    for _r in range(1, 10):
+        plotting.STYLES.add(seed_name(_arm, _r), plotting.Style(f"{plotting.STYLES[_arm].label} s{_r}",
+                                                                plotting.STYLES[_arm].color))
 
 
 def arms(profile) -> dict[str, Spec]:
-    """Every model of the chapter, by name: the catalogue's four, then the new arms (the teacher excluded)."""
+    """Every model of the chapter's table, by name: the catalogue's four, then the new arms (the teacher and the
+    replicates of :func:`arm_seeds` excluded)."""
     prof = get_profile(profile)
     catalog = catalog_zoo(prof)
-    new = {n: s for n, s in lipschitz_zoo(prof).items() if n != TEACHER}
+    replicates = {n for arm in SEEDED_ARMS for n in arm_seeds(prof, arm)[1:]}
+    new = {n: s for n, s in lipschitz_zoo(prof).items() if n != TEACHER and n not in replicates}
     return {**{n: catalog[n] for n in FROM_CATALOG}, **new}
 
 
+def arm_seeds(profile, arm: str) -> list[str]:
+    """Every trained seed of ``arm`` (one of :data:`CLAIM_ARMS`), the arm's own name first: the catalogue's
+    replicates for its arms, the chapter's for :data:`SEEDED_ARMS`."""
+    prof = get_profile(profile)
+    if arm in SEEDED:
+        return seed_names(prof, arm)
+    if arm in SEEDED_ARMS:
+        return [seed_name(arm, r) for r in range(prof.seeds)]
+    from ..errors import UnknownNameError
+    raise UnknownNameError(f"No training seeds for {arm!r}. Arms with seeds: {', '.join(CLAIM_ARMS)}.")
+
+
+def replicate_specs(profile) -> dict[str, Spec]:
+    """The specs of every replicate (seed 1 and up) of :data:`CLAIM_ARMS`, by name."""
+    from .catalog import all_specs
+    prof = get_profile(profile)
+    specs = {**all_specs(prof), **lipschitz_zoo(prof)}
+    return {n: specs[n] for arm in CLAIM_ARMS for n in arm_seeds(prof, arm)[1:]}
+
+
 def train(profile, progress: bool = True) -> dict[str, Spec]:
-    """Train (or find) every model the chapter needs; return the specs of :func:`arms`."""
+    """Train (or find) every model the chapter needs, the replicates included; return the specs of :func:`arms`."""
     prof = get_profile(profile)
     train_zoo(prof, list(FROM_CATALOG), progress=progress)
     for spec in lipschitz_zoo(prof).values():
+        zoo.train(spec, progress=progress)
+    for spec in replicate_specs(prof).values():
         zoo.train(spec, progress=progress)
     return arms(prof)
 
@@ -227,6 +285,132 @@ def _measure(prof: Profile, progress: bool) -> ArmResults:
     return ArmResults(acc, per_image)
 
 
+#: The per-image measurements of the replicates (the ones the claims use).
+SEED_PER_IMAGE = ("margin ratio", "alignment", "confidence")
+
+
+@dataclass
+class SeedResults:
+    """The claims' measurements on every replicate (seed 1 and up) of :data:`CLAIM_ARMS`, on the same
+    :func:`eval_n` test images as :class:`ArmResults`: ``per_image[model][measurement]`` for each of
+    :data:`SEED_PER_IMAGE`, (n,); ``accuracy[model]``: ``strong attack acc`` and ``stronger attack acc`` for the
+    replicates of :data:`ATTACKED_ARMS` (None for the others)."""
+
+    accuracy: dict
+    per_image: dict
+
+
+def _seeds_cache_path(prof: Profile):
+    settings = {"version": _SEEDS_VERSION, "profile": prof.name, "n": eval_n(prof),
+                "models": {n: s.key() for n, s in replicate_specs(prof).items()},
+                "attacks": [stronger_attack(prof).cache_key()]}
+    return paths.results_path("lipschitz-seeds", prof.name, settings, ".pt")
+
+
+def measure_seeds(profile, progress: bool = True) -> SeedResults:
+    """:class:`SeedResults` of every replicate, measured as :func:`measure` measures the seed-0 models (the
+    attacks' random starts seeded with seed 0 per model); cached. Empty on a profile with one seed."""
+    prof = get_profile(profile)
+    return paths.cached(_seeds_cache_path(prof), lambda: _measure_seeds(prof, progress),
+                        load=lambda p: SeedResults(**paths.torch_load(p)),
+                        dump=lambda r: paths.torch_bytes(asdict(r)), name="lipschitz.measure_seeds")
+
+
+def _measure_seeds(prof: Profile, progress: bool) -> SeedResults:
+    from tqdm import tqdm
+
+    train(prof, progress)
+    specs = replicate_specs(prof)
+    attacked = {n for arm in ATTACKED_ARMS for n in arm_seeds(prof, arm)}
+    ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
+    n = eval_n(prof)
+    acc, per_image = {}, {}
+    for name, spec in tqdm(specs.items(), desc="Lipschitz chapter, other seeds", disable=not progress):
+        model = zoo.load(spec)
+        x, y = to_model(ds.x_test[:n], model), to_model(ds.y_test[:n], model)
+        with seeded(0):
+            row = {"strong attack acc": None, "stronger attack acc": None}
+            if name in attacked:
+                _, masks = stronger_attack(prof).run(model, x, y)
+                row = {"strong attack acc": float(masks[0].float().mean()),
+                       "stronger attack acc": float(masks[1].float().mean())}
+            with torch.no_grad():
+                p = torch.softmax(model.eval()(x), 1)
+            values = {"margin ratio": margin_ratio(model, x), "alignment": alignment(model, x),
+                      "confidence": p.amax(1)}
+        acc[name] = row
+        per_image[name] = {k: v.detach().cpu().float() for k, v in values.items()}
+    return SeedResults(acc, per_image)
+
+
+def seed_values(profile, arm: str, key: str, results: ArmResults | None = None,
+                seeds: SeedResults | None = None) -> list:
+    """One value per training seed of ``arm`` (:func:`arm_seeds`): the per-image tensor of ``key`` (one of
+    :data:`SEED_PER_IMAGE`) or, for ``strong attack acc`` and ``stronger attack acc``, the accuracy. Seed 0 comes
+    from :func:`measure`, the others from :func:`measure_seeds`."""
+    prof = get_profile(profile)
+    results = measure(prof) if results is None else results
+    seeds = measure_seeds(prof) if seeds is None else seeds
+    names = arm_seeds(prof, arm)
+    if key in SEED_PER_IMAGE:
+        return [results.per_image[names[0]][key]] + [seeds.per_image[n][key] for n in names[1:]]
+    if key in ("strong attack acc", "stronger attack acc"):
+        return [results.accuracy[names[0]][key]] + [seeds.accuracy[n][key] for n in names[1:]]
+    from ..errors import UnknownNameError
+    raise UnknownNameError(f"Unknown seed measurement {key!r}. Valid: {', '.join(SEED_PER_IMAGE)}, "
+                           "strong attack acc, stronger attack acc.")
+
+
+def _scalar(v) -> float:
+    """A per-image tensor's mean over its finite values (as :func:`~rilib.lenses.stats.mean_ci`), or the float."""
+    if not torch.is_tensor(v):
+        return float(v)
+    v = v.double()
+    return float(v[torch.isfinite(v)].mean())
+
+
+def seed_difference(profile, a: str, b: str, key: str, results: ArmResults | None = None,
+                    seeds: SeedResults | None = None) -> tuple[list[float], Interval]:
+    """(one difference per seed pair, its Student-t interval): the mean of ``key`` over the test images for seed r
+    of arm ``a`` minus the same for seed r of arm ``b`` (the accuracy itself for the two attack keys)."""
+    va = seed_values(profile, a, key, results, seeds)
+    vb = seed_values(profile, b, key, results, seeds)
+    diffs = [_scalar(x) - _scalar(y) for x, y in zip(va, vb)]
+    return diffs, seed_ci(diffs)
+
+
+def seed_table(profile, results: ArmResults | None = None, seeds: SeedResults | None = None):
+    """One row per arm of :data:`CLAIM_ARMS`: its seeds' mean and Student-t interval over seeds of each measurement
+    the claims use (``mean [low, high]``; the attacks only for :data:`ATTACKED_ARMS`)."""
+    import pandas as pd
+    prof = get_profile(profile)
+    results = measure(prof) if results is None else results
+    seeds = measure_seeds(prof) if seeds is None else seeds
+    rows = {}
+    specs = {**catalog_zoo(prof), **lipschitz_zoo(prof), **replicate_specs(prof)}
+    for arm in CLAIM_ARMS:
+        row = {"seeds": ", ".join(str(specs[n].seed) for n in arm_seeds(prof, arm))}
+        keys = (*SEED_PER_IMAGE, *(("strong attack acc", "stronger attack acc") if arm in ATTACKED_ARMS else ()))
+        for key in keys:
+            row[key] = seed_ci([_scalar(v) for v in seed_values(prof, arm, key, results, seeds)]).format(".3f")
+        rows[arm] = row
+    return pd.DataFrame(rows).T.rename_axis("model").fillna("–").style.set_caption(
+        f"Per arm: mean over its {prof.seeds} training seeds and the 95 % Student-t interval over seeds of each "
+        f"measurement the claims use, on {eval_n(prof)} test images (attacks at ε = {EPS:g}, only where a claim "
+        "needs them)")
+
+
+def seed_spread(profile, results: ArmResults | None = None, seeds: SeedResults | None = None) -> dict:
+    """The lowest and highest accuracy under the strong attack over the training seeds of each arm of
+    :data:`ATTACKED_ARMS`, for the page's prose: ``{"strong_min_<key>": …, "strong_max_<key>": …}`` with ``<key>``
+    ``standard`` and ``gp``."""
+    out = {}
+    for arm, key in zip(ATTACKED_ARMS, ("standard", "gp")):
+        values = seed_values(profile, arm, "strong attack acc", results, seeds)
+        out[f"strong_min_{key}"], out[f"strong_max_{key}"] = min(values), max(values)
+    return out
+
+
 class _Tempered(torch.nn.Module):
     """A model with its logits divided by ``temperature``: the distilled student as it was trained."""
 
@@ -269,6 +453,60 @@ def display_table(profile, t):
         "95 % interval of the per-image measurements.")
 
 
+def recipe_table(profile):
+    """Each arm's recipe under ``profile`` against the paper it follows, with why each difference exists."""
+    from ..book.display import recipe_table as table
+    prof = get_profile(profile)
+    specs = {**catalog_zoo(prof), **lipschitz_zoo(prof)}
+    std, trades = specs[STANDARD], specs[TRADES_EPS]
+    digits = len(load_dataset(prof.mnist, prof.n_train, prof.n_test).y_train)
+    base = f"{std.arch}, {std.optimizer_label()}, {std.epochs} epochs on {digits:,} training digits"
+    seeds = f"{prof.seeds} training seeds" if prof.seeds > 1 else "one training seed"
+    size = sizes(prof)
+    return table([
+        ("all new arms", base, "each arm's source paper, with its own network, data and optimiser (Helland & "
+         "VanHoudnos 2021 place the arms in one frame)",
+         "one recipe for every arm, so that only the objective differs"),
+        ("gradient penalty, L1 (gp-l1-λ)", f"CE + λ‖∇ₓCE‖₁, λ ∈ {{{', '.join(f'{v:g}' for v in LAMBDAS)}}}, double "
+         f"backpropagation; {seeds} at λ = ε = {EPS:g}",
+         "Ross & Doshi-Velez 2018: CE + λ‖∇ₓCE‖₂² (double backpropagation, Drucker & LeCun 1992)",
+         f"the L1 norm is the dual of the L∞ threat, so λ = ε is PGD-AT's first-order expansion (Simon-Gabriel "
+         f"et al. 2019); the chapter measures at L∞ ε = {EPS:g}"),
+        ("gradient penalty, L2 (gp-l2)", "CE + λ‖∇ₓCE‖₂², λ = 1, one seed",
+         "Ross & Doshi-Velez 2018: the same penalty, λ swept per dataset",
+         "the paper's own form beside the L1 sweep; one λ, no sweep (training time)"),
+        ("Jacobian penalty (jacobian)", "CE + λ/2·‖J‖²_F, λ = 0.01, one random projection, one seed",
+         "Hoffman, Roberts & Yaida 2019: the same estimator with one projection, on their own networks",
+         "the penalty as published; the network and optimiser are the book's"),
+        ("TRADES at ε (trades-0.1)", f"the catalogue's TRADES recipe (β = {trades.param_dict['beta']:g}, "
+         f"{trades.param_dict.get('steps', 10)} inner steps, {trades.epochs} epochs) at ε = {EPS:g}, one seed",
+         "Zhang et al. 2019: β = 6 at ε = 0.3 on MNIST, 40 inner steps",
+         f"ε = {EPS:g} matches PGD-AT 0.1 and the gradient penalty λ = 0.1; the inner steps are the catalogue's"),
+        ("CE + random-δ KL (ce-random-kl)", "CE + β·KL(f(x) ‖ f(x + δ)), δ uniform in the L∞ ball of 0.3, β = 6, "
+         "one seed", "stability training (Zheng et al. 2016): Gaussian noise, a KL or L2 consistency term",
+         "TRADES's penalty with its worst case replaced by a random δ, so only the direction of the smoothness "
+         "term changes"),
+        ("label smoothing", f"CE against labels smoothed by α = 0.1; {seeds}",
+         "Szegedy et al. 2016: α = 0.1 (Inception-v3 on ImageNet)", "the same α; the control needs only its effect "
+         "on confidence"),
+        ("defensive distillation", f"teacher and student the book's network, T = {TEMPERATURE:g}; the student "
+         "attacked at T = 1 and with its logits divided by T; one seed",
+         "Papernot et al. 2016: T up to 100 (100 on MNIST), attacked with JSMA at T = 1",
+         "at T = 20 the student's softmax at T = 1 already saturates; attacking at T is Carlini & Wagner's "
+         "(2017) test of gradient masking"),
+        ("PGD-AT, TRADES at 0.3", "the catalogue's (chapter 1): PGD-7 adversarial training, TRADES β = 6",
+         "Madry et al. 2018: PGD-40; Zhang et al. 2019: 40 inner steps", "PGD-7 keeps the zoo's training on 2 cores"),
+        ("evaluation", f"L∞ ε = {EPS:g}: PGD-{prof.eval_steps} with {prof.eval_restarts} restarts, and its worst "
+         f"case with PGD-{size.margin_steps} on the margin loss ({size.margin_restarts} restarts); {eval_n(prof)} "
+         "test images", "each paper's own attack (FGSM, JSMA, PGD, C&W) and ε",
+         "one attack at one ε for every arm, with a guard against gradient masking"),
+        ("intervals", (f"Student-t over {seeds} per arm of the claims" if prof.seeds > 1 else
+                       "one training seed, so no interval over seeds") + "; paired per-image intervals for seed 0",
+         "Helland & VanHoudnos 2021: qualitative evidence (figures), no interval",
+         "a claim about a training procedure needs an interval over seeds"),
+    ], prof)
+
+
 def sweep(t):
     """The L1 gradient-penalty sweep: rows λ = 0 (the standard model) and each λ of :data:`LAMBDAS`."""
     rows = t.loc[[STANDARD] + [f"mnist-gp-l1-{lam:g}" for lam in LAMBDAS]].copy()
@@ -309,61 +547,124 @@ def _paired(results: ArmResults, name: str, key: str, reference: str = STANDARD)
     return paired_ci(results.per_image[name][key], results.per_image[reference][key])
 
 
+def _differs(profile) -> str:
+    """How the chapter's claims differ from the papers' protocols under ``profile`` (the ledger's ``differs``)."""
+    prof = get_profile(profile)
+    rest = protocol_differs(prof).split("; ")[1:]
+    seeds = (f"{prof.seeds} training seeds for each arm a claim compares ({', '.join(CLAIM_ARMS)}), one for the "
+             "chapter's other arms" if prof.seeds > 1 else "one training seed per model")
+    return "; ".join([seeds, *rest])
+
+
+def _seed_comparisons(profile, pairs, key: str, above: bool):
+    """For each ``(label, a, b)`` of ``pairs``: the seed-pair differences of ``key`` (a − b), their interval and
+    :func:`seed_verdict`'s clause ("" when the interval lies wholly on the claimed side of 0)."""
+    res, seeds = measure(profile), measure_seeds(profile)
+    out = {}
+    for label, a, b in pairs:
+        diffs, iv = seed_difference(profile, a, b, key, res, seeds)
+        out[label] = (diffs, iv, seed_verdict(label, diffs, iv, above=above))
+    return out
+
+
+def _per_seed(diffs) -> str:
+    return ", ".join(f"{d:+.3f}" for d in diffs)
+
+
 @claim("ch5.orientation-and-smoothness-raise-alignment", chapter="5",
        statement="Arms with both orientation and smoothness (PGD-AT, TRADES, CE + gradient penalty) have input "
                  "gradients better aligned with the image than the standard model.",
-       papers="helland2021", differs=protocol_differs)
+       papers="helland2021", differs=_differs)
 def _claim_alignment(profile: Profile) -> Measurement:
     res = measure(profile)
-    return margins_claim({n: _paired(res, n, "alignment") for n in ORIENTED_SMOOTH},
-                         f"paired alignment margin over {STANDARD} on {eval_n(profile)} test images; 95 % interval "
-                         "above 0 for each arm")
+    label = plotting.model_label
+    cmp = _seed_comparisons(profile, [(f"{label(n)} − standard", n, STANDARD) for n in ORIENTED_SMOOTH],
+                            "alignment", above=True)
+    measured = {}
+    for n, (name, (diffs, iv, _)) in zip(ORIENTED_SMOOTH, cmp.items()):
+        measured[f"{name}, seeds"] = iv.format("+.3f")
+        measured[f"{name}, per seed"] = _per_seed(diffs)
+        measured[f"{name}, images (seed 0)"] = _paired(res, n, "alignment").format("+.3f")
+    failed = [v for _, _, v in cmp.values() if v]
+    return Measurement(measured, f"alignment(arm) − alignment({STANDARD}), mean over {eval_n(profile)} test images, "
+                       f"seed r against seed r: the Student-t interval over {get_profile(profile).seeds} seed pairs "
+                       "above 0 for each arm (beside it, the paired per-image interval of the seed-0 models)",
+                       not failed, "; ".join(failed), intervals={k: iv for k, (_, iv, _) in cmp.items()})
 
 
 @claim("ch5.label-smoothing-is-not-smoothness", chapter="5",
        statement="Label smoothing lowers confidence but is not smoothness: on a scale-free measure (the margin-to-"
                  "gradient ratio, the L∞ distance to the linearised boundary) it stays below every arm with "
                  "orientation and smoothness, and it does not raise alignment as much as they do.",
-       papers="helland2021", differs=protocol_differs)
+       papers="helland2021", differs=_differs)
 def _claim_label_smoothing(profile: Profile) -> Measurement:
-    t = table(profile, measure(profile))
-    ls = "mnist-label-smoothing"
-    keys = ("confidence", "margin ratio", "alignment", "lipschitz", "kl lipschitz")
-    conf_ok = t.loc[ls, "confidence"] < t.loc[STANDARD, "confidence"]
-    ratio_ok = all(t.loc[ls, "margin ratio"] < t.loc[n, "margin ratio"] for n in ORIENTED_SMOOTH)
-    align_ok = all(t.loc[ls, "alignment"] < t.loc[n, "alignment"] for n in ORIENTED_SMOOTH)
-    measured = {f"{k} {plotting.model_label(n)}": float(t.loc[n, k]) for k in keys
-                for n in (STANDARD, ls, *ORIENTED_SMOOTH) if not (k == "confidence" and n in ORIENTED_SMOOTH)}
-    failed = [w for w, ok in (("confidence not lower", conf_ok),
-                              ("margin ratio not below every oriented+smooth arm", ratio_ok),
-                              ("alignment not below every oriented+smooth arm", align_ok)) if not ok]
-    return Measurement(measured, "confidence(LS) < confidence(standard); margin ratio(LS) < margin ratio of each "
-                       f"of {', '.join(ORIENTED_SMOOTH)}; alignment(LS) < alignment of each of them (the logit and "
-                       "KL Lipschitz estimates are reported, not tested: the logit one moves with the logits' scale)",
-                       not failed, join_notes(*failed, nonfinite_note(t, keys, (STANDARD, ls, *ORIENTED_SMOOTH))))
+    res = measure(profile)
+    t = table(profile, res)
+    ls, label = LABEL_SMOOTHING, plotting.model_label
+    tests = {"confidence": [("label-smoothing − standard", ls, STANDARD)],
+             "margin ratio": [(f"label-smoothing − {label(n)}", ls, n) for n in ORIENTED_SMOOTH],
+             "alignment": [(f"label-smoothing − {label(n)}", ls, n) for n in ORIENTED_SMOOTH]}
+    measured, intervals, failed = {}, {}, []
+    for key, pairs in tests.items():
+        cmp = _seed_comparisons(profile, pairs, key, above=False)
+        for (name, a, b), (diffs, iv, verdict) in zip(pairs, cmp.values()):
+            measured[f"{key}: {name}, seeds"] = iv.format("+.3f")
+            measured[f"{key}: {name}, images (seed 0)"] = _paired(res, a, key, b).format("+.3f")
+            intervals[f"{key}: {name}"] = iv
+            if verdict:
+                failed.append(f"{key}: {verdict}")
+    for key in ("lipschitz", "kl lipschitz"):
+        for n in (STANDARD, ls):
+            measured[f"{key} {label(n)} (seed 0, not tested)"] = float(t.loc[n, key])
+    return Measurement(measured, f"Student-t interval over {get_profile(profile).seeds} seed pairs (seed r against "
+                       f"seed r) below 0 of: confidence(LS) − confidence(standard); margin ratio(LS) − margin ratio "
+                       f"of each of {', '.join(ORIENTED_SMOOTH)}; alignment(LS) − alignment of each of them; means over "
+                       f"{eval_n(profile)} test images (beside each, the paired per-image interval of the seed-0 "
+                       "models). The logit and KL Lipschitz estimates are reported, not tested: the logit one is in "
+                       "logit units, which label smoothing compresses and distillation at T = 20 inflates",
+                       not failed, "; ".join(failed), intervals=intervals)
 
 
 @claim("ch5.gradient-penalty-is-robust", chapter="5",
-       statement="The gradient-penalty model (L1, λ = ε) is more robust under PGD than the standard model, also "
-                 "under the worst case of that attack and a margin-loss attack (a guard against gradient masking).",
-       papers=("helland2021", "ross2018"), differs=protocol_differs)
+       statement="Training with the L1 input-gradient penalty (λ = ε) gives models more robust under PGD than "
+                 "standard training, also under the worst case of that attack and a margin-loss attack (a guard "
+                 "against gradient masking).",
+       papers=("helland2021", "ross2018"), differs=_differs)
 def _claim_gp_robust(profile: Profile) -> Measurement:
-    t = table(profile, measure(profile))
-    strong = strong_attack(profile, EPS).describe()
-    stronger = stronger_attack(profile).describe()
-    measured = {f"{plotting.model_label(n)} {col}": float(t.loc[n, col]) for n in (MAIN_GP, STANDARD)
-                for col in ("strong attack acc", "stronger attack acc")}
-    ok = all(t.loc[MAIN_GP, c] > t.loc[STANDARD, c] for c in ("strong attack acc", "stronger attack acc"))
-    drop = t.loc[MAIN_GP, "strong attack acc"] - t.loc[MAIN_GP, "stronger attack acc"]
-    return Measurement(measured, f"accuracy(gp) > accuracy(standard) at ε = {EPS:g} on {eval_n(profile)} test images "
-                       f"under {strong}, and under the {stronger}", ok,
-                       f"the stronger attack costs the gradient-penalty model {100 * drop:.1f} points")
+    prof = get_profile(profile)
+    res, seeds = measure(prof), measure_seeds(prof)
+    strong = strong_attack(prof, EPS).describe()
+    stronger = stronger_attack(prof).describe()
+    n = eval_n(prof)
+    measured, intervals, failed = {}, {}, []
+    for col in ("strong attack acc", "stronger attack acc"):
+        diffs, iv = seed_difference(prof, MAIN_GP, STANDARD, col, res, seeds)
+        name = f"{col}: {plotting.model_label(MAIN_GP)} − standard"
+        measured[f"{name}, seeds"] = iv.format("+.3f")
+        measured[f"{name}, per seed"] = _per_seed(diffs)
+        for m in (MAIN_GP, STANDARD):
+            measured[f"{col}: {plotting.model_label(m)} (seed 0, Wilson over images)"] = \
+                proportion_ci(res.accuracy[m][col], n).format(".3f")
+        intervals[name] = iv
+        verdict = seed_verdict(name, diffs, iv, above=True)
+        if verdict:
+            failed.append(verdict)
+    gp_strong = seed_values(prof, MAIN_GP, "strong attack acc", res, seeds)
+    gp_stronger = seed_values(prof, MAIN_GP, "stronger attack acc", res, seeds)
+    drop = max(a - b for a, b in zip(gp_strong, gp_stronger))
+    return Measurement(measured, f"accuracy(gp) − accuracy(standard) at ε = {EPS:g} on {n} test images, seed r "
+                       f"against seed r: the Student-t interval over {prof.seeds} seed pairs above 0, under {strong}, "
+                       f"and under the {stronger}", not failed,
+                       join_notes(*failed, f"the stronger attack costs the gradient-penalty models at most "
+                                           f"{100 * drop:.1f} points"), intervals=intervals)
 
 
 __all__ = ["LipschitzSizes", "SIZES", "sizes", "lipschitz_zoo", "arms", "train", "load", "eval_n", "margin_attack",
            "stronger_attack", "ArmResults", "measure", "table", "display_table", "sweep", "sweep_figure",
            "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS", "MAIN_GP", "TEACHER", "DISTILLED", "FROM_CATALOG",
-           "ORIENTED_SMOOTH", "AT_TEMPERATURE"]
+           "ORIENTED_SMOOTH", "AT_TEMPERATURE", "LABEL_SMOOTHING", "RANDOM_KL", "TRADES_EPS", "SEEDED_ARMS",
+           "CLAIM_ARMS", "ATTACKED_ARMS", "arm_seeds", "replicate_specs", "SeedResults", "measure_seeds",
+           "seed_values", "seed_difference", "seed_table", "seed_spread", "recipe_table"]
 
 
 # ---------------------------------------------------------------------------------------------------
