@@ -232,12 +232,13 @@ def recognised(judge: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torc
 
 
 def ssim_psnr(x: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image SSIM and PSNR (dB) of ``x`` against ``ref`` (N, 1, H, W) in [0, 1], by scikit-image's
-    ``structural_similarity`` and ``peak_signal_noise_ratio`` (data range 1). Returns two (N,) tensors."""
+    """Per-image SSIM and PSNR (dB) of ``x`` against ``ref`` (N, C, H, W) in [0, 1], by scikit-image's
+    ``structural_similarity`` (over every channel, ``channel_axis=0``: the mean of the per-channel SSIMs) and
+    ``peak_signal_noise_ratio`` (over all channels; data range 1). Returns two (N,) tensors."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
     a, b = x.detach().cpu().double().numpy(), ref.detach().cpu().double().numpy()
-    ssim = [structural_similarity(p[0], q[0], data_range=1.0) for p, q in zip(a, b)]
-    psnr = [peak_signal_noise_ratio(q[0], p[0], data_range=1.0) for p, q in zip(a, b)]
+    ssim = [structural_similarity(p, q, data_range=1.0, channel_axis=0) for p, q in zip(a, b)]
+    psnr = [peak_signal_noise_ratio(q, p, data_range=1.0) for p, q in zip(a, b)]
     return torch.tensor(ssim, dtype=torch.float32), torch.tensor(psnr, dtype=torch.float32)
 
 
