@@ -82,7 +82,7 @@ def test_smoke_book_builds_the_saliency_chapter(smoke_book):
     assert re.search(r"The standard model’s alignment is\s+0\.\d{3}", text) or \
         re.search(r"The standard model's alignment is\s+0\.\d{3}", text), "glued numbers must appear in the prose"
     assert "randomisation rank corr." in page, "the metrics table"
-    for claim_id in ("ch3.robust-alignment-exceeds-standard", "ch3.deletion-below-random",
+    for claim_id in ("ch3.robust-alignment-exceeds-standard", "ch3.deletion-below-ink-order",
                      "ch3.robust-maps-more-concentrated"):
         assert claim_id in page
     assert "ex-ch3-noise" in page, "exercises"

@@ -55,3 +55,22 @@ def test_chapter_figures_have_labelled_axes():
     summary = pd.DataFrame({"deletion": [0.1, 0.2, 0.3, 0.4], "insertion": [0.5, 0.6, 0.7, 0.8]}, index=idx)
     fig = plotting.metric_heatmaps(summary)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["gradient", "random map"]
+
+
+def test_new_chapter_figures_have_labelled_axes():
+    names = ch3.chapter_models("smoke")
+    assert names[-2:] == list(ch3.L2_MODELS), "the L2 models are studied beside the L∞ ones"
+    cascade = {n: {"spearman": torch.rand(6, 3), "ssim": torch.rand(6, 3)} for n in names}
+    fig = ch3.cascade_figure("smoke", ch3.SaliencyResults(alignment={}, maps={}, cascade=cascade))
+    assert "layers re-initialised" in fig.axes[0].get_xlabel() and "Spearman" in fig.axes[0].get_ylabel()
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()][-1] == "pgd-l2-2"
+    etmann = {n: {p: torch.rand(5) + 1 for p in ("logit", "margin")} for n in (ch3.STANDARD, *ch3.GP_SWEEP)}
+    fig = ch3.sweep_figure("smoke", ch3.SaliencyResults(alignment={n: torch.rand(5) for n in etmann}, maps={},
+                                                        etmann=etmann))
+    assert "λ" in fig.axes[0].get_xlabel() and "pixel units" in fig.axes[0].get_ylabel()
+    table = pd.DataFrame({"objective": ["standard", "pgd", "pgd"], "train ε": [0.0, 0.3, 2.0], "norm": ["L∞", "L∞", "L2"],
+                          "logit": [3.0, 1.0, 2.0], "logit low": [2.5, 0.5, 1.5], "logit high": [3.5, 1.5, 2.5]},
+                         index=["mnist-standard", "mnist-pgd-0.3", "mnist-pgd-l2-2"])
+    table = table.assign(alignment=table["logit"], **{"ci95 low": table["logit low"], "ci95 high": table["logit high"]})
+    left, right = ch3.alignment_figure("smoke", table).axes[:2]
+    assert "L∞" in left.get_xlabel() and "L2" in right.get_xlabel() and "pixel units" in left.get_ylabel()

@@ -4,12 +4,19 @@ Grouped as Quantus groups its metrics (Hedström et al. 2023), with the per-imag
 tensor code:
 
 - alignment (Etmann et al. 2019, "On the Connection Between Adversarial Robustness and Saliency Map
-  Interpretability"): |⟨x, ∇ₓΨ(x)⟩| / (‖x‖ ‖∇ₓΨ(x)‖), Ψ the logit of the predicted class — :func:`alignment`;
+  Interpretability"): in the paper's own units, |⟨x, ∇ₓΨ(x)⟩| / ‖∇ₓΨ(x)‖ (a distance in input units, for Ψ the
+  logit of a class or the margin) — :func:`etmann_alignment`; and the book's scale-free variant
+  |⟨x, ∇ₓΨ(x)⟩| / (‖x‖ ‖∇ₓΨ(x)‖), Ψ the logit of the predicted class — :func:`alignment`;
 - faithfulness (Petsiuk et al. 2018, RISE): deletion and insertion AUC — :func:`deletion_insertion`, with
   :func:`deletion_insertion_reference` as the plain per-image version the tests check it against;
 - randomisation (Adebayo et al. 2018, "Sanity Checks for Saliency Maps"): rank correlation of the maps before
   and after re-initialising the top layers — :func:`spearman`, :func:`randomize_top_layers`;
-- concentration: the Gini coefficient of |map| (Chalasani et al. 2020) — :func:`gini`.
+  and the cascading version, one more layer re-initialised from the top at each step — :func:`cascade_models`,
+  with the SSIM of the maps (scikit-image) — :func:`map_ssim`;
+- concentration: the Gini coefficient of |map| (Chalasani et al. 2020) — :func:`gini`; the share of |map| on
+  the strokes of the digit — :func:`stroke_share`;
+- baselines of deletion and insertion stronger than a random map: the image itself ("ink order") and its Sobel
+  edge magnitude (scikit-image) — :func:`sobel_map`.
 
 Intervals over these per-image values come from :mod:`rilib.lenses.stats`. Inputs may live on any device: each
 function moves them to the model's.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,6 +49,56 @@ def alignment(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch
             g, = torch.autograd.grad(psi, xb)
             out.append(alignment_of(xb.detach(), g))
     return torch.cat(out)
+
+
+#: What :func:`etmann_alignment` differentiates: the logit of a class, or the margin (top logit − runner-up).
+PSI = ("logit", "margin")
+
+
+def etmann_alignment(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None = None, psi: str = "logit",
+                     batch_size: int = 500) -> torch.Tensor:
+    """Etmann et al.'s (2019) alignment in the paper's own units, per image (N,): |⟨x, ∇ₓΨ(x)⟩| / ‖∇ₓΨ(x)‖.
+
+    For a linear Ψ(x) = ⟨w, x⟩ + b it is |⟨x, w⟩| / ‖w‖, the distance of x to the hyperplane ⟨w, ·⟩ = 0 in input
+    units (the paper's Theorem 1 relates it to the distance to the decision boundary). ``psi="logit"``: Ψ is the
+    logit of ``target`` (the true class; the predicted class when ``target`` is None); ``psi="margin"``: Ψ is the
+    top logit minus the runner-up at x (the binarised classifier of the paper's Section 3). x is the image in
+    [0, 1]; the model's input normalisation is part of the model."""
+    if psi not in PSI:
+        raise ValueError(f"Unknown Ψ {psi!r}. Valid: {', '.join(PSI)}.")
+    out = []
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            xb = to_model(x[i:i + batch_size], model).detach().clone().requires_grad_(True)
+            logits = model(xb)
+            if psi == "logit":
+                t = logits.argmax(1) if target is None else to_model(target[i:i + batch_size], model).long()
+                value = logits.gather(1, t.view(-1, 1)).sum()
+            else:
+                top2 = logits.topk(2, dim=1)
+                first, second = top2.indices[:, :1], top2.indices[:, 1:]
+                value = (logits.gather(1, first) - logits.gather(1, second)).sum()
+            g, = torch.autograd.grad(value, xb)
+            xf, gf = xb.detach().flatten(1), g.flatten(1)
+            out.append((xf * gf).sum(1).abs() / gf.norm(dim=1).clamp_min(1e-12))
+    return torch.cat(out)
+
+
+def stroke_share(x: torch.Tensor, saliency: torch.Tensor, ink: float = 0.5) -> torch.Tensor:
+    """Share of the map's mass Σ|map| that lies on the strokes, the pixels whose ink (the image in [0, 1], summed
+    over channels) exceeds ``ink``, per image (N,): 1 when every attribution sits on the digit."""
+    stroke = (x.sum(1, keepdim=True) > ink).to(saliency.dtype).expand_as(saliency)
+    a = saliency.abs().flatten(1)
+    return (a * stroke.flatten(1)).sum(1) / a.sum(1).clamp_min(1e-12)
+
+
+def sobel_map(x: torch.Tensor) -> torch.Tensor:
+    """The Sobel edge magnitude of every image (scikit-image ``filters.sobel``), shaped like ``x``: an edge
+    detector as a model-free baseline map for deletion and insertion."""
+    from skimage.filters import sobel
+    arr = x.detach().cpu().double().numpy()
+    out = np.asarray([[sobel(channel) for channel in image] for image in arr])
+    return torch.as_tensor(out, dtype=x.dtype).to(x.device).reshape(x.shape)
 
 
 def alignment_of(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -160,6 +218,41 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ra = ra - ra.mean(1, keepdim=True)
     rb = rb - rb.mean(1, keepdim=True)
     return ((ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)).to(a.dtype)
+
+
+def map_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM per image (N,) of two batches of maps (scikit-image ``structural_similarity``), each |map| scaled to
+    [0, 1] by its own maximum, as Adebayo et al. (2018) compare maps."""
+    from skimage.metrics import structural_similarity
+
+    def scaled(t):
+        v = t.detach().abs().sum(1).cpu().double()
+        return (v / v.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)).numpy()
+
+    sa, sb = scaled(a), scaled(b)
+    return torch.tensor([structural_similarity(p, q, data_range=1.0) for p, q in zip(sa, sb)], dtype=a.dtype)
+
+
+def parametrised_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's layers with weights (linear and convolutional), bottom to top."""
+    return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def cascade_models(model: nn.Module, seed: int = 0) -> list[nn.Module]:
+    """The cascading model randomisation of Adebayo et al. (2018), Section 3.1: copies of ``model`` with the top
+    1, 2, …, L layers with weights re-initialised (each layer's default initialisation), from the top down. The
+    j-th layer from the top is re-initialised with seed ``seed + j`` at every step, so a layer keeps the same random
+    weights once it has been randomised; the caller's random state is untouched."""
+    out = []
+    n = len(parametrised_layers(model))
+    for k in range(1, n + 1):
+        clone = copy.deepcopy(model)
+        top_down = parametrised_layers(clone)[::-1]
+        for j, m in enumerate(top_down[:k]):
+            with seeded(seed + j):
+                m.reset_parameters()
+        out.append(clone.eval())
+    return out
 
 
 def randomize_top_layers(model: nn.Module, n_layers: int = 2, seed: int = 0) -> nn.Module:

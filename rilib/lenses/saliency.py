@@ -9,8 +9,8 @@ SHAP's; the classes only fix the settings the chapter uses and give them one ver
 - :class:`SmoothGrad`: the gradient averaged over Gaussian-noised copies (Smilkov et al. 2017; Captum
   ``NoiseTunnel``).
 - :class:`IntegratedGradients`: Sundararajan et al. (2017) through Captum, from a zero baseline or averaged
-  over uniform-random baselines, as Boychev (2023) does; :meth:`IntegratedGradients.completeness_error`
-  reports |Σ attribution − (f(x) − f(baseline))|.
+  over uniform-random baselines, of the logit or (as Boychev 2023 does) of the softmax probability;
+  :meth:`IntegratedGradients.completeness_error` reports |Σ attribution − (f(x) − f(baseline))|.
 - :class:`GradientSHAP`: ``shap.GradientExplainer`` (Lundberg & Lee 2017) with a background set of
   training images; it explains the predicted class.
 """
@@ -96,6 +96,8 @@ class IntegratedGradients(Method):
 
     ``baseline="zero"`` integrates from the black image; ``baseline="uniform"`` averages the attributions over
     ``n_baselines`` baselines drawn uniformly from [0, 1] (Boychev 2023 uses 10 baselines and 50 steps).
+    ``output="logit"`` explains the target's logit; ``output="probability"`` its softmax probability, as Boychev
+    (2023) does (the completeness error is then in probability units).
 
     Captum's ``riemann_trapezoid`` (0.9) evaluates the gradient at n points 1/(n − 1) apart but weights them 1/n
     (the two ends 1/(2n)), so its weights sum to (n − 1)/n: even along a path where the logit is linear its
@@ -103,12 +105,17 @@ class IntegratedGradients(Method):
     the textbook trapezoid rule (exact for a linear path), and the completeness error is computed on them.
     """
 
+    OUTPUTS = ("logit", "probability")
+
     def __init__(self, model: nn.Module, baseline: str = "zero", n_baselines: int = 10, steps: int = 50,
-                 seed: int = 0):
+                 seed: int = 0, output: str = "logit"):
         super().__init__(model)
         if baseline not in ("zero", "uniform"):
             raise ValueError(f"baseline must be 'zero' or 'uniform', not {baseline!r}")
+        if output not in self.OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(self.OUTPUTS)}, not {output!r}")
         self.baseline, self.n_baselines, self.steps, self.seed = baseline, n_baselines, steps, seed
+        self.output = output
         self.last_delta: Optional[torch.Tensor] = None
 
     def baselines(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -119,7 +126,11 @@ class IntegratedGradients(Method):
 
     def _attribute(self, x, target):
         from captum.attr import IntegratedGradients as CaptumIG
-        ig = CaptumIG(self.model)
+        if self.output == "probability":
+            model = self.model
+            ig = CaptumIG(lambda inputs: torch.softmax(model(inputs), dim=1))
+        else:
+            ig = CaptumIG(self.model)
         maps, deltas = [], []
         for b in self.baselines(x):
             a = ig.attribute(x, baselines=b, target=target, n_steps=self.steps, method="riemann_trapezoid",
