@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import rilib
 from rilib import data as data_mod
@@ -104,3 +105,18 @@ def smoke_book(tmp_path_factory, private_cache):
     finally:
         mp.undo()
     return root, timings
+
+
+class Affine(nn.Module):
+    """Logits Wx + b on flattened images: every logit, and the margin between two of them, is linear in x, so
+    gradients, alignments and distances to the boundary have known answers."""
+
+    def __init__(self, w, b):
+        super().__init__()
+        self.lin = nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            self.lin.weight.copy_(w)
+            self.lin.bias.copy_(b)
+
+    def forward(self, x):
+        return self.lin(x.flatten(1))

@@ -13,6 +13,8 @@ from rilib import canvas, data
 from rilib.lenses import localisation as loc
 from rilib.lenses import perceptual
 
+from conftest import Affine as Linear
+
 
 @pytest.fixture(scope="module")
 def digits():
@@ -169,16 +171,6 @@ def test_energy_in_mask_known_answer():
 # ---------------------------------------------------------------------------------------------------
 # The perceptual ball
 
-class Linear(nn.Module):
-    def __init__(self, w, b):
-        super().__init__()
-        self.lin = nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            self.lin.weight.copy_(w)
-            self.lin.bias.copy_(b)
-
-    def forward(self, x):
-        return self.lin(x.flatten(1))
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "lbfgs-torch", "gradient"])

@@ -13,19 +13,9 @@ from rilib.lenses import metrics
 from rilib.lenses.saliency import Gradient, IntegratedGradients
 from rilib.rng import seeded
 
+from conftest import Affine
 
-class Affine(nn.Module):
-    """Logits Wx + b on flattened 1×4×4 images: every logit, and the margin between two of them, is linear."""
 
-    def __init__(self, w, b):
-        super().__init__()
-        self.lin = nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            self.lin.weight.copy_(w)
-            self.lin.bias.copy_(b)
-
-    def forward(self, x):
-        return self.lin(x.flatten(1))
 
 
 def test_etmann_alignment_of_a_linear_logit_is_the_distance_in_input_units():
