@@ -70,13 +70,13 @@ def sizes(profile) -> SaliencySizes:
 
 
 #: The methods of the quantitative part, in display order, with their labels. ``ig-uniform`` is Boychev's
-#: (2023) IG: the softmax probability, averaged over uniform baselines; ``ig-uniform-logit`` the same on the logit.
+#: (2023) IG: the softmax probability, averaged over uniform baselines; ``ig-zero`` IG of the logit from the black
+#: image, the labelled second variant.
 METHODS = {
     "gradient": "gradient",
     "smoothgrad": "SmoothGrad",
     "ig-zero": "IG, zero baseline (logit)",
     "ig-uniform": "IG, 10 uniform baselines (probability)",
-    "ig-uniform-logit": "IG, 10 uniform baselines (logit)",
     "shap": "SHAP (GradientExplainer)",
 }
 #: Model-free baseline maps of deletion and insertion, by method name in the results, with their labels.
@@ -115,7 +115,7 @@ def gp_spec(profile, name: str):
     if name not in specs:
         raise UnknownNameError(f"Unknown model {name!r} in zoo group {GP_GROUP!r}. Valid: {', '.join(specs)}.")
     return specs[name]
-_VERSION = 5                # bump when a measurement changes, so cached results are recomputed
+_VERSION = 6                # bump when a measurement changes, so cached results are recomputed
 
 
 def chapter_models(profile) -> list[str]:
@@ -163,10 +163,9 @@ def make_method(name: str, model, profile, grid: bool = False) -> Method:
         return SmoothGrad(model, noise=SMOOTHGRAD_NOISE, n_samples=SMOOTHGRAD_SAMPLES)
     if name == "ig-zero":
         return IntegratedGradients(model, "zero", steps=IG_ZERO_STEPS)
-    if name in ("ig-uniform", "ig-uniform-logit"):
+    if name == "ig-uniform":
         steps = size.ig_steps_grid if grid else size.ig_steps_metrics
-        return IntegratedGradients(model, "uniform", n_baselines=N_BASELINES, steps=steps,
-                                   output="probability" if name == "ig-uniform" else "logit")
+        return IntegratedGradients(model, "uniform", n_baselines=N_BASELINES, steps=steps, output="probability")
     if name == "shap":
         return GradientSHAP(model, background(profile), n_samples=SHAP_SAMPLES)
     raise UnknownNameError(f"Unknown saliency method {name!r}. Valid names: {', '.join(METHODS)}.")
@@ -184,7 +183,7 @@ def grid_maps(profile, models: dict, method: str, x: torch.Tensor, progress: boo
 def grid_figures(profile, models: dict, x: torch.Tensor, y: torch.Tensor, progress: bool = True) -> dict:
     """One grid per drawing of the maps (rows: images, columns: models), keyed by its figure name. The gradient
     is drawn twice, signed and as magnitude, from one computation. IG with uniform baselines is drawn on the
-    softmax probability, as Boychev (2023) does (the logit variant is measured, not drawn)."""
+    softmax probability, as Boychev (2023) does."""
     size = sizes(profile)
     drawings = {
         "fig_grad_signed": ("gradient", True, "Gradient ∇ₓf_c (signed)"),
