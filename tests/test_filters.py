@@ -226,3 +226,26 @@ def test_decay_budget_counts_coupled_decay_through_the_momentum():
     assert abs(decay_budget(sgd) - 80 * 0.1 * 0.01 / 0.1) < 1e-9
     from dataclasses import replace
     assert abs(decay_budget(replace(sgd, optimizer="adam")) - 80 * 0.1 * 0.01) < 1e-9
+
+
+def test_sgd_claim_is_decided_by_the_like_for_like_arm_and_leaves_collapsed_pairs_out(monkeypatch):
+    """On a made-up table: PGD-AT less sparse than standard at every seed passes; a collapsed PGD-AT replicate drops
+    its pair (and is named); the uneven arm is reported but does not decide."""
+    import pandas as pd
+    from rilib.chapters import convolution_filters as ch2
+    from rilib.chapters.catalog import seed_name
+    prof = get_profile("cpu")
+    values = {ch2.SGD_STANDARD: [0.30, 0.32, 0.31], ch2.SGD_PGD: [0.10, 0.12, 0.50], ch2.SGD_PGD_UNEVEN: [0.4] * 3}
+    rows = [{"model": seed_name(arm, r), "arm": arm, "sparsity": v[r], **{c: 0.5 for c in ch2.COLUMNS.values()
+                                                                          if c != "sparsity"},
+             "clean accuracy": 0.1 if (arm, r) == (ch2.SGD_PGD, 2) else 0.98}
+            for arm, v in values.items() for r in range(3)]
+    table = pd.DataFrame(rows).set_index("model")
+    monkeypatch.setattr(ch2, "sgd_table", lambda profile, progress=True: table)
+    m = ch2._sgd_claim(prof, "sparsity", "lower")
+    assert m.passed, m.note
+    assert seed_name(ch2.SGD_PGD, 2) in m.note and "collapsed" in m.note
+    assert m.intervals[f"{ch2.SGD_PGD} − {ch2.SGD_STANDARD}"].n == 2
+    assert "uneven" in m.note
+    table.loc[seed_name(ch2.SGD_PGD, 1), "sparsity"] = 0.9   # one of the two valid pairs now points the other way
+    assert not ch2._sgd_claim(prof, "sparsity", "lower").passed

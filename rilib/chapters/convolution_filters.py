@@ -454,7 +454,7 @@ def _sgd_claim(profile: Profile, column: str, better: str) -> Measurement:
     values = {f"{arm} − {SGD_STANDARD}": cmp.loc[column, arm].format("+.3f") for arm in SGD_ARMS[1:]}
     return Measurement(values, f"Student-t interval over seed pairs of (PGD-AT − standard), both at coupled weight "
                                f"decay {SGD_WD:g}, {'below' if better == 'lower' else 'above'} 0",
-                       not like, "; ".join(notes) if like else "; ".join(notes[1:]),
+                       not like, "; ".join(notes),
                        intervals={f"{arm} − {SGD_STANDARD}": cmp.loc[column, arm] for arm in SGD_ARMS[1:]})
 
 
