@@ -51,8 +51,8 @@ SEEDED = (STANDARD, "mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades", "mnist-fgs
 #: APGD-T's target classes in the headline attack: the 3 the model ranks highest after the true class
 #: (AutoAttack uses 9; ``benchmarks/attack_strength.py`` measures the difference).
 APGD_TARGETS = 3
-#: The L2 PGD-AT arms' training ε on MNIST (the usual L2 budgets for MNIST: 1.5 in Schott et al. 2019, 2.0 in
-#: Croce & Hein 2020), and the L2 ε at which they are evaluated.
+#: The L2 PGD-AT arms' training ε on MNIST (L2 radii at which MNIST robustness is commonly reported, e.g. 1.5 in
+#: Schott et al. 2019), and the L2 ε at which they are evaluated.
 L2_EPS = (1.5, 2.0)
 EVAL_EPS_L2 = 2.0
 L2_MODELS = tuple(f"mnist-pgd-l2-{e:g}" for e in L2_EPS)
