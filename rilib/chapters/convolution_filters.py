@@ -276,16 +276,16 @@ def sgd_table(profile, progress: bool = True):
                            "least-moved layer's cosine to init": moved.max(axis=1)})
 
 
-def sgd_depth_figure(profile, progress: bool = True):
-    """Sparsity, variance entropy and orthogonality against depth for the SGD-recipe zoo: one line per arm, the mean
-    over its seeds that did not collapse (:data:`COLLAPSED_BELOW`)."""
+def sgd_depth_figure(profile, table=None):
+    """Sparsity, variance entropy and orthogonality against depth for the SGD-recipe zoo (``table``: its
+    :func:`sgd_table`, measured if not given): one line per arm, the mean over its seeds that did not collapse
+    (:data:`COLLAPSED_BELOW`)."""
     prof = get_profile(profile)
-    table = sgd_table(prof, progress)
+    table = sgd_table(prof, progress=False) if table is None else table
     ok = table.index[table["clean accuracy"] >= COLLAPSED_BELOW]
     ok = ok if len(ok) else table.index  # every model collapsed (a smoke run): draw them all
-    arm = {seed_name(a, r): a for a in SGD_ARMS for r in range(prof.seeds)}
     depth = per_depth({n: m for n, m in sgd_models(prof, progress=False).items() if n in ok})
-    means = depth.assign(model=depth.model.map(arm)).groupby(["model", "bin"], sort=False).mean(numeric_only=True)
+    means = depth.assign(model=depth.model.map(table.arm)).groupby(["model", "bin"], sort=False).mean(numeric_only=True)
     return plotting.metrics_by_depth(means.reset_index())
 
 

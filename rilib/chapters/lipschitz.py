@@ -251,38 +251,51 @@ def measure(profile, progress: bool = True) -> ArmResults:
                         dump=lambda r: paths.torch_bytes(asdict(r)), name="lipschitz.measure")
 
 
-def _measure(prof: Profile, progress: bool) -> ArmResults:
+def _each_model(prof: Profile, specs: dict, desc: str, progress: bool, measure_one) -> tuple[dict, dict]:
+    """``measure_one(name, model, x, y) -> (row, per-image values)`` for every model of ``specs`` on the first
+    :func:`eval_n` test images, its random starts seeded (seed 0 per model): ``(rows, per_image)`` by model name,
+    the per-image values on the CPU as float32."""
     from tqdm import tqdm
 
-    specs = train(prof, progress)
     ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
     n = eval_n(prof)
-    acc, per_image = {}, {}
-    for name, spec in tqdm(specs.items(), desc="Lipschitz chapter measurements", disable=not progress):
+    rows, per_image = {}, {}
+    for name, spec in tqdm(specs.items(), desc=desc, disable=not progress):
         model = zoo.load(spec)
         x, y = to_model(ds.x_test[:n], model), to_model(ds.y_test[:n], model)
         with seeded(0):
-            row = {"clean acc": accuracy(model, x, y)}
-            # The stronger attack is the strong one and then the margin attack on its survivors: one WorstOf run
-            # gives both columns, the strong attack's mask and the final one.
-            stronger = name not in FROM_CATALOG or name == STANDARD
-            attack = stronger_attack(prof) if stronger else WorstOf((strong_attack(prof, EPS),))
-            _, masks = attack.run(model, x, y)
-            row["strong attack acc"] = float(masks[0].float().mean())
-            row["stronger attack acc"] = float(masks[1].float().mean()) if stronger else None
-            row[AT_TEMPERATURE] = None
-            if name == DISTILLED:
-                _, (tempered,) = WorstOf((strong_attack(prof, EPS),)).run(_Tempered(model, TEMPERATURE), x, y)
-                row[AT_TEMPERATURE] = float(tempered.float().mean())
-            with torch.no_grad():
-                p = torch.softmax(model.eval()(x), 1)
-            values = {"lipschitz": local_lipschitz(model, x, EPS),
-                      "kl lipschitz": local_lipschitz(model, x, EPS, space="kl"),
-                      "margin ratio": margin_ratio(model, x), "grad l1": gradient_l1(model, x, y),
-                      "alignment": alignment(model, x), "confidence": p.amax(1)}
-        acc[name] = row
+            rows[name], values = measure_one(name, model, x, y)
         per_image[name] = {k: v.detach().cpu().float() for k, v in values.items()}
-    return ArmResults(acc, per_image)
+    return rows, per_image
+
+
+def _confidence(model, x) -> torch.Tensor:
+    """The softmax probability of the predicted class, per image."""
+    with torch.no_grad():
+        return torch.softmax(model.eval()(x), 1).amax(1)
+
+
+def _measure(prof: Profile, progress: bool) -> ArmResults:
+    def one(name, model, x, y):
+        row = {"clean acc": accuracy(model, x, y)}
+        # The stronger attack is the strong one and then the margin attack on its survivors: one WorstOf run
+        # gives both columns, the strong attack's mask and the final one.
+        stronger = name not in FROM_CATALOG or name == STANDARD
+        attack = stronger_attack(prof) if stronger else WorstOf((strong_attack(prof, EPS),))
+        _, masks = attack.run(model, x, y)
+        row["strong attack acc"] = float(masks[0].float().mean())
+        row["stronger attack acc"] = float(masks[1].float().mean()) if stronger else None
+        row[AT_TEMPERATURE] = None
+        if name == DISTILLED:
+            _, (tempered,) = WorstOf((strong_attack(prof, EPS),)).run(_Tempered(model, TEMPERATURE), x, y)
+            row[AT_TEMPERATURE] = float(tempered.float().mean())
+        confidence = _confidence(model, x)
+        return row, {"lipschitz": local_lipschitz(model, x, EPS),
+                     "kl lipschitz": local_lipschitz(model, x, EPS, space="kl"),
+                     "margin ratio": margin_ratio(model, x), "grad l1": gradient_l1(model, x, y),
+                     "alignment": alignment(model, x), "confidence": confidence}
+
+    return ArmResults(*_each_model(prof, train(prof, progress), "Lipschitz chapter measurements", progress, one))
 
 
 #: The per-image measurements of the replicates (the ones the claims use).
@@ -317,30 +330,20 @@ def measure_seeds(profile, progress: bool = True) -> SeedResults:
 
 
 def _measure_seeds(prof: Profile, progress: bool) -> SeedResults:
-    from tqdm import tqdm
-
     train(prof, progress)
-    specs = replicate_specs(prof)
     attacked = {n for arm in ATTACKED_ARMS for n in arm_seeds(prof, arm)}
-    ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
-    n = eval_n(prof)
-    acc, per_image = {}, {}
-    for name, spec in tqdm(specs.items(), desc="Lipschitz chapter, other seeds", disable=not progress):
-        model = zoo.load(spec)
-        x, y = to_model(ds.x_test[:n], model), to_model(ds.y_test[:n], model)
-        with seeded(0):
-            row = {"strong attack acc": None, "stronger attack acc": None}
-            if name in attacked:
-                _, masks = stronger_attack(prof).run(model, x, y)
-                row = {"strong attack acc": float(masks[0].float().mean()),
-                       "stronger attack acc": float(masks[1].float().mean())}
-            with torch.no_grad():
-                p = torch.softmax(model.eval()(x), 1)
-            values = {"margin ratio": margin_ratio(model, x), "alignment": alignment(model, x),
-                      "confidence": p.amax(1)}
-        acc[name] = row
-        per_image[name] = {k: v.detach().cpu().float() for k, v in values.items()}
-    return SeedResults(acc, per_image)
+
+    def one(name, model, x, y):
+        row = {"strong attack acc": None, "stronger attack acc": None}
+        if name in attacked:
+            _, masks = stronger_attack(prof).run(model, x, y)
+            row = {"strong attack acc": float(masks[0].float().mean()),
+                   "stronger attack acc": float(masks[1].float().mean())}
+        confidence = _confidence(model, x)
+        return row, {"margin ratio": margin_ratio(model, x), "alignment": alignment(model, x),
+                     "confidence": confidence}
+
+    return SeedResults(*_each_model(prof, replicate_specs(prof), "Lipschitz chapter, other seeds", progress, one))
 
 
 def seed_values(profile, arm: str, key: str, results: ArmResults | None = None,
