@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from .errors import RilibError, UsageError
 
@@ -65,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr = zoo_sub.add_parser("train", help="train the named models (default: all) unless cached")
     tr.add_argument("names", nargs="*", metavar="NAME", help="zoo names (see `rilib zoo list`)")
     tr.add_argument("--retrain", action="store_true", help="delete the cached models first and train again")
+    tr.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                    help="models trained at once, each in its own process with cores/N threads (default: one per "
+                         "CPU core on a CPU, 1 on a GPU); 1 trains one after the other with a progress bar")
     _add_profile(tr)
     pk = zoo_sub.add_parser("pack", help="write a profile's trained models to one tarball with a manifest",
                             description="Write every trained model of a profile (weights, metrics, spec) and a "
@@ -90,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="execute chapters even when their executed notebook is up to date")
     run.add_argument("--log-output", action="store_true",
                      help="stream every cell's output while it runs (default: a progress bar over the cells)")
+    run.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                     help="chapters executed at once, each in its own process with cores/N threads and its output "
+                          "in book/.NAME.log (default: one per CPU core on a CPU, 1 on a GPU); the synthesis page "
+                          "runs after the others")
     _add_profile(run)
     repo_help = ("where the book is published, owner/name on GitHub (default: RILIB_REPOSITORY, else the "
                  "placeholder in _config.yml); sets the launch links and html.baseurl")
@@ -186,16 +192,18 @@ def _zoo_list(profile: str) -> None:
               f"({params}){teacher} {spec.epochs} epochs, {spec.optimizer_label()}, seed {spec.seed}  [{status}]")
 
 
-def _zoo_train(names: list[str], profile: str, retrain: bool) -> None:
+def _zoo_train(names: list[str], profile: str, retrain: bool, jobs: int | None) -> None:
     from . import zoo
     specs = {n: zoo.resolve(n, profile) for n in names} if names else zoo.zoo_specs(profile)
-    for name, spec in specs.items():
-        cached = not retrain and zoo.is_trained(spec)
-        t0 = time.perf_counter()
-        zoo.train(spec, retrain=retrain)  # verifies a cached model's checkpoint before calling it cached
-        info = zoo.metrics(spec)
-        how = "cached" if cached else f"trained in {time.perf_counter() - t0:.0f} s"
-        print(f"{name}: {how}, clean acc {info['clean_acc']:.3f}  ({spec.folder()})", flush=True)
+    done = []
+
+    def report(name, spec, cached, seconds):  # zoo.train verifies a cached model's checkpoint before this
+        done.append(name)
+        how = "cached" if cached else f"trained in {seconds:.0f} s"
+        print(f"{name}: {how}, clean acc {zoo.metrics(spec)['clean_acc']:.3f}  [{len(done)}/{len(specs)}]  "
+              f"({spec.folder()})", flush=True)
+
+    zoo.train_many(specs, jobs=jobs, retrain=retrain, report=report)
 
 
 def _timings(log: str, out: str | None) -> None:
@@ -313,10 +321,11 @@ def main(argv: list[str] | None = None) -> int:
             from . import pack
             print(pack.unpack(args.source).summary())
         elif args.command == "zoo":
-            _zoo_train(args.names, args.profile, args.retrain)
+            _zoo_train(args.names, args.profile, args.retrain, args.jobs)
         elif args.command == "book" and args.action == "run":
             from .book import runner
-            runner.run(args.notebooks, args.profile, args.root, force=args.force, log_output=args.log_output)
+            runner.run(args.notebooks, args.profile, args.root, force=args.force, log_output=args.log_output,
+                       jobs=args.jobs)
         elif args.command == "book" and args.action == "publish":
             from .book import publish, runner
             root = runner.project(args.root)

@@ -187,11 +187,12 @@ def torch_bytes(obj) -> bytes:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, waiting: str = "") -> Iterator[None]:
+def file_lock(path: Path, waiting: str = "", required: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if needed) for the body; another process asking for it waits,
     printing ``waiting`` once. The operating system releases the lock when its holder exits, however it exits, so
-    a process killed mid-way never blocks the next one. Where POSIX locks are unavailable (Windows) the body runs
-    unlocked."""
+    a process killed mid-way never blocks the next one. Where POSIX locks are unavailable (Windows), or the lock
+    file cannot be created and the lock is not ``required`` (a read-only cache, where the body writes nothing
+    anyway), the body runs unlocked."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
@@ -202,6 +203,9 @@ def file_lock(path: Path, waiting: str = "") -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(path, "a+")
     except OSError as exc:
+        if not required:
+            yield
+            return
         raise cannot_write(path, exc) from None
     with fh:
         try:

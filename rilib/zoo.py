@@ -378,7 +378,116 @@ def evaluation(name_or_spec: str | Spec, attack, profile: str | Profile, n: Opti
         else:
             record["robust_acc"] = robust_accuracy(model, x, y, attack, progress=progress, desc=attack.describe())
     record["seconds"] = time.perf_counter() - t0
-    cached = paths.load_cache(path, paths.read_json) or {}  # another process may have added entries meanwhile
-    cached[key] = record
-    paths.store_cache(path, json.dumps(cached, indent=2).encode())
+    # Another process (a chapter running beside this one) may have added entries meanwhile: re-read and merge under
+    # a lock, so neither one's entry is lost.
+    with paths.file_lock(paths.zoo_dir() / ".locks" / f"{spec.folder().name}.evals.lock", required=False):
+        cached = paths.load_cache(path, paths.read_json) or {}
+        cached[key] = record
+        paths.store_cache(path, json.dumps(cached, indent=2).encode())
     return record
+
+
+def default_jobs() -> int:
+    """How many models :func:`train_many` trains at once by default: one per CPU core on a CPU (small models at
+    small batches use one core each far better than two cores share one model: ``benchmarks/processes.py``), one
+    on a GPU (the processes would share it)."""
+    import os
+    return 1 if device().type != "cpu" else max(1, os.cpu_count() or 1)
+
+
+def _cost(spec: Spec) -> float:
+    """A rough relative cost of training ``spec``, to start the longest runs first: epochs × training images ×
+    forward-backward passes per batch (the attack's steps + 1 for adversarial objectives)."""
+    p = spec.param_dict
+    passes = 1 + (p.get("steps", 10) if spec.objective in ("pgd", "trades") else 1 if spec.objective == "fgsm_rs"
+                  else 0)
+    return spec.epochs * (spec.n_train or 60000) * passes
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _epoch_line(name: str, epochs: int):
+    """An ``on_epoch_end`` that prints one line per epoch, tagged with the model's name (parallel runs share a
+    terminal, so no progress bars)."""
+    def report(epoch: int, record: dict) -> None:
+        robust = record.get("monitor_robust_acc")
+        print(f"[rilib] {name}: epoch {epoch + 1}/{epochs}, train loss {record['train_loss']:.3f}, test acc "
+              f"{record['test_acc']:.3f}" + (f", robust (PGD-10) {robust:.3f}" if robust is not None else "")
+              + f", {record['seconds']:.0f} s", flush=True)
+    return report
+
+
+def _train_one(name: str, spec: Spec, retrain: bool) -> tuple[str, bool, float]:
+    """Train one spec in a worker; return (name, whether it was cached, seconds)."""
+    cached = not retrain and is_trained(spec)
+    t0 = time.perf_counter()
+    train(spec, retrain=retrain, progress=False, on_epoch_end=None if cached else _epoch_line(name, spec.epochs))
+    return name, cached, time.perf_counter() - t0
+
+
+def train_many(specs: dict[str, Spec], *, jobs: Optional[int] = None, retrain: bool = False,
+               report: Callable[[str, Spec, bool, float], None] = lambda *a: None) -> None:
+    """Train every spec of ``specs`` (name → spec) that is not cached, ``jobs`` at a time (default
+    :func:`default_jobs`), each process with ``cores // jobs`` threads; call ``report(name, spec, cached,
+    seconds)`` as each one finishes.
+
+    - The longest runs start first (:func:`_cost`), so the last one to finish is short.
+    - A distillation student starts only once its teacher (if it is in ``specs``) has finished.
+    - Each spec is trained by :func:`train`, with its per-spec lock and checkpoint: a run interrupted here resumes
+      next time, and another process training the same spec meanwhile is waited for, not duplicated.
+    - The first failure stops the models not yet started and is raised once the running ones have finished.
+    ``jobs=1`` trains in this process, one after the other, with a progress bar.
+    """
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise RilibError(f"jobs must be 1 or more, not {jobs}.")
+    order = sorted(specs, key=lambda n: -_cost(specs[n]))
+    if not retrain:  # cached models are verified and reported here, without starting a process
+        for name in [n for n in order if is_trained(specs[n])]:
+            t0 = time.perf_counter()
+            train(specs[name])
+            report(name, specs[name], True, time.perf_counter() - t0)
+            order.remove(name)
+    if jobs == 1 or len(order) < 2:
+        for name in order:
+            cached = not retrain and is_trained(specs[name])
+            t0 = time.perf_counter()
+            train(specs[name], retrain=retrain)
+            report(name, specs[name], cached, time.perf_counter() - t0)
+        return
+    jobs = min(jobs, len(order))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pending = set(specs.values())
+    waiting, running, failure = list(order), {}, None
+    # spawn, not fork: a forked child of a process whose OpenMP pool already ran can hang in its first parallel op.
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        while waiting or running:
+            if failure is None:
+                for name in [n for n in waiting if specs[n].teacher is None or specs[n].teacher not in pending]:
+                    if len(running) >= jobs:
+                        break
+                    waiting.remove(name)
+                    running[pool.submit(_train_one, name, specs[name], retrain)] = name
+            else:
+                waiting.clear()
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                name = running.pop(fut)
+                pending.discard(specs[name])
+                try:
+                    _, cached, seconds = fut.result()
+                except Exception as exc:  # noqa: BLE001 - re-raised below, after the running ones finish
+                    failure = failure or exc
+                    continue
+                report(name, specs[name], cached, seconds)
+    if failure is not None:
+        raise failure

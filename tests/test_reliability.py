@@ -186,6 +186,75 @@ def test_an_up_to_date_chapter_is_not_executed_again(tmp_path, capsys):
     assert (root / "book" / "01_page.ipynb").read_bytes() != first
 
 
+@pytest.mark.slow
+def test_parallel_chapters_run_together_and_the_synthesis_page_after_them(tmp_path):
+    """``jobs=2``: two chapters overlap in time, a page whose front matter says ``rilib: {after: all}`` starts
+    only once both have ended, and each leaves its executed notebook and its log."""
+    from rilib.book import runner
+    root = _book(tmp_path, [])
+    stamp = ("import time, pathlib\nt0 = time.time()\ntime.sleep({sleep})\n"
+             "pathlib.Path('{name}.times').write_text(f'{{t0}} {{time.time()}}')")
+    page = (root / "notebooks" / "01_page.md").read_text()
+    for name, sleep in (("01_page", 1), ("02_other", 8), ("99_last", 0)):  # the last page must wait for the slow one
+        text = page + f"```{{code-cell}} ipython3\n{stamp.format(name=name, sleep=sleep)}\n```\n"
+        if name == "99_last":
+            text = text.replace("kernelspec:", "rilib: {after: all}\nkernelspec:", 1)
+        (root / "notebooks" / f"{name}.md").write_text(text)
+    runner.run(None, "smoke", root, jobs=2)
+    times = {n: [float(v) for v in (root / "book" / f"{n}.times").read_text().split()]
+             for n in ("01_page", "02_other", "99_last")}
+    assert times["01_page"][0] < times["02_other"][1] and times["02_other"][0] < times["01_page"][1], times
+    assert times["99_last"][0] > max(times["01_page"][1], times["02_other"][1]), times
+    for name in times:
+        assert (root / "book" / f"{name}.ipynb").exists() and (root / "book" / f".{name}.log").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_parallel_chapter_is_named_with_its_log_and_stops_the_synthesis_page(tmp_path):
+    from rilib.book import runner
+    root = _book(tmp_path, ["x = 1"])
+    page = (root / "notebooks" / "01_page.md").read_text()
+    (root / "notebooks" / "02_bad.md").write_text(page + "```{code-cell} ipython3\nraise ValueError('kaput')\n```\n")
+    (root / "notebooks" / "99_last.md").write_text(page.replace("kernelspec:", "rilib: {after: all}\nkernelspec:", 1))
+    with pytest.raises(RilibError, match=r"(?s)02_bad\.md \(exit 1\).*kaput"):
+        runner.run(None, "smoke", root, jobs=2)
+    assert (root / "book" / "01_page.ipynb").exists()  # the chapter that worked keeps its notebook
+    assert not (root / "book" / "02_bad.ipynb").exists() and (root / "book" / ".02_bad.failed.ipynb").exists()
+    assert not (root / "book" / "99_last.ipynb").exists()
+
+
+def test_train_many_trains_a_teacher_before_its_student_in_parallel_processes(tmp_path, monkeypatch, capfd):
+    """``jobs=2``: every spec ends trained and verified, a distillation student starts only after its teacher has
+    finished (else one process would wait on the teacher's lock held by the other, and say so), and a cached model
+    is reported as cached."""
+    monkeypatch.setenv("RILIB_CACHE", str(tmp_path / "cache"))
+    teacher = rilib.Spec.make("mnist-5k", "tiny-cnn", "standard", params={"temperature": 5.0}, epochs=1,
+                              n_train=200, n_test=50, batch_size=64, seed=47)
+    student = rilib.Spec.make("mnist-5k", "tiny-cnn", "distillation", params={"temperature": 5.0}, teacher=teacher,
+                              epochs=1, n_train=200, n_test=50, batch_size=64, seed=47)
+    specs = {"student": student, "teacher": teacher, "other": _spec(48, epochs=1, n_train=200)}
+    done = []
+    zoo.train_many(specs, jobs=2, report=lambda name, spec, cached, s: done.append((name, cached, time.time())))
+    names = [n for n, _, _ in done]
+    assert sorted(names) == sorted(specs) and all(zoo.is_trained(s) for s in specs.values())
+    assert names.index("teacher") < names.index("student")
+    assert "waiting for another process" not in capfd.readouterr().err
+    done.clear()
+    zoo.train_many(specs, jobs=2, report=lambda name, spec, cached, s: done.append((name, cached, time.time())))
+    assert all(cached for _, cached, _ in done) and len(done) == 3
+
+
+def test_train_many_raises_the_first_failure_after_the_others_finish(tmp_path, monkeypatch):
+    monkeypatch.setenv("RILIB_CACHE", str(tmp_path / "cache"))
+    bad = rilib.Spec.make("mnist-5k", "no-such-arch", "standard", epochs=1, n_train=200, n_test=50, seed=49)
+    good = _spec(50, epochs=1, n_train=200)
+    with pytest.raises(RilibError, match="no-such-arch"):
+        zoo.train_many({"bad": bad, "good": good}, jobs=2)
+    assert zoo.is_trained(good) and not zoo.is_trained(bad)
+    with pytest.raises(RilibError, match="jobs must be 1 or more"):
+        zoo.train_many({"good": good}, jobs=0)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Two processes at once
 

@@ -87,7 +87,8 @@ def _executed_key(path: Path) -> Optional[str]:
 
 
 def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = None,
-        log_output: bool = False, force: bool = False, progress: bool = True) -> list[Path]:
+        log_output: bool = False, force: bool = False, progress: bool = True,
+        jobs: Optional[int] = None) -> list[Path]:
     """Execute chapters under ``profile`` with papermill; return the executed notebooks in ``book/``.
 
     ``progress`` shows a bar over each chapter's cells on stderr; ``log_output`` streams every cell's output as it
@@ -97,59 +98,145 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
     not executed again unless ``force``. A chapter executes into a hidden file that replaces ``book/<name>.ipynb``
     only when it completes: an interrupted or failing run leaves ``book/.<name>.failed.ipynb`` for a look and never
     a partial notebook that ``build`` would publish.
-    """
-    import jupytext
-    import nbformat
-    import papermill as pm
 
+    ``jobs`` chapters execute at once (default :func:`rilib.zoo.default_jobs`: one per CPU core on a CPU), each by
+    its own ``rilib book run`` process whose kernel has cores/jobs threads, logging to ``book/.<name>.log``; a
+    chapter whose front matter says ``rilib: {after: all}`` (the synthesis page, which reads the others' results)
+    starts only after the others have finished.
+    """
     get_profile(profile)  # fail early on an unknown profile
     root_path = project(root)
     out_dir = root_path / "book"
     out_dir.mkdir(exist_ok=True)
-    executed = []
     library = library_digest()
+    todo, executed = [], []
     for src in select(names, root_path):
         target = out_dir / f"{src.stem}.ipynb"
-        key = run_key(src, profile, library)
-        if not force and _executed_key(target) == key:
+        if not force and _executed_key(target) == run_key(src, profile, library):
             print(f"[rilib] {src.name} is up to date for profile {profile}: not executed again "
                   f"(--force executes it anyway)", flush=True)
             timing.record("chapter", src.stem, 0.0, executed=False, profile=profile)
-            executed.append(target)
-            continue
-        nb = jupytext.read(src)
-        nb.metadata["kernelspec"] = dict(KERNELSPEC)
-        staging = out_dir / f".{src.stem}.input.ipynb"
-        running = out_dir / f".{src.stem}.running.ipynb"
-        failed = out_dir / f".{src.stem}.failed.ipynb"
-        nbformat.write(nb, staging)
-        t0 = time.perf_counter()
-        print(f"[rilib] executing {src.name} (profile {profile}) -> {target.relative_to(root_path)}", flush=True)
-        try:
-            pm.execute_notebook(str(staging), str(running), parameters={"profile": profile},
-                                kernel_name="python3", cwd=str(out_dir), log_output=log_output,
-                                progress_bar=_progress_bar(src.stem) if progress else False)
-        except BaseException as exc:  # a failing cell, an interrupt: keep what ran, publish nothing
-            if running.exists():
-                os.replace(running, failed)
-            kept = (f"{target.relative_to(root_path)} keeps its last complete run" if target.exists()
-                    else f"{target.relative_to(root_path)} was not written")
-            if isinstance(exc, pm.PapermillExecutionError):
-                raise RilibError(f"{src.name} failed under profile {profile!r} in cell {exc.exec_count}: "
-                                 f"{exc.ename}: {exc.evalue}\nThe partly executed notebook is {failed}; "
-                                 f"{kept}.") from None
-            print(f"[rilib] {src.name} did not complete; the partly executed notebook is {failed}; {kept}.",
-                  file=sys.stderr, flush=True)
-            raise
-        finally:
-            staging.unlink(missing_ok=True)
-        _finish(running, key, profile)
-        os.replace(running, target)
-        failed.unlink(missing_ok=True)
-        timing.record("chapter", src.stem, time.perf_counter() - t0, executed=True, profile=profile)
-        print(f"[rilib] {src.name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        else:
+            todo.append(src)
         executed.append(target)
+    from ..zoo import default_jobs
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise RilibError(f"jobs must be 1 or more, not {jobs}.")
+    if jobs > 1 and len(todo) > 1:
+        _run_parallel(todo, profile, root_path, jobs, force=True, log_output=log_output)
+    else:
+        for src in todo:
+            _execute(src, profile, root_path, run_key(src, profile, library), log_output, progress)
     return executed
+
+
+def _runs_after_all(src: Path) -> bool:
+    """Whether a chapter's front matter asks to run after every other chapter (``rilib: {after: all}``)."""
+    import jupytext
+    return jupytext.read(src).metadata.get("rilib", {}).get("after") == "all"
+
+
+def _run_parallel(todo: Sequence[Path], profile: str, root: Path, jobs: int, force: bool,
+                  log_output: bool = False) -> None:
+    """Execute the chapters ``todo`` ``jobs`` at a time, each by a ``rilib book run NAME`` process with cores/jobs
+    threads and its output in ``book/.<name>.log``; print a line when each starts and ends, and every minute which
+    are running. Chapters that run after all (:func:`_runs_after_all`) start when the others have ended. The first
+    failure stops chapters not yet started and is raised when the running ones end; an interrupt stops them all
+    (each keeps its ``.failed`` notebook, as :func:`run` says)."""
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    waves = [[s for s in todo if not _runs_after_all(s)], [s for s in todo if _runs_after_all(s)]]
+    running: dict = {}
+    failed: list[str] = []
+    t_start = beat = time.perf_counter()
+    try:
+        for waiting in waves:
+            while (waiting or running) and not (failed and not running):
+                while waiting and len(running) < jobs and not failed:
+                    src = waiting.pop(0)
+                    log = root / "book" / f".{src.stem}.log"
+                    cmd = [sys.executable, "-m", "rilib", "book", "run", src.stem, "--profile", profile,
+                           "--root", str(root), "--jobs", "1"] + (["--force"] if force else []) + (
+                        ["--log-output"] if log_output else [])
+                    fh = open(log, "w")
+                    running[src] = (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env), fh,
+                                    time.perf_counter(), log)
+                    print(f"[rilib] executing {src.name} (profile {profile}, {threads} thread(s)); its log: "
+                          f"{log.relative_to(root)}", flush=True)
+                time.sleep(0.5)
+                for src, (proc, fh, t0, log) in list(running.items()):
+                    if proc.poll() is None:
+                        continue
+                    fh.close()
+                    del running[src]
+                    if proc.returncode == 0:
+                        print(f"[rilib] {src.name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+                    else:
+                        failed.append(f"{src.name} (exit {proc.returncode}), the end of its log:\n{_tail(log)}")
+                if running and time.perf_counter() - beat > 60:
+                    beat = time.perf_counter()
+                    now = ", ".join(f"{s.stem} for {(beat - t0) / 60:.1f} min"
+                                    for s, (_, _, t0, _) in running.items())
+                    print(f"[rilib] {(beat - t_start) / 60:.0f} min: running {now}", flush=True)
+            if failed:
+                break
+    finally:  # on an interrupt or an error here, stop what still runs
+        for proc, fh, _, _ in running.values():
+            proc.terminate()
+            proc.wait()
+            fh.close()
+    if failed:
+        raise RilibError("Chapter(s) failed: " + "\n".join(failed))
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def _execute(src: Path, profile: str, root_path: Path, key: str, log_output: bool, progress: bool) -> None:
+    """Execute one chapter source into ``book/<name>.ipynb`` (see :func:`run`)."""
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    out_dir = root_path / "book"
+    target = out_dir / f"{src.stem}.ipynb"
+    nb = jupytext.read(src)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    staging = out_dir / f".{src.stem}.input.ipynb"
+    running = out_dir / f".{src.stem}.running.ipynb"
+    failed = out_dir / f".{src.stem}.failed.ipynb"
+    nbformat.write(nb, staging)
+    t0 = time.perf_counter()
+    print(f"[rilib] executing {src.name} (profile {profile}) -> {target.relative_to(root_path)}", flush=True)
+    try:
+        pm.execute_notebook(str(staging), str(running), parameters={"profile": profile},
+                            kernel_name="python3", cwd=str(out_dir), log_output=log_output,
+                            progress_bar=_progress_bar(src.stem) if progress else False)
+    except BaseException as exc:  # a failing cell, an interrupt: keep what ran, publish nothing
+        if running.exists():
+            os.replace(running, failed)
+        kept = (f"{target.relative_to(root_path)} keeps its last complete run" if target.exists()
+                else f"{target.relative_to(root_path)} was not written")
+        if isinstance(exc, pm.PapermillExecutionError):
+            raise RilibError(f"{src.name} failed under profile {profile!r} in cell {exc.exec_count}: "
+                             f"{exc.ename}: {exc.evalue}\nThe partly executed notebook is {failed}; "
+                             f"{kept}.") from None
+        print(f"[rilib] {src.name} did not complete; the partly executed notebook is {failed}; {kept}.",
+              file=sys.stderr, flush=True)
+        raise
+    finally:
+        staging.unlink(missing_ok=True)
+    _finish(running, key, profile)
+    os.replace(running, target)
+    failed.unlink(missing_ok=True)
+    timing.record("chapter", src.stem, time.perf_counter() - t0, executed=True, profile=profile)
+    print(f"[rilib] {src.name} done in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def _progress_bar(name: str) -> dict:
