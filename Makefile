@@ -57,4 +57,4 @@ benchmark: install  ## print the speed benchmarks, each with its ratio to a refe
 	$(BIN)/python benchmarks/perceptual_ball.py
 
 clean:  ## remove the built book and executed notebooks (keeps .venv and the model zoo)
-	rm -rf _build book/*.ipynb _published
+	rm -rf _build book/*.ipynb book/.*.ipynb book/.*.log _published
