@@ -35,6 +35,8 @@ class Profile:
     eval_restarts: int = 5        # ... with this many random restarts
     cifar10: str | None = None    # CIFAR-10 dataset name, if the profile trains CIFAR-10 models
     mnist_arch: str = "small-cnn"  # architecture of the MNIST models the chapters compare
+    cifar10_arch: str = "preact-resnet18"  # architecture of the CIFAR-10 models (a test profile picks a tiny one)
+    cifar10_epochs: int | None = None  # epochs of every CIFAR-10 model; None: the papers' recipes (100, FGSM-RS 30)
     seeds: int = 1                # training seeds of each arm whose claims are about a training procedure
     expected_minutes: str = ""
 

@@ -107,6 +107,37 @@ def smoke_book(tmp_path_factory, private_cache):
     return root, timings
 
 
+# Synthetic colour images (3×32×32, CIFAR-sized) for the colour-path tests (test_colour.py, test_paper_colour.py):
+# ten classes of coloured Gaussian blobs, the class setting the colour and the place of the blob.
+#: One colour per class (RGB in [0, 1]); classes 0–4 sit in the top half, 5–9 in the bottom half, each in a column.
+PALETTE = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1],
+                        [0, 1, 1], [1, .5, 0], [.5, 0, 1], [1, 1, 1], [.5, .5, .5]])
+
+
+def blobs(n: int, seed: int):
+    """``n`` images (n, 3, 32, 32) in [0, 1]: faint uniform noise plus a Gaussian blob (σ 2.5 pixels) of the class's
+    colour at the class's place, jittered by a few pixels. Returns (x, y, masks (n, 32, 32) bool where the blob
+    exceeds 0.3 of its peak, boxes (n, 4) ``(x0, y0, x1, y1)`` exclusive, around the blob's centre)."""
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.arange(n) % 10)[torch.randperm(n, generator=g)]
+    rows, cols = torch.arange(32.0).view(32, 1), torch.arange(32.0).view(1, 32)
+    xs, masks, boxes = [], [], []
+    for c in y.tolist():
+        cy = 8 + 16 * (c // 5) + int(torch.randint(-3, 4, (1,), generator=g))
+        cx = 4 + 6 * (c % 5) + int(torch.randint(-2, 3, (1,), generator=g))
+        blob = torch.exp(-((rows - cy) ** 2 + (cols - cx) ** 2) / (2 * 2.5 ** 2))
+        xs.append((0.15 * torch.rand((3, 32, 32), generator=g) + 0.8 * PALETTE[c].view(3, 1, 1) * blob).clamp(0, 1))
+        masks.append(blob > 0.3)
+        boxes.append(torch.tensor([cx - 3, cy - 3, cx + 4, cy + 4]))
+    return torch.stack(xs), y, torch.stack(masks), torch.stack(boxes)
+
+
+@pytest.fixture(scope="session")
+def colour_blobs():
+    """The generator :func:`blobs` of synthetic colour images, for tests in other files."""
+    return blobs
+
+
 class Affine(nn.Module):
     """Logits Wx + b on flattened images: every logit, and the margin between two of them, is linear in x, so
     gradients, alignments and distances to the boundary have known answers."""

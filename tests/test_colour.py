@@ -26,33 +26,13 @@ SHAPE = (3, 32, 32)
 N_CLASSES = 10
 N_TRAIN, N_TEST = 64, 32
 N = 8  # images the slower lenses explain
-#: One colour per class (RGB in [0, 1]); classes 0–4 sit in the top half, 5–9 in the bottom half, each in a column.
-PALETTE = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1],
-                        [0, 1, 1], [1, .5, 0], [.5, 0, 1], [1, 1, 1], [.5, .5, .5]])
-
-
-def blobs(n: int, seed: int):
-    """``n`` images (n, 3, 32, 32) in [0, 1]: faint uniform noise plus a Gaussian blob (σ 2.5 pixels) of the class's
-    colour at the class's place, jittered by a few pixels. Returns (x, y, masks (n, 32, 32) bool where the blob
-    exceeds 0.3 of its peak, boxes (n, 4) ``(x0, y0, x1, y1)`` exclusive, around the blob's centre)."""
-    g = torch.Generator().manual_seed(seed)
-    y = (torch.arange(n) % N_CLASSES)[torch.randperm(n, generator=g)]
-    rows, cols = torch.arange(32.0).view(32, 1), torch.arange(32.0).view(1, 32)
-    xs, masks, boxes = [], [], []
-    for c in y.tolist():
-        cy = 8 + 16 * (c // 5) + int(torch.randint(-3, 4, (1,), generator=g))
-        cx = 4 + 6 * (c % 5) + int(torch.randint(-2, 3, (1,), generator=g))
-        blob = torch.exp(-((rows - cy) ** 2 + (cols - cx) ** 2) / (2 * 2.5 ** 2))
-        xs.append((0.15 * torch.rand(SHAPE, generator=g) + 0.8 * PALETTE[c].view(3, 1, 1) * blob).clamp(0, 1))
-        masks.append(blob > 0.3)
-        boxes.append(torch.tensor([cx - 3, cy - 3, cx + 4, cy + 4]))
-    return torch.stack(xs), y, torch.stack(masks), torch.stack(boxes)
 
 
 @pytest.fixture(scope="module")
-def colour():
-    """The dataset (64 training, 32 test images) and the test images' masks and boxes."""
-    x, y, masks, boxes = blobs(N_TRAIN + N_TEST, seed=0)
+def colour(colour_blobs):
+    """The dataset (64 training, 32 test images) and the test images' masks and boxes (``colour_blobs``: the
+    generator shared in conftest.py)."""
+    x, y, masks, boxes = colour_blobs(N_TRAIN + N_TEST, seed=0)
     ds = Dataset("colour-blobs", x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:],
                  [str(c) for c in range(N_CLASSES)], "synthetic coloured blobs for tests")
     return ds, masks[N_TRAIN:], boxes[N_TRAIN:]

@@ -2,7 +2,8 @@
 
 The zoo group ``catalog``: a standard model, PGD adversarial training (Madry et al. 2018) at ε = 0.1, 0.2 and 0.3
 (L∞), TRADES with β = 6 (Zhang et al. 2019) and FGSM with random start (Wong et al. 2020), on MNIST at the
-profile's sizes; on the ``paper`` profile also their CIFAR-10 counterparts (PreActResNet-18, ε = 8/255).
+profile's sizes; on the ``paper`` profile also their CIFAR-10 counterparts (PreActResNet-18, ε = 8/255; the
+profile's ``cifar10_arch`` and ``cifar10_epochs``, so that a test profile can train tiny ones).
 
 The zoo group ``catalog-seeds`` holds what the claims about *training procedures* need (chapters 1 and 2): more
 training seeds of the arms in :data:`SEEDED` (the profile's ``seeds``; every seed differs between arms and within
@@ -27,7 +28,7 @@ from typing import Optional, Sequence
 
 from .. import zoo
 from ..attacks import APGD, PGD, WorstOf, margin_loss
-from ..profiles import Profile, get_profile
+from ..profiles import PROFILES, Profile, get_profile
 from ..zoo import ZOO_GROUPS, Spec
 from ..book.plotting import OBJECTIVE_COLORS, STYLES, Style, model_label, pgd_color
 
@@ -107,18 +108,19 @@ def catalog_zoo(profile: Profile) -> dict[str, Spec]:
         ds, objective="fgsm_rs", params={"eps": 0.3}, epochs=ep["fgsm_rs"],
         eps_warmup=max(1, ep["fgsm_rs"] // 5), monitor_eps=0.3, **common)
     if profile.cifar10:
-        cifar = dict(arch="preact-resnet18", batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4,
+        cifar = dict(arch=profile.cifar10_arch, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4,
                      schedule="cosine", augment=True, seed=0)
         e8 = 8 / 255
-        specs["cifar10-standard"] = Spec.make(profile.cifar10, objective="standard", epochs=100, **cifar)
+        long, short = (100, 30) if profile.cifar10_epochs is None else (profile.cifar10_epochs,) * 2
+        specs["cifar10-standard"] = Spec.make(profile.cifar10, objective="standard", epochs=long, **cifar)
         specs["cifar10-pgd-8/255"] = Spec.make(profile.cifar10, objective="pgd",
                                                params={"eps": e8, "steps": 10, "step_size": 2 / 255},
-                                               epochs=100, monitor_eps=e8, **cifar)
+                                               epochs=long, monitor_eps=e8, **cifar)
         specs["cifar10-trades"] = Spec.make(profile.cifar10, objective="trades",
                                             params={"eps": e8, "beta": 6.0, "steps": 10, "step_size": 2 / 255},
-                                            epochs=100, monitor_eps=e8, **cifar)
+                                            epochs=long, monitor_eps=e8, **cifar)
         specs["cifar10-fgsm-rs"] = Spec.make(profile.cifar10, objective="fgsm_rs", params={"eps": e8},
-                                             epochs=30, monitor_eps=e8, **{**cifar, "schedule": "onecycle", "lr": 0.2})
+                                             epochs=short, monitor_eps=e8, **{**cifar, "schedule": "onecycle", "lr": 0.2})
     return specs
 
 
@@ -233,6 +235,39 @@ def model_names(profile: str | Profile, family_name: str = "mnist") -> list[str]
     """Names of the catalogue's models of one family (``mnist`` or ``cifar10``), standard first."""
     prof = get_profile(profile)
     return [n for n, s in catalog_zoo(prof).items() if family(prof, s) == family_name]
+
+
+def l2_names(profile: str | Profile, family_name: str = "mnist") -> list[str]:
+    """Names of the L2 PGD-AT models (zoo group ``catalog-l2``) of one family: :data:`L2_MODELS` on MNIST,
+    ``cifar10-pgd-l2-0.5`` (Boychev's CIFAR-10 model) on a profile with CIFAR-10."""
+    prof = get_profile(profile)
+    return [n for n, s in l2_zoo(prof).items() if family(prof, s) == family_name]
+
+
+#: What a chapter's CIFAR-10 section says on a profile that trains no CIFAR-10 model.
+NO_CIFAR10 = "Profile {} trains no CIFAR-10 models."
+
+
+def has_family(profile: str | Profile, family_name: str) -> bool:
+    """Whether ``profile`` trains models of ``family_name`` (``mnist`` always; ``cifar10`` where it names a
+    CIFAR-10 dataset); an unknown family raises an error naming the valid ones."""
+    from ..errors import UnknownNameError
+    if family_name not in EVAL_EPS:
+        raise UnknownNameError(f"Unknown model family {family_name!r}. Valid: {', '.join(EVAL_EPS)}.")
+    return family_name == "mnist" or bool(get_profile(profile).cifar10)
+
+
+def family_dataset(profile: str | Profile, family_name: str = "mnist"):
+    """The dataset a family of the catalogue trains and is tested on, at the profile's sizes (the family's
+    standard model's split). A profile without the family raises an error saying so."""
+    from ..data import load_dataset
+    from ..errors import RilibError
+    prof = get_profile(profile)
+    if not has_family(prof, family_name):
+        raise RilibError(NO_CIFAR10.format(prof.name) + " Profiles with CIFAR-10: "
+                         + ", ".join(n for n in PROFILES if PROFILES[n].cifar10) + ".")
+    spec = catalog_zoo(prof)[f"{family_name}-standard"]
+    return load_dataset(spec.dataset, spec.n_train, spec.n_test)
 
 
 def train_eps(spec: Spec) -> Optional[float]:

@@ -11,7 +11,9 @@ Measures the filter statistics of :mod:`rilib.lenses.filters` on two zoos:
   decoupled decay is thousands of times gentler (:func:`decay_budget`), and its models have no sparse kernel.
 
 Every model gets a kernel bootstrap and the movement of every layer from its initialisation; the claims are held
-to their Student-t interval over seed pairs. The first-layer damping claim is measured on the catalogue.
+to their Student-t interval over seed pairs. The first-layer damping claim is measured on the catalogue. On a
+profile with CIFAR-10 (``paper``), :func:`cifar10_section` measures the catalogue's CIFAR-10 models too (statistics
+and damping at ε = 8/255); the claims stay on MNIST.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from ..book.dashboard import panel
 from ..book.plotting import STYLES, Style, pgd_color
 from ..book.exercises import exercise, prose_exercise
 from ..book.ledger import Measurement, claim, seed_verdict
-from ..data import load_dataset
 from ..lenses.filters import (bootstrap_overall, by_depth, conv3x3_layers, first_layer, first_layer_damping,
                               layer_stats, movement, overall_stats, pca_basis, sparse_mask)
 from ..lenses.stats import mean_ci, seed_ci
@@ -34,8 +35,8 @@ from ..models import create_model
 from ..profiles import Profile, get_profile
 from ..rng import seeded
 from ..zoo import ZOO_GROUPS, Spec
-from .catalog import (EVAL_EPS, STANDARD, all_specs, catalog_zoo, load_models, protocol_differs, seed_name,
-                      seed_names, strong_attack, train_zoo)
+from .catalog import (EVAL_EPS, NO_CIFAR10, STANDARD, all_specs, catalog_zoo, family_dataset, has_family,
+                      load_models, model_names, protocol_differs, seed_name, seed_names, strong_attack, train_zoo)
 
 #: The models whose kernel bases the chapter draws.
 PCA_MODELS = (STANDARD, "mnist-pgd-0.3", "mnist-trades")
@@ -366,19 +367,23 @@ def damping_n(profile) -> int:
     return min(get_profile(profile).eval_n, 256)
 
 
-def damping(profile, models: dict, eps: float = EVAL_EPS["mnist"], progress: bool = True):
+def damping(profile, models: dict, eps: float | None = None, progress: bool = True, family: str = "mnist"):
     """Mean and 95 % interval (normal approximation) of the first-layer damping ratio per model, for PGD-40
-    perturbations (step 2.5·ε/40, seed 0) computed against each model itself on the first :func:`damping_n` test
-    images. Returns a DataFrame indexed by model with columns ``damping ratio``, ``ci95 low``, ``ci95 high``.
-    For catalogue models the rows are cached under ``RILIB_CACHE/results`` (the page and its claim share them)."""
+    perturbations (step 2.5·ε/40, seed 0; ε defaults to the family's :data:`EVAL_EPS`) computed against each model
+    itself on the first :func:`damping_n` test images of ``family``. Returns a DataFrame indexed by model with
+    columns ``damping ratio``, ``ci95 low``, ``ci95 high``. For catalogue models the rows are cached under
+    ``RILIB_CACHE/results`` (the page and its claim share them)."""
     import pandas as pd
 
     prof = get_profile(profile)
     specs = all_specs(prof)
-    compute = lambda: _damping_rows(prof, models, eps, progress)  # noqa: E731
+    eps = EVAL_EPS[family] if eps is None else eps
+    compute = lambda: _damping_rows(prof, models, eps, progress, family)  # noqa: E731
     if all(name in specs for name in models):
         settings = {"version": 1, "n": damping_n(prof), "eps": eps, "steps": prof.eval_steps,
                     "models": {name: specs[name].key() for name in models}}
+        if family != "mnist":
+            settings["family"] = family
         rows = paths.cached(paths.results_path("convolution_filters", prof.name, settings, ".json"), compute,
                             load=paths.read_json, dump=lambda r: json.dumps(r).encode(),
                             name="convolution_filters.damping")
@@ -387,10 +392,10 @@ def damping(profile, models: dict, eps: float = EVAL_EPS["mnist"], progress: boo
     return pd.DataFrame(rows).set_index("model")
 
 
-def _damping_rows(prof: Profile, models: dict, eps: float, progress: bool) -> list[dict]:
+def _damping_rows(prof: Profile, models: dict, eps: float, progress: bool, family: str = "mnist") -> list[dict]:
     from tqdm import tqdm
 
-    ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
+    ds = family_dataset(prof, family)
     n = damping_n(prof)
     x, y = ds.x_test[:n], ds.y_test[:n]
     rows = []
@@ -408,6 +413,26 @@ def damping_figure(profile, table):
     return plotting.interval_bars(table, "damping ratio", "ci95 low", "ci95 high",
                                   "‖Δ ReLU(conv1)‖ / ‖δ‖ (mean, 95 % CI)",
                                   title=f"First-layer response to a PGD perturbation ({damping_n(profile)} test images)")
+
+
+def cifar10_section(profile, progress: bool = True):
+    """The chapter's measurements of the CIFAR-10 models of the catalogue (profiles with CIFAR-10, such as
+    ``paper``): the whole-network statistics of :func:`overall` with their kernel-bootstrap intervals, and the
+    first-layer damping ratio at ε = 8/255 (:func:`damping`); or, on a profile without CIFAR-10, a sentence saying
+    so. The SGD-recipe zoo and the seed replicates are MNIST's only (one CIFAR-10 model per arm)."""
+    prof = get_profile(profile)
+    if not has_family(prof, "cifar10"):
+        return NO_CIFAR10.format(prof.name)
+    models = load_models(prof, model_names(prof, "cifar10"), progress=progress)
+    table = bootstrap_table(models)
+    damp = damping(prof, models, progress=progress, family="cifar10")
+    table["damping ratio"] = [f"{r['damping ratio']:.3f} [{r['ci95 low']:.3f}, {r['ci95 high']:.3f}]"
+                              for _, r in damp.loc[table.index].iterrows()]
+    return table.style.set_caption(
+        f"CIFAR-10 models: whole-network filter statistics of the 3×3 layers, mean [95 % kernel-bootstrap "
+        f"interval], and the first-layer damping ratio ‖Δ ReLU(conv1)‖ / ‖δ‖ for PGD-{prof.eval_steps} at L∞ "
+        f"ε = 8/255 on {damping_n(prof)} test images, mean [95 % interval over the images]. One training seed per "
+        f"model.")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -523,7 +548,8 @@ __all__ = ["per_depth", "overall", "styled_overall", "bootstrap_table", "seed_mo
            "decoupled_decay_per_step", "SEEDED_ROBUST", "MOVED_BELOW", "sgd_zoo", "sgd_models", "sgd_table",
            "sgd_comparison", "sgd_depth_figure", "sgd_seed_figure", "budget_figure", "SGD_ARMS", "SGD_STANDARD",
            "SGD_PGD", "SGD_PGD_UNEVEN", "COLLAPSED_BELOW", "SGD_EPS", "SGD_CHECK_N", "sgd_robustness_attack",
-           "depth_figure", "kernel_figure", "pca_figures", "damping_n", "damping", "damping_figure", "PCA_MODELS"]
+           "depth_figure", "kernel_figure", "pca_figures", "damping_n", "damping", "damping_figure", "PCA_MODELS",
+           "cifar10_section"]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ training seeds of each seeded arm (fewer images per extra seed model, :attr:`Inv
 intervals of the headline models are the second column.
 
 :func:`images` computes every inversion and generation once per profile and zoo and caches them atomically
-under ``RILIB_CACHE/results`` as :class:`InversionImages`; the scores, figures and claims read that cache.
+under ``RILIB_CACHE/results`` as :class:`InversionImages`; the scores, figures and claims read that cache. On a
+profile with CIFAR-10 (``paper``), :func:`cifar10_images` inverts the CIFAR-10 models too (generation is not scored
+there: the judges read MNIST digits); the claims stay on MNIST.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
 from ..zoo import ZOO_GROUPS, Spec
-from .catalog import (L2_MODELS, ROBUST, STANDARD, all_specs, describe, load_models, protocol_differs,
-                      seed_names, train_zoo)
+from .catalog import (L2_MODELS, NO_CIFAR10, ROBUST, STANDARD, all_specs, describe, family_dataset, has_family,
+                      l2_names, load_models, model_names, protocol_differs, seed_names, train_zoo)
 
 
 @dataclass(frozen=True)
@@ -123,17 +125,23 @@ def load_judges(profile, progress: bool = True) -> dict:
     return {n: zoo.get(s, prof, progress=progress) for n, s in judges_zoo(prof).items()}
 
 
-def inversion_settings(profile) -> InversionSettings:
-    """Engstrom et al.'s inversion (ε = 1000) with the profile's step, cap and stopping rule."""
+#: The inversion's step on CIFAR-10: Engstrom et al.'s own (their images; MNIST's step is the profile's).
+CIFAR10_INVERT_STEP = 1.0
+
+
+def inversion_settings(profile, family: str = "mnist") -> InversionSettings:
+    """Engstrom et al.'s inversion (ε = 1000) with the profile's step (on CIFAR-10 their step,
+    :data:`CIFAR10_INVERT_STEP`), cap and stopping rule."""
     size = sizes(profile)
-    return InversionSettings(eps=1000.0, step_size=size.invert_step, steps=size.invert_steps, tol=size.invert_tol,
+    step = size.invert_step if family == "mnist" else CIFAR10_INVERT_STEP
+    return InversionSettings(eps=1000.0, step_size=step, steps=size.invert_steps, tol=size.invert_tol,
                              window=size.invert_window)
 
 
-def targets(profile) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x0, y0): ``n/10`` test images of every class, ordered by class."""
+def targets(profile, family: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0, y0): ``n/10`` test images of every class of ``family``'s test split, ordered by class."""
     prof = get_profile(profile)
-    ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
+    ds = family_dataset(prof, family)
     per = max(1, sizes(prof).n // ds.num_classes)
     idx = first_per_class(ds.y_test, per, ds.num_classes)
     return ds.x_test[idx], ds.y_test[idx]
@@ -230,6 +238,74 @@ def _images(prof: Profile, progress: bool) -> InversionImages:
             generated[kind][name] = generate(model, classes, seeds[kind], GENERATION, history=curve).cpu()
             curves[f"generate-{kind}"][name] = torch.tensor(curve)
     return InversionImages(x0, y0, noise, subset, seeds, classes, inverted, steps, converged, generated, curves)
+
+
+# ---------------------------------------------------------------------------------------------------
+# CIFAR-10 (profiles with CIFAR-10, such as ``paper``): inversion only
+
+def cifar10_models(profile) -> list[str]:
+    """The CIFAR-10 models the chapter inverts, as on MNIST: standard, PGD-AT and TRADES (L∞, ε = 8/255), then
+    Boychev's L2 PGD-AT at ε = 0.5 (FGSM-RS left out, as on MNIST)."""
+    return [n for n in model_names(profile, "cifar10") if n != "cifar10-fgsm-rs"] + l2_names(profile, "cifar10")
+
+
+def _cifar10_cache_path(prof: Profile):
+    specs = all_specs(prof)
+    settings = {"version": _VERSION, "profile": prof.name, "family": "cifar10", "sizes": vars(sizes(prof)),
+                "models": {n: specs[n].key() for n in cifar10_models(prof)},
+                "inversion": vars(inversion_settings(prof, "cifar10"))}
+    return paths.results_path("inversion-cifar10", prof.name, settings, ".pt")
+
+
+def cifar10_images(profile, progress: bool = True) -> InversionImages:
+    """Representation inversion of the CIFAR-10 models (:func:`cifar10_models`) as on MNIST (fake ReLU, a
+    near-grey seed, ε = 1000, the profile's cap and stopping rule) with Engstrom et al.'s step on CIFAR-10, of
+    ``n/10`` test images per class. No generation: scoring it needs an independent judge, and the chapter's judges
+    are MNIST LeNets (the standard CIFAR-10 model is one of the compared models, not an independent judge). An
+    :class:`InversionImages` with empty generation fields; cached."""
+    prof = get_profile(profile)
+    family_dataset(prof, "cifar10")  # a profile without CIFAR-10: a clear error
+    return paths.cached(_cifar10_cache_path(prof), lambda: _cifar10_images(prof, progress),
+                        load=lambda p: InversionImages(**paths.torch_load(p)),
+                        dump=lambda r: paths.torch_bytes(asdict(r)), name="inversion.cifar10_images")
+
+
+def _cifar10_images(prof: Profile, progress: bool) -> InversionImages:
+    from tqdm import tqdm
+
+    models = load_models(prof, cifar10_models(prof), progress=progress)
+    x0, y0 = targets(prof, "cifar10")
+    noise = grey_seeds(x0.shape, seed=0)
+    settings = inversion_settings(prof, "cifar10")
+    inverted, steps, converged, curves = {}, {}, {}, {"invert": {}}
+    for name in tqdm(list(models), desc="CIFAR-10 inversion", disable=not progress):
+        curve, info = [], {}
+        inverted[name] = invert(models[name], x0, noise, settings, fake_relu=True, history=curve, info=info).cpu()
+        curves["invert"][name], steps[name], converged[name] = torch.tensor(curve), info["steps"], info["converged"]
+    return InversionImages(x0, y0, noise, torch.arange(len(x0)), {}, torch.zeros(0, dtype=torch.long), inverted,
+                           steps, converged, {}, curves)
+
+
+def cifar10_section(profile, progress: bool = True):
+    """The inversions of :func:`cifar10_images` as one table, a row per model: SSIM and PSNR to the target (mean
+    [95 % interval over the images]), the final relative distance in the model's own representation, and how many
+    inversions the stopping rule ended before the cap; or, on a profile without CIFAR-10, a sentence saying so."""
+    import pandas as pd
+    prof = get_profile(profile)
+    if not has_family(prof, "cifar10"):
+        return NO_CIFAR10.format(prof.name)
+    res = cifar10_images(prof, progress)
+    rows = {}
+    for name in cifar10_models(prof):
+        ssim, psnr = ssim_psnr(res.inverted[name], res.targets)
+        rows[plotting.model_label(name)] = {
+            "SSIM": mean_ci(ssim).format(".3f"), "PSNR (dB)": mean_ci(psnr).format(".2f"),
+            "‖r(x) − r(x₀)‖ / ‖r(x₀)‖ at the end": f"{float(res.curves['invert'][name][-1]):.3f}",
+            "stopped before the cap": f"{int(res.converged[name].sum())} of {len(res.targets)}"}
+    return pd.DataFrame(rows).T.rename_axis("model").style.set_caption(
+        f"CIFAR-10 models: inversion from a near-grey seed (fake ReLU, L2 ε = 1000, step "
+        f"{CIFAR10_INVERT_STEP:g}, at most {sizes(prof).invert_steps:,} steps) of {len(res.targets)} test images. "
+        f"Generation is not scored on CIFAR-10: the chapter's independent judges read MNIST digits.")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -695,7 +771,8 @@ __all__ = ["InversionSizes", "SIZES", "sizes", "judges_zoo", "load", "load_judge
            "score_table", "display_scores", "judge_accuracy", "eps_table", "judge_figure", "recognition_tests",
            "recognition_table", "frechet", "frechet_intervals", "frechet_figure", "seed_scores", "seed_differences",
            "seed_table", "recipe_table", "exercise_settings", "MODELS", "SEEDED_ARMS", "SEED_KINDS", "JUDGE_STANDARD",
-           "JUDGE_ROBUST", "GENERATION"]
+           "JUDGE_ROBUST", "GENERATION", "cifar10_models", "cifar10_images", "cifar10_section",
+           "CIFAR10_INVERT_STEP"]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -21,7 +21,9 @@ the catalogue's replicates of the standard, PGD-AT and TRADES models, and the ch
 :data:`SEEDED_ARMS` (zoo group ``lipschitz``); :func:`measure_seeds` measures the replicates, and each claim is
 decided on the Student-t interval over seed pairs, with the per-image interval of the seed-0 models beside it.
 
-Measurements are cached atomically under ``RILIB_CACHE/results`` per profile and zoo, as :class:`ArmResults`.
+Measurements are cached atomically under ``RILIB_CACHE/results`` per profile and zoo, as :class:`ArmResults`. On a
+profile with CIFAR-10 (``paper``), :func:`measure_cifar10` measures the catalogue's CIFAR-10 models at ε = 8/255 (the
+chapter's own arms are MNIST's only); the claims stay on MNIST.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ from ..profiles import Profile, get_profile
 from ..registry import Registry
 from ..rng import seeded
 from ..zoo import ZOO_GROUPS, Spec
-from .catalog import (SEEDED, STANDARD, catalog_zoo, protocol_differs, seed_name, seed_names, strong_attack,
-                      train_eps, train_zoo)
+from .catalog import (EVAL_EPS, NO_CIFAR10, SEEDED, STANDARD, catalog_zoo, family_dataset, has_family, model_names,
+                      protocol_differs, seed_name, seed_names, strong_attack, train_eps, train_zoo)
 
 
 EPS = 0.1                      #: the chapter's L∞ radius: evaluation, Lipschitz ball and the main penalty weight
@@ -251,13 +253,14 @@ def measure(profile, progress: bool = True) -> ArmResults:
                         dump=lambda r: paths.torch_bytes(asdict(r)), name="lipschitz.measure")
 
 
-def _each_model(prof: Profile, specs: dict, desc: str, progress: bool, measure_one) -> tuple[dict, dict]:
+def _each_model(prof: Profile, specs: dict, desc: str, progress: bool, measure_one,
+                family: str = "mnist") -> tuple[dict, dict]:
     """``measure_one(name, model, x, y) -> (row, per-image values)`` for every model of ``specs`` on the first
-    :func:`eval_n` test images, its random starts seeded (seed 0 per model): ``(rows, per_image)`` by model name,
-    the per-image values on the CPU as float32."""
+    :func:`eval_n` test images of ``family``, its random starts seeded (seed 0 per model): ``(rows, per_image)`` by
+    model name, the per-image values on the CPU as float32."""
     from tqdm import tqdm
 
-    ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
+    ds = family_dataset(prof, family)
     n = eval_n(prof)
     rows, per_image = {}, {}
     for name, spec in tqdm(specs.items(), desc=desc, disable=not progress):
@@ -296,6 +299,62 @@ def _measure(prof: Profile, progress: bool) -> ArmResults:
                      "alignment": alignment(model, x), "confidence": confidence}
 
     return ArmResults(*_each_model(prof, train(prof, progress), "Lipschitz chapter measurements", progress, one))
+
+
+def _cifar10_cache_path(prof: Profile):
+    settings = {"version": _VERSION, "profile": prof.name, "family": "cifar10", "n": eval_n(prof),
+                "models": {n: catalog_zoo(prof)[n].key() for n in model_names(prof, "cifar10")},
+                "attacks": [strong_attack(prof, EVAL_EPS["cifar10"]).cache_key()]}
+    return paths.results_path("lipschitz-cifar10", prof.name, settings, ".pt")
+
+
+def measure_cifar10(profile, progress: bool = True) -> ArmResults:
+    """:class:`ArmResults` of the catalogue's CIFAR-10 models (profiles with CIFAR-10, such as ``paper``), measured
+    as :func:`measure` measures the MNIST arms but at L∞ ε = 8/255 (the Lipschitz ball and the strong attack, PGD-40
+    with the profile's restarts); ``stronger attack acc`` and :data:`AT_TEMPERATURE` are None (the stronger attack
+    guards the MNIST arms that might mask gradients; chapter 1 holds every CIFAR-10 model to the headline attack).
+    The chapter's own arms (penalties, label smoothing, distillation) are trained on MNIST only. Cached."""
+    prof = get_profile(profile)
+    family_dataset(prof, "cifar10")  # a profile without CIFAR-10: a clear error
+    return paths.cached(_cifar10_cache_path(prof), lambda: _measure_cifar10(prof, progress),
+                        load=lambda p: ArmResults(**paths.torch_load(p)),
+                        dump=lambda r: paths.torch_bytes(asdict(r)), name="lipschitz.measure_cifar10")
+
+
+def _measure_cifar10(prof: Profile, progress: bool) -> ArmResults:
+    eps = EVAL_EPS["cifar10"]
+
+    def one(name, model, x, y):
+        _, (robust,) = WorstOf((strong_attack(prof, eps),)).run(model, x, y)
+        row = {"clean acc": accuracy(model, x, y), "strong attack acc": float(robust.float().mean()),
+               "stronger attack acc": None, AT_TEMPERATURE: None}
+        return row, {"lipschitz": local_lipschitz(model, x, eps), "kl lipschitz": local_lipschitz(model, x, eps, space="kl"),
+                     "margin ratio": margin_ratio(model, x), "grad l1": gradient_l1(model, x, y),
+                     "alignment": alignment(model, x), "confidence": _confidence(model, x)}
+
+    specs = train_zoo(prof, model_names(prof, "cifar10"), progress=progress)
+    return ArmResults(*_each_model(prof, specs, "Lipschitz chapter, CIFAR-10", progress, one, family="cifar10"))
+
+
+def cifar10_section(profile, progress: bool = True):
+    """:func:`measure_cifar10` as one table, a row per CIFAR-10 model: clean and strong-attack accuracy at
+    ε = 8/255, and the mean [95 % interval over the images] of every per-image measurement; or, on a profile
+    without CIFAR-10, a sentence saying so."""
+    import pandas as pd
+    prof = get_profile(profile)
+    if not has_family(prof, "cifar10"):
+        return NO_CIFAR10.format(prof.name)
+    res = measure_cifar10(prof, progress)
+    rows = {}
+    for name, acc in res.accuracy.items():
+        row = {k: f"{acc[k]:.3f}" for k in ("clean acc", "strong attack acc")}
+        row.update({k: mean_ci(v).format(".3g") for k, v in res.per_image[name].items()})
+        rows[plotting.model_label(name)] = row
+    return pd.DataFrame(rows).T.rename_axis("model").style.set_caption(
+        f"CIFAR-10 models on the first {eval_n(prof)} test images: accuracy clean and under PGD-{prof.eval_steps} "
+        f"({prof.eval_restarts} restarts) at L∞ ε = 8/255, and mean [95 % interval over the images] of the local "
+        f"Lipschitz estimates (logits, and KL) in the ε = 8/255 ball, the margin ratio, ‖∇ₓ CE‖₁, the scale-free "
+        f"alignment and the confidence. One training seed per model.")
 
 
 #: The per-image measurements of the replicates (the ones the claims use).
@@ -663,7 +722,7 @@ def _claim_gp_robust(profile: Profile) -> Measurement:
 
 
 __all__ = ["LipschitzSizes", "SIZES", "sizes", "lipschitz_zoo", "arms", "train", "load", "eval_n", "margin_attack",
-           "stronger_attack", "ArmResults", "measure", "table", "display_table", "sweep", "sweep_figure",
+           "measure_cifar10", "cifar10_section", "stronger_attack", "ArmResults", "measure", "table", "display_table", "sweep", "sweep_figure",
            "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS", "MAIN_GP", "TEACHER", "DISTILLED", "FROM_CATALOG",
            "ORIENTED_SMOOTH", "AT_TEMPERATURE", "LABEL_SMOOTHING", "RANDOM_KL", "TRADES_EPS", "SEEDED_ARMS",
            "CLAIM_ARMS", "ATTACKED_ARMS", "arm_seeds", "replicate_specs", "SeedResults", "measure_seeds",

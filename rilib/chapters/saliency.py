@@ -17,7 +17,9 @@ measures them with :mod:`rilib.lenses.metrics`:
   Adebayo et al. (2018) for the gradient.
 
 :func:`measure` computes every per-image value once per profile and zoo and caches it (atomically) under
-``RILIB_CACHE/results`` as a :class:`SaliencyResults`; the tables, figures and claims all read it.
+``RILIB_CACHE/results`` as a :class:`SaliencyResults`; the tables, figures and claims all read it. On a profile
+with CIFAR-10 (``paper``), ``measure(profile, family="cifar10")`` measures the catalogue's CIFAR-10 models and
+Boychev's L2 ε 0.5 model the same way, less what only a digit has (:func:`cifar10_section`); the claims stay on MNIST.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..book import plotting
 from ..book.dashboard import panel
 from ..book.exercises import exercise, prose_exercise
 from ..book.ledger import Measurement, claim, seed_verdict
-from ..data import first_per_class, load_dataset
+from ..data import first_per_class
 from ..errors import UnknownNameError
 from ..lenses.metrics import (PSI, alignment, alignment_of, cascade_models, deletion_insertion, etmann_alignment,
                               gini, map_ssim, randomize_top_layers, sobel_map, spearman, stroke_share)
@@ -40,8 +42,8 @@ from ..lenses.stats import Interval, mean_ci, paired_ci, seed_ci
 from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
-from .catalog import (EVAL_EPS, EVAL_EPS_L2, L2_MODELS, ROBUST, STANDARD, all_specs, describe, load_models,
-                      model_names, protocol_differs, seed_names)
+from .catalog import (EVAL_EPS, EVAL_EPS_L2, L2_MODELS, NO_CIFAR10, ROBUST, STANDARD, all_specs, describe,
+                      family_dataset, has_family, l2_names, load_models, model_names, protocol_differs, seed_names)
 
 
 
@@ -118,9 +120,10 @@ def gp_spec(profile, name: str):
 _VERSION = 6                # bump when a measurement changes, so cached results are recomputed
 
 
-def chapter_models(profile) -> list[str]:
-    """The models the chapter studies: the catalogue's MNIST models (L∞), then the L2 PGD-AT models."""
-    return [*model_names(profile), *L2_MODELS]
+def chapter_models(profile, family: str = "mnist") -> list[str]:
+    """The models the chapter studies: the catalogue's models of ``family`` (L∞), then its L2 PGD-AT models
+    (on CIFAR-10, Boychev's L2 ε 0.5 model)."""
+    return [*model_names(profile, family), *l2_names(profile, family)]
 
 
 def threat_label(profile, name: str) -> str:
@@ -133,10 +136,9 @@ def threat_label(profile, name: str) -> str:
     return f"{norm} ε {eps:g}"
 
 
-def test_data(profile):
-    """The profile's MNIST dataset (the catalogue's split)."""
-    prof = get_profile(profile)
-    return load_dataset(prof.mnist, prof.n_train, prof.n_test)
+def test_data(profile, family: str = "mnist"):
+    """The profile's dataset of ``family`` (the catalogue's split)."""
+    return family_dataset(profile, family)
 
 
 def grid_images(profile, per_class: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,16 +148,17 @@ def grid_images(profile, per_class: int = 2) -> tuple[torch.Tensor, torch.Tensor
     return ds.x_test[idx], ds.y_test[idx]
 
 
-def background(profile) -> torch.Tensor:
-    """SHAP's background set: ``SHAP_BACKGROUND`` training images drawn with a fixed seed."""
-    ds = test_data(profile)
+def background(profile, family: str = "mnist") -> torch.Tensor:
+    """SHAP's background set: ``SHAP_BACKGROUND`` training images of ``family`` drawn with a fixed seed."""
+    ds = test_data(profile, family)
     g = torch.Generator().manual_seed(0)
     return ds.x_train[torch.randperm(len(ds.x_train), generator=g)[:SHAP_BACKGROUND]]
 
 
-def make_method(name: str, model, profile, grid: bool = False) -> Method:
-    """The chapter's configuration of method ``name`` for ``model``. IG with uniform baselines uses the
-    profile's ``ig_steps_grid`` steps in the drawn grids and ``ig_steps_metrics`` in the metrics."""
+def make_method(name: str, model, profile, grid: bool = False, family: str = "mnist") -> Method:
+    """The chapter's configuration of method ``name`` for ``model`` (a model of ``family``: SHAP's background
+    is drawn from its training images). IG with uniform baselines uses the profile's ``ig_steps_grid`` steps in
+    the drawn grids and ``ig_steps_metrics`` in the metrics."""
     size = sizes(profile)
     if name == "gradient":
         return Gradient(model)
@@ -167,7 +170,7 @@ def make_method(name: str, model, profile, grid: bool = False) -> Method:
         steps = size.ig_steps_grid if grid else size.ig_steps_metrics
         return IntegratedGradients(model, "uniform", n_baselines=N_BASELINES, steps=steps, output="probability")
     if name == "shap":
-        return GradientSHAP(model, background(profile), n_samples=SHAP_SAMPLES)
+        return GradientSHAP(model, background(profile, family), n_samples=SHAP_SAMPLES)
     raise UnknownNameError(f"Unknown saliency method {name!r}. Valid names: {', '.join(METHODS)}.")
 
 
@@ -265,8 +268,14 @@ def _seed_replicates(prof: Profile) -> list[str]:
     return [n for arm in SEED_ARMS for n in seed_names(prof, arm)[1:]]
 
 
-def _cache_path(prof: Profile):
+def _cache_path(prof: Profile, family: str = "mnist"):
     specs = all_specs(prof)
+    if family != "mnist":  # the CIFAR-10 models alone: no seed replicates, no gradient-penalty arms
+        settings = {"version": _VERSION, "profile": prof.name, "family": family, "sizes": vars(sizes(prof)),
+                    "models": {n: specs[n].key() for n in chapter_models(prof, family)},
+                    "settings": [SMOOTHGRAD_NOISE, SMOOTHGRAD_SAMPLES, SHAP_SAMPLES, SHAP_BACKGROUND, N_BASELINES,
+                                 RANDOMIZED_LAYERS, DELETION_STEPS, IG_ZERO_STEPS]}
+        return paths.results_path(f"saliency-{family}", prof.name, settings, ".pt")
     gp = {n: gp_spec(prof, n).key() for n in (*GP_SWEEP, GP_L2)}
     settings = {"version": _VERSION, "profile": prof.name, "sizes": vars(sizes(prof)),
                 "models": {n: specs[n].key() for n in (*chapter_models(prof), *_seed_replicates(prof))}, "gp": gp,
@@ -275,12 +284,16 @@ def _cache_path(prof: Profile):
     return paths.results_path("saliency", prof.name, settings, ".pt")
 
 
-def measure(profile, progress: bool = True) -> SaliencyResults:
-    """Every per-image measurement of the chapter (see :class:`SaliencyResults`), computed on the first
-    ``sizes(profile).n`` test images, the randomisation checks on the first ``sanity_n`` of them; cached."""
+def measure(profile, progress: bool = True, family: str = "mnist") -> SaliencyResults:
+    """Every per-image measurement of the chapter (see :class:`SaliencyResults`) of the models of ``family``,
+    computed on the first ``sizes(profile).n`` test images, the randomisation checks on the first ``sanity_n`` of
+    them; cached. On CIFAR-10 (``family="cifar10"``, profiles with CIFAR-10 only) the MNIST-specific parts are left
+    out: the stroke share and the ink-order baseline (they read a digit's ink), the seed replicates and chapter
+    5's gradient-penalty arms (trained on MNIST only)."""
     prof = get_profile(profile)
+    family_dataset(prof, family)  # a profile without the family: a clear error, before any cache is looked up
     fields = ("alignment", "maps", "etmann", "cascade", "seeds")
-    return paths.cached(_cache_path(prof), lambda: _measure(prof, progress),
+    return paths.cached(_cache_path(prof, family), lambda: _measure(prof, progress, family),
                         load=lambda p: SaliencyResults(**paths.torch_load(p)),
                         dump=lambda r: paths.torch_bytes({f: getattr(r, f) for f in fields}),
                         name="saliency.measure")
@@ -305,18 +318,22 @@ def _etmann(model, x, y) -> dict:
     return {psi: etmann_alignment(model, x, y if psi == "logit" else None, psi=psi) for psi in PSI}
 
 
-def _baseline_maps(x: torch.Tensor) -> dict:
-    return {RANDOM_MAP: torch.rand(x.shape, generator=torch.Generator().manual_seed(1)).to(x),
+def _baseline_maps(x: torch.Tensor, family: str = "mnist") -> dict:
+    maps = {RANDOM_MAP: torch.rand(x.shape, generator=torch.Generator().manual_seed(1)).to(x),
             INK_MAP: x.clone(), SOBEL_MAP: sobel_map(x)}
+    if family != "mnist":
+        del maps[INK_MAP]  # brightest first is an order of the ink only on dark-background digits
+    return maps
 
 
-def _measure(prof: Profile, progress: bool) -> SaliencyResults:
+def _measure(prof: Profile, progress: bool, family: str = "mnist") -> SaliencyResults:
     from tqdm import tqdm
 
-    names = chapter_models(prof)
+    mnist = family == "mnist"
+    names = chapter_models(prof, family)
     models = load_models(prof, names, progress=progress)
     size = sizes(prof)
-    ds = test_data(prof)
+    ds = test_data(prof, family)
     x, y = ds.x_test[:size.n], ds.y_test[:size.n]
     k = size.sanity_n
     align, maps, etmann, casc, seeds = {}, {}, {}, {}, {}
@@ -330,41 +347,42 @@ def _measure(prof: Profile, progress: bool) -> SaliencyResults:
         maps[name] = {}
         for method in METHODS:
             bar.set_postfix_str(f"{name} {method}")
-            meth = make_method(method, model, prof)
+            meth = make_method(method, model, prof, family=family)
             a = meth.attribute(xm)
             rank = a.abs() if method in RANK_BY_MAGNITUDE else a
             row = dict(zip(("deletion", "insertion"), deletion_insertion(model, xm, rank, steps=DELETION_STEPS)))
             row["gini"] = gini(a)
-            row["stroke share"] = stroke_share(xm, a, STROKE_INK)
+            if mnist:
+                row["stroke share"] = stroke_share(xm, a, STROKE_INK)
             row["map alignment"] = alignment_of(xm, a)
             if isinstance(meth, IntegratedGradients):
                 row["completeness error"] = meth.last_delta
             # SHAP explains the predicted class only, so the randomised model's own prediction; the others
             # explain the original model's predicted class.
             target = None if method == "shap" else pred[:k]
-            a_rand = make_method(method, shuffled, prof).attribute(xm[:k], target)
+            a_rand = make_method(method, shuffled, prof, family=family).attribute(xm[:k], target)
             row["randomisation rank corr."] = spearman(a[:k].abs(), a_rand.abs())
             maps[name][method] = row
             bar.update()
-        for base, b in _baseline_maps(xm).items():
+        for base, b in _baseline_maps(xm, family).items():
             row = dict(zip(("deletion", "insertion"), deletion_insertion(model, xm, b, steps=DELETION_STEPS)))
             row["gini"] = gini(b)
-            row["stroke share"] = stroke_share(xm, b, STROKE_INK)
+            if mnist:
+                row["stroke share"] = stroke_share(xm, b, STROKE_INK)
             row["map alignment"] = alignment_of(xm, b)
             maps[name][base] = row
         casc[name] = cascade(model, xm[:k], pred[:k])
         bar.update()
     bar.close()
     # The seed replicates of the seeded arms: alignment on every image, Boychev's maps' Gini on the first seed_n.
-    replicates = _seed_replicates(prof)
-    for name, model in tqdm(load_models(prof, replicates, progress=progress).items(), desc="seed replicates",
-                            disable=not progress):
+    replicates = load_models(prof, _seed_replicates(prof), progress=progress) if mnist else {}
+    for name, model in tqdm(replicates.items(), desc="seed replicates", disable=not progress):
         xm = to_model(x, model)
         align[name] = alignment(model, xm)
         etmann[name] = _etmann(model, xm, y)
         seeds[name] = {m: gini(make_method(m, model, prof).attribute(xm[:size.seed_n])) for m in GINI_METHODS}
     # Chapter 5's gradient-penalty arms (Etmann et al.'s own test of alignment).
-    for name in (*GP_SWEEP, GP_L2):
+    for name in (*GP_SWEEP, GP_L2) if mnist else ():
         model = zoo.get(gp_spec(prof, name), prof, progress=progress)
         xm = to_model(x, model)
         align[name] = alignment(model, xm)
@@ -390,13 +408,13 @@ def _alignment_values(results: SaliencyResults, name: str, which: str) -> torch.
     return results.alignment[name] if which == "scale-free" else results.etmann[name][which]
 
 
-def alignment_table(profile, results: SaliencyResults):
-    """Etmann's alignment of every chapter model: label, objective, norm, training ε, and for each of
+def alignment_table(profile, results: SaliencyResults, family: str = "mnist"):
+    """Etmann's alignment of every chapter model of ``family``: label, objective, norm, training ε, and for each of
     :data:`ALIGNMENTS` the mean and 95 % interval over the images (columns ``<key>``, ``<key> low``, ``<key> high``;
     the Ψ = true-class logit one also as ``alignment``, ``ci95 low``, ``ci95 high``)."""
     prof = get_profile(profile)
     specs = all_specs(prof)
-    names = chapter_models(prof)
+    names = chapter_models(prof, family)
     table = describe({n: specs[n] for n in names})
     table["norm"] = ["L2" if specs[n].param_dict.get("norm") == "l2" else "L∞" for n in names]
     for which in ALIGNMENTS:
@@ -444,13 +462,13 @@ def alignment_display(table):
                                    "pixel units; the last column divides by ‖x‖ too.")
 
 
-def summary(profile, results: SaliencyResults):
-    """Mean and 95 % interval of every metric, one row per (model, method), the baseline maps included.
-    Columns ``<metric>`` (mean) and ``<metric> ±`` (half-width of the interval)."""
+def summary(profile, results: SaliencyResults, family: str = "mnist"):
+    """Mean and 95 % interval of every metric, one row per (model, method), the baseline maps included (those
+    measured for ``family``). Columns ``<metric>`` (mean) and ``<metric> ±`` (half-width of the interval)."""
     import pandas as pd
     rows = []
-    for name in chapter_models(profile):
-        for method in (*METHODS, *BASELINES):
+    for name in chapter_models(profile, family):
+        for method in (m for m in (*METHODS, *BASELINES) if m in results.maps[name]):
             row = {"model": name, "method": METHODS.get(method) or BASELINES[method]}
             for metric in METRICS:
                 v = results.values(name, method, metric)
@@ -537,6 +555,29 @@ def sweep_figure(profile, results: SaliencyResults):
         {ALIGNMENTS[w]: ("λ of the penalty λ‖∇ₓCE‖₁", sw["λ"], {"gp-l1": sw[w]}, True) for w in PSI},
         ylabel="α = |⟨x, ∇Ψ⟩| / ‖∇Ψ‖ (pixel units)",
         title=f"Etmann's alignment along the gradient-penalty sweep ({sizes(profile).n} test images)")
+
+
+def cifar10_section(profile, progress: bool = True):
+    """The chapter's measurements of the CIFAR-10 models of the catalogue (profiles with CIFAR-10, such as
+    ``paper``): one row per (model, method) as :func:`display_summary` shows them, and Etmann's alignment of the
+    input gradient (Ψ = the true class's logit and the margin, in pixel units) on the gradient's rows; or, on a
+    profile without CIFAR-10, a sentence saying so. The stroke share and the ink-order baseline read a digit's ink
+    and are left out on CIFAR-10."""
+    from ..book.display import mean_pm
+    prof = get_profile(profile)
+    if not has_family(prof, "cifar10"):
+        return NO_CIFAR10.format(prof.name)
+    results = measure(prof, progress, family="cifar10")
+    table = summary(prof, results, "cifar10")
+    shown = mean_pm(table, [m for m in METRICS if m in table.columns])
+    for psi in reversed(PSI):
+        shown.insert(0, ALIGNMENTS[psi], [mean_ci(results.etmann[n][psi]).format(".3f") if m == METHODS["gradient"]
+                                          else "–" for n, m in shown.index])
+    size = sizes(prof)
+    return shown.style.set_caption(
+        f"CIFAR-10 models: mean ± half-width of the 95 % interval over {size.n} test images (randomisation: "
+        f"{size.sanity_n}); Etmann's alignment of the input gradient, mean [95 % interval], on the gradient's rows. "
+        f"No stroke share or ink-order baseline: they read a digit's ink.")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -731,7 +772,8 @@ __all__ = ["SaliencySizes", "SIZES", "sizes", "METHODS", "METRICS", "BASELINES",
            "grid_figures", "completeness", "make_method", "SaliencyResults", "measure", "alignment_table",
            "alignment_figure", "alignment_display", "summary", "display_summary", "deletion_figure", "stroke_table",
            "cascade", "cascade_figure", "cascade_values", "sweep_intervals", "sweep_figure", "seed_level",
-           "seed_margins", "seeds_table", "recipe_table", "paired_margin", "alignment_margins", "chapter_models"]
+           "seed_margins", "seeds_table", "recipe_table", "paired_margin", "alignment_margins", "chapter_models",
+           "cifar10_section"]
 
 
 # ---------------------------------------------------------------------------------------------------
