@@ -125,7 +125,7 @@ def test_dashboard_draws_one_panel_per_registered_lens():
     from rilib.chapters import synthesis
     names = [name for name, _ in dashboard.PANELS.items()]
     assert {"accuracy", "filters", "saliency-alignment", "gini", "deletion", "inversion", "generation",
-            "smoothness"} <= set(names)
+            "smoothness", "localisation"} <= set(names)
     eps = synthesis.train_eps("smoke")
     values = {n: {"a curve": {m: Interval(0.5 + e, 0.4 + e, 0.6 + e, 10) for m, e in eps.items()}} for n in names}
     fig = dashboard.figure(values, eps)
@@ -135,6 +135,15 @@ def test_dashboard_draws_one_panel_per_registered_lens():
     trends = synthesis.trends("smoke", values)
     assert set(trends["with ε"]) == {"rises"}
     assert "rise: " in synthesis.trend_sentence(trends)
+    # a panel of other models (chapter 6's canvas models) is judged from its own standard model to its own most
+    # robust one, and a curve with one model only is not judged at all
+    from rilib.chapters import perceptual_ball as ch6
+    own = {"localisation": {"gradient": {ch6.STANDARD: Interval(0.2, 0.1, 0.3, 10),
+                                         ch6.ROBUST: Interval(0.8, 0.7, 0.9, 10)},
+                            "ball": {ch6.STANDARD: Interval(0.5, 0.4, 0.6, 10)}}}
+    row = synthesis.trends("smoke", own)
+    assert list(row["curve"]) == ["gradient"] and list(row["most robust model"]) == [ch6.ROBUST]
+    assert list(row["with ε"]) == ["rises"]
 
 
 def test_wilson_interval_of_an_accuracy():

@@ -35,6 +35,7 @@ import torch
 
 from .. import paths, zoo
 from ..book import plotting
+from ..book.dashboard import panel
 from ..book.exercises import exercise, prose_exercise
 from ..book.ledger import Measurement, claim
 from ..data import load_dataset
@@ -529,6 +530,21 @@ def _claim_layers(profile: Profile) -> Measurement:
                        f"paired difference in energy inside the mask, {MAIN_LAYERS} layers − 1 layer (γ = "
                        f"{res.gamma:g}), 95 % interval over {sizes(profile).n} canvases, lower bound > 0", iv.above(0.0),
                        "" if iv.above(0.0) else "the interval is not above 0", intervals={"energy in mask": iv})
+
+
+# ---------------------------------------------------------------------------------------------------
+# The synthesis page's ε dashboard
+
+@panel("localisation", title="Localisation on canvases", chapter="6", ylabel="share of canvases (hit rate)")
+def _panel_localisation(profile: Profile) -> dict:
+    """The pointing game and weak localisation of the gradient of the two canvas models (standard at ε = 0, PGD-AT
+    at :data:`EPS`) and the perceptual ball's pointing game (the standard model only, as the paper explains
+    standard models), each with its Wilson interval over the evaluation canvases."""
+    res = measure(profile, progress=False)
+    out = {f"gradient, {metric}": {STANDARD: interval(res, "gradient", metric),
+                                   ROBUST: interval(res, "robust gradient", metric)} for metric in BINARY}
+    out["perceptual ball, pointing game"] = {STANDARD: interval(res, MAIN, "pointing game")}
+    return out
 
 
 __all__ = ["SIZES", "sizes", "perceptual_zoo", "load_models", "measure", "LocalisationResults",

@@ -12,6 +12,7 @@ import math
 from ..book import dashboard, ledger
 from ..book.papers import PAPERS
 from ..profiles import Profile, get_profile
+from . import perceptual_ball
 from .catalog import L2_MODELS, PGD_EPS, STANDARD, all_specs, catalog_zoo
 
 #: Where each chapter's claims are on the built site (the pages sit side by side in ``book/``).
@@ -89,9 +90,11 @@ def differences(claims: list[ledger.ClaimResult]):
 
 
 def train_eps(profile: str | Profile) -> dict[str, float]:
-    """The models on the dashboard's x-axis: the standard model at ε = 0 and the PGD-AT models at their ε."""
+    """The models on the dashboard's x-axis: the standard model at ε = 0 and the PGD-AT models at their ε; and
+    chapter 6's two canvas models (standard at 0, PGD-AT at its ε), which only its localisation panel measures."""
     zoo = catalog_zoo(get_profile(profile))
-    return {STANDARD: 0.0, **{f"mnist-pgd-{e:g}": e for e in PGD_EPS if f"mnist-pgd-{e:g}" in zoo}}
+    return {STANDARD: 0.0, **{f"mnist-pgd-{e:g}": e for e in PGD_EPS if f"mnist-pgd-{e:g}" in zoo},
+            perceptual_ball.STANDARD: 0.0, perceptual_ball.ROBUST: perceptual_ball.EPS}
 
 
 def l2_eps(profile: str | Profile) -> dict[str, float]:
@@ -121,10 +124,10 @@ def trends(profile: str | Profile, values: dict):
     rows = []
     for name, series in values.items():
         for label, by_model in series.items():
-            pgd = [m for m in sorted(xs, key=xs.get) if m in by_model and m != STANDARD]
-            if STANDARD not in by_model or not pgd:
+            measured = [m for m in sorted(xs, key=xs.get) if m in by_model]  # a panel's own standard model first
+            if len(measured) < 2 or xs[measured[0]] != 0:
                 continue
-            a, b = by_model[STANDARD], by_model[pgd[-1]]
+            a, b = by_model[measured[0]], by_model[measured[-1]]
             if any(math.isnan(v) for v in (a.low, a.high, b.low, b.high)):
                 move = "no interval"
             elif b.low > a.high:
@@ -134,7 +137,7 @@ def trends(profile: str | Profile, values: dict):
             else:
                 move = "flat"
             rows.append({"lens": dashboard.PANELS[name].title, "curve": label, "standard": a.mean,
-                         f"most robust ({pgd[-1]})": b.mean, "with ε": move})
+                         "most robust": b.mean, "most robust model": measured[-1], "with ε": move})
     return pd.DataFrame(rows)
 
 
