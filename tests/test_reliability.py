@@ -396,3 +396,18 @@ def test_the_timing_report_spans_every_process_that_wrote_to_the_log(tmp_path, m
     assert [r["kind"] for r in rep["records"]] == ["install", "chapter"]
     assert rep["by_kind"]["install"] == 2.0 and rep["records"][1]["seconds"] >= 0.05
     assert rep["total_seconds"] >= 2.0 and "chapter 01_page" in timing.format_report(rep)
+
+
+def test_the_timing_report_gives_parallel_work_its_wall_clock_time(tmp_path):
+    """Two trainings of 60 s that overlap for 40 s (two processes) took 80 s of wall-clock time, not 120."""
+    from rilib import timing
+    log = tmp_path / "timings.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in [
+        {"kind": "train", "name": "a", "seconds": 60.0, "end": 1060.0},
+        {"kind": "train", "name": "b", "seconds": 60.0, "end": 1080.0},
+        {"kind": "chapter", "name": "01_page", "seconds": 10.0, "end": 1090.0}]) + "\n")
+    rep = timing.report(log)
+    assert rep["by_kind"]["train"] == 120.0 and rep["wall_by_kind"]["train"] == 80.0
+    assert rep["total_seconds"] == 90.0
+    text = timing.format_report(rep)
+    assert "training the zoo                    1.3 min (   80 s)" in text and "2.0 min summed" in text

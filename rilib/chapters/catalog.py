@@ -276,18 +276,20 @@ def train_eps(spec: Spec) -> Optional[float]:
 
 
 def train_zoo(profile: str | Profile, names: Optional[Sequence[str]] = None, progress: bool = True) -> dict[str, Spec]:
-    """Train (or find in the cache) catalogue models (default: all of the profile's); return their specs."""
+    """Train (or find in the cache) catalogue models ``names`` (default: all of the profile's; an empty list trains
+    none); return their specs."""
     specs = all_specs(profile)
-    names = list(names or catalog_zoo(get_profile(profile)))
+    names = list(catalog_zoo(get_profile(profile)) if names is None else names)
     for n in names:
         zoo.train(specs[n], progress=progress)
     return {n: specs[n] for n in names}
 
 
 def load_models(profile: str | Profile, names: Optional[Sequence[str]] = None, progress: bool = True) -> dict:
-    """Catalogue models (default: the MNIST family), trained on first use, loaded on the zoo's device, by name."""
+    """Catalogue models ``names`` (default: the MNIST family; an empty list loads none), trained on first use,
+    loaded on the zoo's device, by name."""
     prof = get_profile(profile)
-    specs = train_zoo(prof, names or model_names(prof), progress=progress)
+    specs = train_zoo(prof, model_names(prof) if names is None else names, progress=progress)
     return {n: zoo.load(s) for n, s in specs.items()}
 
 
