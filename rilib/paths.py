@@ -170,6 +170,14 @@ def cached(path: Path, compute: Callable[[], Any], *, load: Callable[[Path], Any
     return value
 
 
+def cached_record(path: Path, compute: Callable[[], Any], record: type, name: str = "") -> Any:
+    """:func:`cached` for a dataclass of tensors and plain containers (a chapter's results): stored with
+    :func:`torch_bytes` of its fields, loaded with ``weights_only=True`` back into ``record``."""
+    from dataclasses import asdict
+    return cached(path, compute, load=lambda p: record(**torch_load(p)), dump=lambda r: torch_bytes(asdict(r)),
+                  name=name)
+
+
 def torch_load(path: Path) -> Any:
     """A file written with :func:`torch_bytes`, loaded with ``weights_only=True`` (tensors and plain containers)."""
     import torch

@@ -27,7 +27,7 @@ there: the judges read MNIST digits); the claims stay on MNIST.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -206,9 +206,8 @@ def _cache_path(prof: Profile):
 def images(profile, progress: bool = True) -> InversionImages:
     """Every inversion and generation of the chapter (see :class:`InversionImages`); cached."""
     prof = get_profile(profile)
-    return paths.cached(_cache_path(prof), lambda: _images(prof, progress),
-                        load=lambda p: InversionImages(**paths.torch_load(p)),
-                        dump=lambda r: paths.torch_bytes(asdict(r)), name="inversion.images")
+    return paths.cached_record(_cache_path(prof), lambda: _images(prof, progress), InversionImages,
+                               name="inversion.images")
 
 
 def _images(prof: Profile, progress: bool) -> InversionImages:
@@ -265,9 +264,8 @@ def cifar10_images(profile, progress: bool = True) -> InversionImages:
     :class:`InversionImages` with empty generation fields; cached."""
     prof = get_profile(profile)
     family_dataset(prof, "cifar10")  # a profile without CIFAR-10: a clear error
-    return paths.cached(_cifar10_cache_path(prof), lambda: _cifar10_images(prof, progress),
-                        load=lambda p: InversionImages(**paths.torch_load(p)),
-                        dump=lambda r: paths.torch_bytes(asdict(r)), name="inversion.cifar10_images")
+    return paths.cached_record(_cifar10_cache_path(prof), lambda: _cifar10_images(prof, progress), InversionImages,
+                               name="inversion.cifar10_images")
 
 
 def _cifar10_images(prof: Profile, progress: bool) -> InversionImages:

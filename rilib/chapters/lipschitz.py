@@ -28,7 +28,7 @@ chapter's own arms are MNIST's only); the claims stay on MNIST.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -248,9 +248,8 @@ def measure(profile, progress: bool = True) -> ArmResults:
     """Every measurement of :class:`ArmResults`, per arm, with the attacks' and the Lipschitz estimate's random
     starts seeded (seed 0 per model); cached."""
     prof = get_profile(profile)
-    return paths.cached(_cache_path(prof), lambda: _measure(prof, progress),
-                        load=lambda p: ArmResults(**paths.torch_load(p)),
-                        dump=lambda r: paths.torch_bytes(asdict(r)), name="lipschitz.measure")
+    return paths.cached_record(_cache_path(prof), lambda: _measure(prof, progress), ArmResults,
+                               name="lipschitz.measure")
 
 
 def _each_model(prof: Profile, specs: dict, desc: str, progress: bool, measure_one,
@@ -316,9 +315,8 @@ def measure_cifar10(profile, progress: bool = True) -> ArmResults:
     The chapter's own arms (penalties, label smoothing, distillation) are trained on MNIST only. Cached."""
     prof = get_profile(profile)
     family_dataset(prof, "cifar10")  # a profile without CIFAR-10: a clear error
-    return paths.cached(_cifar10_cache_path(prof), lambda: _measure_cifar10(prof, progress),
-                        load=lambda p: ArmResults(**paths.torch_load(p)),
-                        dump=lambda r: paths.torch_bytes(asdict(r)), name="lipschitz.measure_cifar10")
+    return paths.cached_record(_cifar10_cache_path(prof), lambda: _measure_cifar10(prof, progress), ArmResults,
+                               name="lipschitz.measure_cifar10")
 
 
 def _measure_cifar10(prof: Profile, progress: bool) -> ArmResults:
@@ -383,9 +381,8 @@ def measure_seeds(profile, progress: bool = True) -> SeedResults:
     """:class:`SeedResults` of every replicate, measured as :func:`measure` measures the seed-0 models (the
     attacks' random starts seeded with seed 0 per model); cached. Empty on a profile with one seed."""
     prof = get_profile(profile)
-    return paths.cached(_seeds_cache_path(prof), lambda: _measure_seeds(prof, progress),
-                        load=lambda p: SeedResults(**paths.torch_load(p)),
-                        dump=lambda r: paths.torch_bytes(asdict(r)), name="lipschitz.measure_seeds")
+    return paths.cached_record(_seeds_cache_path(prof), lambda: _measure_seeds(prof, progress), SeedResults,
+                               name="lipschitz.measure_seeds")
 
 
 def _measure_seeds(prof: Profile, progress: bool) -> SeedResults:

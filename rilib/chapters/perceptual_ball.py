@@ -203,9 +203,8 @@ def _cache_path(prof: Profile):
 def measure(profile, progress: bool = True) -> LocalisationResults:
     """Every measurement of the chapter (see :class:`LocalisationResults`); cached."""
     prof = get_profile(profile)
-    return paths.cached(_cache_path(prof), lambda: _measure(prof, progress),
-                        load=lambda p: LocalisationResults(**paths.torch_load(p)),
-                        dump=lambda r: paths.torch_bytes(asdict(r)), name="perceptual_ball.measure")
+    return paths.cached_record(_cache_path(prof), lambda: _measure(prof, progress), LocalisationResults,
+                               name="perceptual_ball.measure")
 
 
 def canvas_order() -> torch.Tensor:
