@@ -223,6 +223,32 @@ def test_a_failing_parallel_chapter_is_named_with_its_log_and_stops_the_synthesi
     assert not (root / "book" / "99_last.ipynb").exists()
 
 
+@pytest.mark.slow
+def test_an_interrupted_parallel_run_stops_its_chapters_and_publishes_nothing(tmp_path):
+    """Ctrl-C (SIGINT) to `rilib book run` alone, while two chapters run in their own processes: both stop within
+    seconds, each leaves its partial notebook as .failed, and neither leaves a notebook the build would publish."""
+    root = _book(tmp_path, ["import time\ntime.sleep(120)"])
+    page = (root / "notebooks" / "01_page.md").read_text()
+    (root / "notebooks" / "02_other.md").write_text(page)
+    parent = _python(f"""
+        from rilib.book import runner
+        runner.run(None, "smoke", {str(root)!r}, jobs=2)
+    """, {})
+    book = root / "book"
+    deadline = time.time() + 120
+    while not all((book / f".{n}.running.ipynb").exists() for n in ("01_page", "02_other")):
+        assert parent.poll() is None and time.time() < deadline, parent.communicate()
+        time.sleep(0.2)
+    time.sleep(3)  # the kernels are in the sleeping cell
+    t0 = time.time()
+    parent.send_signal(signal.SIGINT)
+    parent.communicate(timeout=60)
+    assert parent.returncode != 0 and time.time() - t0 < 45
+    for name in ("01_page", "02_other"):
+        assert not (book / f"{name}.ipynb").exists() and not (book / f".{name}.running.ipynb").exists()
+        assert (book / f".{name}.failed.ipynb").exists()
+
+
 def test_train_many_trains_a_teacher_before_its_student_in_parallel_processes(tmp_path, monkeypatch, capfd):
     """``jobs=2``: every spec ends trained and verified, a distillation student starts only after its teacher has
     finished (else one process would wait on the teacher's lock held by the other, and say so), and a cached model
@@ -242,6 +268,11 @@ def test_train_many_trains_a_teacher_before_its_student_in_parallel_processes(tm
     done.clear()
     zoo.train_many(specs, jobs=2, report=lambda name, spec, cached, s: done.append((name, cached, time.time())))
     assert all(cached for _, cached, _ in done) and len(done) == 3
+    # a cached teacher does not hold back its student
+    zoo.delete(student)
+    zoo.delete(specs["other"])
+    zoo.train_many(specs, jobs=2)
+    assert zoo.is_trained(student) and zoo.is_trained(specs["other"])
 
 
 def test_train_many_raises_the_first_failure_after_the_others_finish(tmp_path, monkeypatch):

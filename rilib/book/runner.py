@@ -181,10 +181,17 @@ def _run_parallel(todo: Sequence[Path], profile: str, root: Path, jobs: int, for
                     print(f"[rilib] {(beat - t_start) / 60:.0f} min: running {now}", flush=True)
             if failed:
                 break
-    finally:  # on an interrupt or an error here, stop what still runs
+    finally:  # on an interrupt or an error here, stop what still runs as Ctrl-C would (its kernel shut down, its
+        # partial notebook kept as .failed), then for good if it does not stop within 30 s
+        import signal
         for proc, fh, _, _ in running.values():
-            proc.terminate()
-            proc.wait()
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             fh.close()
     if failed:
         raise RilibError("Chapter(s) failed: " + "\n".join(failed))
