@@ -231,6 +231,8 @@ def test_an_interrupted_parallel_run_stops_its_chapters_and_publishes_nothing(tm
     page = (root / "notebooks" / "01_page.md").read_text()
     (root / "notebooks" / "02_other.md").write_text(page)
     parent = _python(f"""
+        import signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if this test runs with SIGINT ignored
         from rilib.book import runner
         runner.run(None, "smoke", {str(root)!r}, jobs=2)
     """, {})

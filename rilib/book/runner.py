@@ -160,8 +160,8 @@ def _run_parallel(todo: Sequence[Path], profile: str, root: Path, jobs: int, for
                            "--root", str(root), "--jobs", "1"] + (["--force"] if force else []) + (
                         ["--log-output"] if log_output else [])
                     fh = open(log, "w")
-                    running[src] = (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env), fh,
-                                    time.perf_counter(), log)
+                    running[src] = (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                                     preexec_fn=_default_sigint), fh, time.perf_counter(), log)
                     print(f"[rilib] executing {src.name} (profile {profile}, {threads} thread(s)); its log: "
                           f"{log.relative_to(root)}", flush=True)
                 time.sleep(0.5)
@@ -184,17 +184,27 @@ def _run_parallel(todo: Sequence[Path], profile: str, root: Path, jobs: int, for
     finally:  # on an interrupt or an error here, stop what still runs as Ctrl-C would (its kernel shut down, its
         # partial notebook kept as .failed), then for good if it does not stop within 30 s
         import signal
-        for proc, fh, _, _ in running.values():
+        for proc, _, _, _ in running.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 30
+        for proc, fh, _, _ in running.values():
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
             fh.close()
     if failed:
         raise RilibError("Chapter(s) failed: " + "\n".join(failed))
+
+
+def _default_sigint() -> None:
+    """In a chapter's process, before it starts: SIGINT at its default, so that Python turns it into
+    KeyboardInterrupt even where this run inherited it ignored (started in the background by a shell without job
+    control, or under nohup), and :func:`_run_parallel` can stop the chapter cleanly."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _tail(path: Path, lines: int = 20) -> str:
