@@ -292,11 +292,8 @@ def measure(profile, progress: bool = True, family: str = "mnist") -> SaliencyRe
     5's gradient-penalty arms (trained on MNIST only)."""
     prof = get_profile(profile)
     family_dataset(prof, family)  # a profile without the family: a clear error, before any cache is looked up
-    fields = ("alignment", "maps", "etmann", "cascade", "seeds")
-    return paths.cached(_cache_path(prof, family), lambda: _measure(prof, progress, family),
-                        load=lambda p: SaliencyResults(**paths.torch_load(p)),
-                        dump=lambda r: paths.torch_bytes({f: getattr(r, f) for f in fields}),
-                        name="saliency.measure")
+    return paths.cached_record(_cache_path(prof, family), lambda: _measure(prof, progress, family), SaliencyResults,
+                               name="saliency.measure")
 
 
 def cascade(model, x: torch.Tensor, target: torch.Tensor | None = None) -> dict:
