@@ -125,12 +125,14 @@ def load_judges(profile, progress: bool = True) -> dict:
     return {n: zoo.get(s, prof, progress=progress) for n, s in judges_zoo(prof).items()}
 
 
-#: The inversion's step on CIFAR-10: Engstrom et al.'s own (their images; MNIST's step is the profile's).
+#: The inversion's step on CIFAR-10, as in Boychev's released code (``pytorch_trainers_interpretability``,
+#: ``RepVisualization.rep_inversion``: L2-normalised steps of length 1, ε = 1000, 10,000 iterations, loss
+#: ‖rep(x) − rep(x₀)‖ / ‖rep(x₀)‖, whose per-image step direction equals ours). MNIST's step is the profile's.
 CIFAR10_INVERT_STEP = 1.0
 
 
 def inversion_settings(profile, family: str = "mnist") -> InversionSettings:
-    """Engstrom et al.'s inversion (ε = 1000) with the profile's step (on CIFAR-10 their step,
+    """Engstrom et al.'s inversion (ε = 1000) with the profile's step (on CIFAR-10 Boychev's step,
     :data:`CIFAR10_INVERT_STEP`), cap and stopping rule."""
     size = sizes(profile)
     step = size.invert_step if family == "mnist" else CIFAR10_INVERT_STEP
@@ -257,11 +259,11 @@ def _cifar10_cache_path(prof: Profile):
 
 
 def cifar10_images(profile, progress: bool = True) -> InversionImages:
-    """Representation inversion of the CIFAR-10 models (:func:`cifar10_models`) as on MNIST (fake ReLU, a
-    near-grey seed, ε = 1000, the profile's cap and stopping rule) with Engstrom et al.'s step on CIFAR-10, of
-    ``n/10`` test images per class. No generation: scoring it needs an independent judge, and the chapter's judges
-    are MNIST LeNets (the standard CIFAR-10 model is one of the compared models, not an independent judge). An
-    :class:`InversionImages` with empty generation fields; cached."""
+    """Representation inversion of the CIFAR-10 models (:func:`cifar10_models`) as on MNIST (fake ReLU, a near-grey
+    seed, ε = 1000, the profile's cap and stopping rule) with Boychev's step on CIFAR-10
+    (:data:`CIFAR10_INVERT_STEP`), of ``n/10`` test images per class. No generation: scoring it needs an
+    independent judge, and the chapter's judges are MNIST LeNets (the standard CIFAR-10 model is one of the
+    compared models, not an independent judge). An :class:`InversionImages` with empty generation fields; cached."""
     prof = get_profile(profile)
     family_dataset(prof, "cifar10")  # a profile without CIFAR-10: a clear error
     return paths.cached_record(_cifar10_cache_path(prof), lambda: _cifar10_images(prof, progress), InversionImages,
