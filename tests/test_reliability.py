@@ -326,6 +326,53 @@ def test_two_concurrent_trainings_of_one_spec_train_it_once(tmp_path):
     assert "waiting for another process" in outs[1][1]
 
 
+def test_two_concurrent_evaluations_of_one_model_keep_both_entries(tmp_path):
+    """Two chapters running side by side evaluate one model under different attacks. The first process is held
+    between reading evals.json and writing it back, until the second has evaluated and stored its entry (or for
+    5 s, if the lock keeps the second one waiting). Both entries must survive: without the lock around the merge,
+    the first process's write would drop the second one's entry."""
+    cache = tmp_path / "cache"
+    code = """
+        import os, pathlib, time, rilib
+        from rilib import paths, zoo
+        from rilib.attacks import PGD
+        spec = rilib.Spec.make("mnist-5k", "tiny-cnn", "standard", epochs=1, n_train=300, n_test=100,
+                               batch_size=64, seed=46)
+        ready, done = pathlib.Path(os.environ["READY"]), pathlib.Path(os.environ["DONE"])
+        if os.environ["ROLE"] == "first":
+            store = paths.store_cache
+            def slow_store(path, data):
+                if path.name == "evals.json":
+                    deadline = time.time() + 120
+                    while not ready.exists() and time.time() < deadline:
+                        time.sleep(0.05)
+                    deadline = time.time() + 5
+                    while not done.exists() and time.time() < deadline:
+                        time.sleep(0.05)
+                return store(path, data)
+            paths.store_cache = slow_store
+        else:
+            ready.touch()
+        print(zoo.evaluate(spec, PGD(eps=float(os.environ["EPS"]), steps=2), "smoke", n=20, progress=False))
+        if os.environ["ROLE"] == "second":
+            done.touch()
+    """
+    env = {"RILIB_CACHE": str(cache), "READY": str(tmp_path / "ready"), "DONE": str(tmp_path / "done")}
+    trained = _python("""
+        import rilib
+        from rilib import zoo
+        zoo.train(rilib.Spec.make("mnist-5k", "tiny-cnn", "standard", epochs=1, n_train=300, n_test=100,
+                                  batch_size=64, seed=46), progress=False)
+    """, env)
+    assert trained.wait(timeout=300) == 0, trained.communicate()
+    first = _python(code, {**env, "ROLE": "first", "EPS": "0.1"})
+    second = _python(code, {**env, "ROLE": "second", "EPS": "0.2"})
+    outs = [p.communicate(timeout=300) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    [evals] = list(cache.glob("zoo/*/evals.json"))
+    assert sorted(json.loads(k)["eps"] for k in json.loads(evals.read_text())) == [0.1, 0.2]
+
+
 # ---------------------------------------------------------------------------------------------------
 # A read-only cache, a full disk
 
