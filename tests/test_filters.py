@@ -238,7 +238,8 @@ def test_sgd_claim_is_decided_by_the_like_for_like_arm_and_leaves_collapsed_pair
     values = {ch2.SGD_STANDARD: [0.30, 0.32, 0.31], ch2.SGD_PGD: [0.10, 0.12, 0.50], ch2.SGD_PGD_UNEVEN: [0.4] * 3}
     rows = [{"model": seed_name(arm, r), "arm": arm, "sparsity": v[r], **{c: 0.5 for c in ch2.COLUMNS.values()
                                                                           if c != "sparsity"},
-             "clean accuracy": 0.1 if (arm, r) == (ch2.SGD_PGD, 2) else 0.98}
+             "clean accuracy": 0.1 if (arm, r) == (ch2.SGD_PGD, 2) else 0.98,
+             "damping ratio": (4.5 if arm == ch2.SGD_STANDARD else 2.8) + r / 10, "first layer cosine to init": 0.5}
             for arm, v in values.items() for r in range(3)]
     table = pd.DataFrame(rows).set_index("model")
     monkeypatch.setattr(ch2, "sgd_table", lambda profile, progress=True: table)
@@ -249,3 +250,11 @@ def test_sgd_claim_is_decided_by_the_like_for_like_arm_and_leaves_collapsed_pair
     assert "uneven" in m.note
     table.loc[seed_name(ch2.SGD_PGD, 1), "sparsity"] = 0.9   # one of the two valid pairs now points the other way
     assert not ch2._sgd_claim(prof, "sparsity", "lower").passed
+    # The damping claim on the same recipe: PGD-AT's first layer passes less of δ at every valid seed pair ...
+    damps = ch2._claim_damping(prof)
+    assert damps.passed, damps.note
+    assert f"ε = {ch2.SGD_EPS:g}" in damps.comparison
+    # ... and is not tested once a compared model's first layer stayed at its initialisation.
+    table.loc[seed_name(ch2.SGD_STANDARD, 0), "first layer cosine to init"] = 0.99
+    damps = ch2._claim_damping(prof)
+    assert not damps.passed and "did not move" in damps.note

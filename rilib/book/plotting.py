@@ -206,10 +206,10 @@ def interval_bars(table, column: str, low: str, high: str, ylabel: str, title: s
     return fig
 
 
-def seed_spread(panels: dict, intervals: dict, ylabel: str, title: str = "") -> plt.Figure:
+def seed_spread(panels: dict, intervals: dict, ylabel: str | dict, title: str = "") -> plt.Figure:
     """One panel per measurement (``panels[title][arm]``: one value per training seed), each arm's seeds as dots and
     their mean with its interval (``intervals[title][arm]``, an object with ``mean``, ``low`` and ``high``) as a bar.
-    """
+    ``ylabel``: one label for every panel, or a label per panel title."""
     use_style()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
     for ax, (name, arms) in zip(axes[0], panels.items()):
@@ -220,7 +220,7 @@ def seed_spread(panels: dict, intervals: dict, ylabel: str, title: str = "") -> 
             ax.scatter([i + 0.12] * len(values), values, s=14, color=model_color(arm), alpha=0.8, zorder=3)
         ax.set_xticks(range(len(arms)), [model_label(a) for a in arms], rotation=30, ha="right")
         ax.set_title(name)
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(ylabel[name] if isinstance(ylabel, dict) else ylabel)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
