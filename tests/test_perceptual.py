@@ -255,3 +255,14 @@ def test_unknown_optimizer_and_too_many_layers_say_what_is_valid(tiny_standard):
         perceptual.PerceptualBall(optimizer="adam")
     with pytest.raises(ValueError, match="3 ReLU layers"):
         perceptual.explain(tiny_standard, torch.rand(1, 1, 28, 28), perceptual.PerceptualBall(layers=5))
+
+
+def test_a_failed_localisation_claim_says_finding_ceiling_or_not_reproduced():
+    from rilib.chapters import perceptual_ball as ch6
+    from rilib.lenses.stats import Interval
+    assert ch6._canvas_verdict(Interval(0.2, 0.1, 0.3, 300), "r", ceiling=True) == ""
+    assert ch6._canvas_verdict(Interval(-0.011, -0.014, -0.009, 300), "r", ceiling=False).startswith("finding")
+    assert ch6._canvas_verdict(Interval(-0.011, -0.014, -0.009, 300), "r", ceiling=True).startswith("finding")
+    at_ceiling = ch6._canvas_verdict(Interval(0.01, -0.02, 0.04, 300), "ball: 0.967; gradient: 0.960", ceiling=True)
+    assert at_ceiling.startswith("unresolved at the ceiling") and "0.967" in at_ceiling
+    assert ch6._canvas_verdict(Interval(0.01, -0.02, 0.04, 300), "r", ceiling=False).startswith("not reproduced")
