@@ -56,6 +56,43 @@ def test_json_round_trip(tmp_path):
     failed = [c for c in data["claims"] if not c["passed"]]
     assert any(c["reason"].startswith("finding") for c in failed)
     assert any("differs from the paper" in c["reason"] for c in failed)
+    assert ledger.from_json(data) == results
+
+
+def test_a_stored_ledger_sits_beside_this_run_claim_by_claim(tmp_path, monkeypatch):
+    from rilib.book import display
+    glued = {}
+    monkeypatch.setattr(display, "_glue", lambda key, value, display=False: glued.__setitem__(key, value))
+    here = [r for r in made_up_results() if r.chapter == "1"]
+    stored = copy.deepcopy(here[:-1])  # measured before the chapter's last claim existed
+    for r in stored:
+        r.profile, r.passed, r.note = "full", not r.passed, "" if not r.passed else "stored failure"
+    path = tmp_path / "full-chapter1.json"
+    ledger.write_json(stored, path)
+    table = display.stored_claims_section("smoke", "1", path, results=here).data
+    assert list(table["claim"]) == [r.id for r in here]
+    assert list(table["smoke"]) == ["pass" if r.passed else "FAIL" for r in here]
+    assert list(table["full"]) == ["pass" if r.passed else "FAIL" for r in stored] + ["–"]
+    assert table["full: measured"].iloc[-1] == "not in the stored ledger"
+    assert [w for w in table["full: why it failed"] if w] == ["stored failure"] * sum(not r.passed for r in stored)
+    assert glued["stored_profile"] == "full" and glued["stored_total"] == len(stored)
+    assert glued["stored_passed"] == sum(r.passed for r in stored)
+    with pytest.raises(RilibError, match="No ledger at"):
+        display.stored_claims_section("smoke", "1", "no-such-ledger", results=here)
+
+
+def test_the_shipped_ledgers_cover_every_claim_of_their_chapter():
+    """A ledger measured once and shipped with the book (rilib/book/measured) must be measured again when its
+    chapter gains a claim: otherwise the page shows a stale ledger."""
+    from rilib.book import display
+    shipped = sorted(display.MEASURED.glob("*.json"))
+    assert shipped, "no shipped ledger found"
+    for path in shipped:
+        data = ledger.read_json(path)
+        chapters = {c["chapter"] for c in data["claims"]}
+        registered = {c.id for c in ledger.list_claims() if c.chapter in chapters}
+        missing = registered - {c["id"] for c in data["claims"]}
+        assert not missing, f"{path.name} lacks {sorted(missing)}: measure it again with `rilib claims --json`"
 
 
 def test_compare_names_exactly_what_moved():

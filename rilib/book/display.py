@@ -9,11 +9,14 @@ keep the keys and the formats the same on every page:
 - :func:`mean_pm`: a table of means and half-widths as ``mean ± half-width`` strings;
 - :func:`recipe_table`: "the recipe here vs the paper", one row per aspect, with why each difference exists;
 - :func:`claims_section`: a page's claims, measured, as a table, with ``claims_passed``, ``claims_total`` and
-  ``claims_profile`` glued for the sentence below it.
+  ``claims_profile`` glued for the sentence below it;
+- :func:`stored_claims_section`: the same claims beside a ledger measured once under another profile and shipped
+  with the book (:data:`MEASURED`), for runs too long to repeat at every build.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Optional
 
 from ..lenses.stats import Interval
@@ -115,3 +118,38 @@ def claims_section(profile: str | Profile, chapter: str, results: Optional[list]
     results = ledger.run(prof, chapter=chapter) if results is None else results
     glue_values(claims_passed=sum(r.passed for r in results), claims_total=len(results), claims_profile=prof.name)
     return ledger.to_frame(results).style.hide(axis="index")
+
+
+#: Ledgers measured once under a profile too slow to run at every build (``full``: hours on 2 cores), written by
+#: ``rilib claims --profile P --chapter N --json FILE`` and shipped with the package.
+MEASURED = Path(__file__).resolve().parent / "measured"
+
+
+def stored_claims_section(profile: str | Profile, chapter: str, stored: str | Path,
+                          results: Optional[list] = None):
+    """The claims of ``chapter`` under ``profile`` (measured now, or ``results``) beside the same claims in the
+    ledger ``stored`` (a name in :data:`MEASURED` or a path), one row per claim: each side's result and 95 %
+    intervals, and why a stored claim failed. A claim that the stored ledger lacks shows "not in the stored
+    ledger" (it was measured before the claim existed). Glues ``stored_profile``, ``stored_commit`` (12
+    characters), ``stored_date``, ``stored_passed`` and ``stored_total`` for the page's sentence about it."""
+    import pandas as pd
+    prof = get_profile(profile)
+    path = Path(stored) if Path(stored).suffix == ".json" else MEASURED / f"{stored}.json"
+    data = ledger.read_json(path)
+    here = ledger.run(prof, chapter=chapter) if results is None else results
+    there = {r.id: r for r in ledger.from_json(data) if r.chapter == str(chapter)}
+    other = data.get("profile") or "stored"
+    glue_values(stored_profile=other, stored_commit=(data.get("commit") or "unknown")[:12],
+                stored_date=(data.get("created") or "unknown")[:10], stored_passed=sum(r.passed for r in there.values()),
+                stored_total=len(there))
+    rows = []
+    for r in here:
+        s = there.get(r.id)
+        rows.append({"claim": r.id, f"{prof.name}": "pass" if r.passed else "FAIL",
+                     f"{prof.name}: measured": ledger.format_intervals(r),
+                     f"{other}": "–" if s is None else "pass" if s.passed else "FAIL",
+                     f"{other}: measured": "not in the stored ledger" if s is None else ledger.format_intervals(s),
+                     f"{other}: why it failed": "" if s is None or s.passed else s.note})
+    caption = (f"Profile {prof.name}, measured in this run, beside profile {other}, measured once "
+               f"({(data.get('created') or 'unknown')[:10]}, commit {(data.get('commit') or 'unknown')[:12]})")
+    return pd.DataFrame(rows).style.hide(axis="index").set_caption(caption)

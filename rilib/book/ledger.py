@@ -205,6 +205,23 @@ def run(profile: str | Profile, chapter: Optional[str] = None) -> list[ClaimResu
     return results
 
 
+def from_json(data: dict) -> list[ClaimResult]:
+    """The claims of a ledger as :func:`read_json` returns it, as :class:`ClaimResult` (the inverse of
+    :func:`to_json`)."""
+    from dataclasses import fields
+    names = {f.name for f in fields(ClaimResult)} - {"comparison", "papers"}
+    return [ClaimResult(**{k: v for k, v in c.items() if k in names}, comparison=c.get("test", ""),
+                        papers=tuple(c.get("papers", ()))) for c in data["claims"]]
+
+
+def format_intervals(result: ClaimResult) -> str:
+    """A claim's 95 % intervals as ``name mean [low, high]`` (its measured values where it has none)."""
+    if result.interval:
+        return "; ".join(f"{k} {v['mean']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]"
+                         for k, v in result.interval.items())
+    return format_value(result.measured)
+
+
 def format_value(value: Any) -> str:
     """A measured value as the ledger prints it: floats to 3 decimals, dicts as ``key=value`` pairs."""
     if isinstance(value, float):

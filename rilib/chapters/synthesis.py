@@ -52,12 +52,6 @@ def counts(claims: list[ledger.ClaimResult]):
     return pd.DataFrame(rows).set_index("paper")
 
 
-def _measured(r: ledger.ClaimResult) -> str:
-    if r.interval:
-        return "; ".join(f"{k} {v['mean']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]" for k, v in r.interval.items())
-    return ledger.format_value(r.measured)
-
-
 def by_paper(claims: list[ledger.ClaimResult]):
     """For each paper (in :func:`papers_in_order`), its claims as a table: the claim (linked to the section of
     the chapter that measures it), the statement, what was measured (with 95 % intervals where the claim has
@@ -70,7 +64,7 @@ def by_paper(claims: list[ledger.ClaimResult]):
         for r in (r for r in claims if r.paper == key):
             page = CHAPTER_PAGES.get(r.chapter)
             link = f'<a href="{page}.html#claims">{r.id}</a>' if page else r.id
-            rows.append({"claim": link, "statement": r.statement, "measured": _measured(r),
+            rows.append({"claim": link, "statement": r.statement, "measured": ledger.format_intervals(r),
                          "result": "pass" if r.passed else "FAIL", "reason": r.reason})
         paper = PAPERS[key]
         caption = f'<b>{paper.short}</b>, {paper.title} ({paper.venue}), <a href="{paper.url}">{paper.url}</a>'
