@@ -139,9 +139,9 @@ def stored_claims_section(profile: str | Profile, chapter: str, stored: str | Pa
     here = ledger.run(prof, chapter=chapter) if results is None else results
     there = {r.id: r for r in ledger.from_json(data) if r.chapter == str(chapter)}
     other = data.get("profile") or "stored"
-    glue_values(stored_profile=other, stored_commit=(data.get("commit") or "unknown")[:12],
-                stored_date=(data.get("created") or "unknown")[:10], stored_passed=sum(r.passed for r in there.values()),
-                stored_total=len(there))
+    commit, date = (data.get("commit") or "unknown")[:12], (data.get("created") or "unknown")[:10]
+    glue_values(stored_profile=other, stored_commit=commit, stored_date=date,
+                stored_passed=sum(r.passed for r in there.values()), stored_total=len(there))
     rows = []
     for r in here:
         s = there.get(r.id)
@@ -150,6 +150,6 @@ def stored_claims_section(profile: str | Profile, chapter: str, stored: str | Pa
                      f"{other}": "–" if s is None else "pass" if s.passed else "FAIL",
                      f"{other}: measured": "not in the stored ledger" if s is None else ledger.format_intervals(s),
                      f"{other}: why it failed": "" if s is None or s.passed else s.note})
-    caption = (f"Profile {prof.name}, measured in this run, beside profile {other}, measured once "
-               f"({(data.get('created') or 'unknown')[:10]}, commit {(data.get('commit') or 'unknown')[:12]})")
+    caption = (f"Profile {prof.name}, measured in this run, beside profile {other}, measured once ({date}, "
+               f"commit {commit})")
     return pd.DataFrame(rows).style.hide(axis="index").set_caption(caption)

@@ -165,9 +165,9 @@ def recipe_table(profile):
          "a like-for-like contrast isolates robust training; the uneven one is what the paper compared"),
         ("depth bins", "eight 3×3 layers: first, then one decile per layer", "deciles of normalised depth over deep "
                                                                              "networks", "—"),
-        ("first-layer damping", f"‖ReLU(conv1(x+δ)) − ReLU(conv1(x))‖ / ‖δ‖ on {damping_n(prof)} test images, δ "
-                                f"PGD-{prof.eval_steps} at ε = {SGD_EPS:g} (the arms' training ε) against each model; "
-                                f"only models whose first layer moved from its initialisation",
+        ("first-layer damping", f"‖ReLU(conv1(x+δ)) − ReLU(conv1(x))‖ / ‖δ‖ on {damping_n(prof)} test "
+                                f"images, δ PGD-{prof.eval_steps} at ε = {SGD_EPS:g} (the arms' training ε) "
+                                f"against each model; only models whose first layer moved from its initialisation",
          "the authors' code shows the first-stage activations of one normal and one robust model (WRN-34) for one "
          "test image and its L∞ adversarial example at 8/255, the robust model's training ε",
          "a number with an interval over seeds and images tests what the figure shows"),
@@ -532,8 +532,8 @@ def _claim_damping(profile: Profile) -> Measurement:
     m = _sgd_claim(prof, "damping ratio", "lower")
     m.passed = m.passed and not unmoved
     m.note = "; ".join(n for n in (m.note, unmoved) if n)
-    m.comparison = (f"mean ‖ReLU(conv1(x+δ)) − ReLU(conv1(x))‖ / ‖δ‖ over {damping_n(prof)} test images (δ: "
-                    f"PGD-{prof.eval_steps} at ε = {SGD_EPS:g}, the arms' training ε, against each model); "
+    m.comparison = (f"mean ‖ReLU(conv1(x+δ)) − ReLU(conv1(x))‖ / ‖δ‖ over {damping_n(prof)} test images "
+                    f"(δ: PGD-{prof.eval_steps} at ε = {SGD_EPS:g}, the arms' training ε, against each model); "
                     f"{m.comparison}")
     return m
 

@@ -127,7 +127,8 @@ def load_judges(profile, progress: bool = True) -> dict:
 
 #: The inversion's step on CIFAR-10, as in Boychev's released code (``pytorch_trainers_interpretability``,
 #: ``RepVisualization.rep_inversion``: L2-normalised steps of length 1, ε = 1000, 10,000 iterations, loss
-#: ‖rep(x) − rep(x₀)‖ / ‖rep(x₀)‖, whose per-image step direction equals ours). MNIST's step is the profile's.
+#: ‖rep(x) − rep(x₀)‖ / ‖rep(x₀)‖, whose per-image step direction equals ours). MNIST's step is the
+#: profile's.
 CIFAR10_INVERT_STEP = 1.0
 
 

@@ -544,8 +544,8 @@ for _other, (_slug, _whom, _what) in _AGAINST.items():
 def _claim_layers(profile: Profile) -> Measurement:
     res = measure(profile)
     iv = paired(res, MAIN, ONE_LAYER, "energy in mask")
-    rates = (f"share of the map's energy inside the mask, {MAIN_LAYERS} layers: "
-             f"{interval(res, MAIN, 'energy in mask').mean:.3f}; 1 layer: {interval(res, ONE_LAYER, 'energy in mask').mean:.3f}")
+    more, one = (interval(res, m, "energy in mask").mean for m in (MAIN, ONE_LAYER))
+    rates = f"share of the map's energy inside the mask, {MAIN_LAYERS} layers: {more:.3f}; 1 layer: {one:.3f}"
     return Measurement({"energy in mask": iv.format("+.3f")},
                        f"paired difference in energy inside the mask, {MAIN_LAYERS} layers − 1 layer (γ = "
                        f"{res.gamma:g}), 95 % interval over {sizes(profile).n} canvases, lower bound > 0", iv.above(0.0),
