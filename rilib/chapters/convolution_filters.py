@@ -324,7 +324,8 @@ def sgd_comparison(profile, table=None):
     table = sgd_table(prof, progress=False) if table is None else table
     out = {}
     for arm in SGD_ARMS[1:]:
-        out[arm] = {st: seed_ci(_pair_differences(prof, table, arm, st)) for st in (*COLUMNS.values(), "damping ratio")}
+        out[arm] = {st: seed_ci(_pair_differences(prof, table, arm, st))
+                    for st in (*COLUMNS.values(), "damping ratio")}
     return pd.DataFrame(out)
 
 
@@ -461,13 +462,14 @@ def _sgd_differs(profile: Profile) -> str:
             f"this network to chance)")
 
 
-def _sgd_claim(profile: Profile, column: str, better: str) -> Measurement:
+def _sgd_claim(profile: Profile, column: str, better: str, table=None) -> Measurement:
     """``column`` of :func:`sgd_table` is ``better`` ("lower" or "higher") for PGD-AT than for standard training at
     the same coupled weight decay, on the Student-t interval over seed pairs; the paper's uneven contrast (the robust
     arm at weight decay 5e-4) is measured beside it and reported, but the claim is about robust training, so only
-    the like-for-like arm decides it. Collapsed models are left out and named."""
+    the like-for-like arm decides it. Collapsed models are left out and named. ``table``: the :func:`sgd_table`
+    already measured, if the caller has it."""
     prof = get_profile(profile)
-    table = sgd_table(prof, progress=False)
+    table = sgd_table(prof, progress=False) if table is None else table
     cmp = sgd_comparison(prof, table)
     collapsed = table.index[table["clean accuracy"] < COLLAPSED_BELOW]
     notes = []
@@ -528,8 +530,9 @@ def _claim_damping(profile: Profile) -> Measurement:
     on chapter 1's AdamW zoo the standard models' first layers stay within cosine 0.97 of it, so a comparison there
     would be between random initialisations. Only models whose first layer moved count."""
     prof = get_profile(profile)
-    unmoved = _unmoved_first_layers(sgd_table(prof, progress=False))
-    m = _sgd_claim(prof, "damping ratio", "lower")
+    table = sgd_table(prof, progress=False)
+    unmoved = _unmoved_first_layers(table)
+    m = _sgd_claim(prof, "damping ratio", "lower", table)
     m.passed = m.passed and not unmoved
     m.note = "; ".join(n for n in (m.note, unmoved) if n)
     m.comparison = (f"mean ‖ReLU(conv1(x+δ)) − ReLU(conv1(x))‖ / ‖δ‖ over {damping_n(prof)} test images "
