@@ -18,10 +18,13 @@ Named specs come from *zoo groups*: functions of a :class:`~rilib.profiles.Profi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import platform
 import shutil
+import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -161,7 +164,8 @@ def is_trained(spec: Spec) -> bool:
 
 def _retrain_hint(folder: Path) -> str:
     return (f"Run `rilib zoo train --retrain NAME` (`rilib zoo list` shows the names) or "
-            f"rilib.zoo.train(spec, retrain=True): {folder} is deleted and the model is trained again from its spec.")
+            f"rilib.zoo.train(spec, retrain=True): {folder} is trained again from its spec (the old folder is kept "
+            f"until the new model is complete).")
 
 
 def verify(spec: Spec) -> dict:
@@ -232,14 +236,34 @@ def train(spec: Spec, *, progress: bool = True, on_epoch_end=None, retrain: bool
     if spec.teacher is not None:
         train(spec.teacher, progress=progress)
     with paths.file_lock(_lock_path(spec), waiting=f"rilib: waiting for another process that trains {folder.name}"):
-        if retrain:
-            delete(spec)
-        elif is_trained(spec):  # trained by another process while this one waited for the lock
+        if not retrain and is_trained(spec):  # trained by another process while this one waited for the lock
             verify(spec)
             return folder
-        with timing.timed("train", folder.name):
-            _train(spec, folder, progress, on_epoch_end)
+        with _kept_until_replaced(folder) if retrain else contextlib.nullcontext():
+            with timing.timed("train", folder.name):
+                _train(spec, folder, progress, on_epoch_end)
     return folder
+
+
+@contextlib.contextmanager
+def _kept_until_replaced(folder: Path):
+    """For a retraining: move ``folder`` aside, and delete it only once the body (the new training) has completed;
+    if the body fails or is interrupted, put the old folder back, so a failed retraining loses nothing."""
+    old = folder.with_name(f".{folder.name}.before-retrain")
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        os.replace(folder, old)
+    try:
+        yield
+    except BaseException:
+        if old.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(old, folder)
+            print(f"rilib: the retraining of {folder.name} did not complete; its previous folder is restored.",
+                  file=sys.stderr, flush=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _train(spec: Spec, folder: Path, progress: bool, on_epoch_end) -> None:
@@ -359,12 +383,13 @@ def evaluation(name_or_spec: str | Spec, attack, profile: str | Profile, n: Opti
     ``seconds``. For a chain of attacks (:class:`rilib.attacks.WorstOf`) also ``stages``: per attack of the chain,
     its description, the accuracy left after it and every earlier one, and its seconds."""
     spec = resolve(name_or_spec, profile)
-    model = get(spec, profile, progress=progress)
+    train(spec, progress=progress)  # trained on first use; a cached model is verified by its sha256
     key = json.dumps({**attack.cache_key(), "n": n}, sort_keys=True)
     path = spec.folder() / "evals.json"
     cached = paths.load_cache(path, paths.read_json) or {}
-    if key in cached:
+    if key in cached:  # the model is loaded only when there is something to compute
         return cached[key]
+    model = load(spec)
     ds = load_dataset(spec.dataset, spec.n_train, spec.n_test)
     x, y = ds.x_test[:n], ds.y_test[:n]
     t0 = time.perf_counter()

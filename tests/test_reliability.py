@@ -90,6 +90,21 @@ def test_a_corrupt_checkpoint_is_never_reported_as_cached():
     assert zoo.check(spec)["model"] == "ok" and zoo.load(spec) is not None
 
 
+def test_a_retraining_that_fails_puts_the_old_model_back():
+    spec = _spec(45, epochs=2)
+    folder = zoo.train(spec, progress=False)
+    before = _files(folder)
+
+    def interrupt(epoch, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        zoo.train(spec, progress=False, retrain=True, on_epoch_end=interrupt)
+    assert _files(folder) == before, "a failed retraining must leave the previous model as it was"
+    assert zoo.check(spec)["model"] == "ok"
+    assert not list(folder.parent.glob(f".{folder.name}*")), "nothing set aside is left behind"
+
+
 def test_an_unreadable_metrics_file_is_a_clear_error():
     spec = _spec(43, epochs=1)
     folder = zoo.train(spec, progress=False)

@@ -273,7 +273,7 @@ def sgd_table(profile, progress: bool = True):
     models = sgd_models(prof, progress)
     table = overall(models)
     moved = movement_table(prof, models, specs)
-    damp = damping(prof, models, eps=SGD_EPS, progress=progress)["damping ratio"]
+    damp = damping(prof, models, eps=SGD_EPS, progress=progress, specs=specs)["damping ratio"]
     arm = {seed_name(a, r): a for a in SGD_ARMS for r in range(prof.seeds)}
     return table.assign(arm=[arm[n] for n in table.index], seed=[specs[n].seed for n in table.index],
                         **{"weight decay": [specs[n].weight_decay for n in table.index],
@@ -380,16 +380,18 @@ def damping_n(profile) -> int:
     return min(get_profile(profile).eval_n, 256)
 
 
-def damping(profile, models: dict, eps: float | None = None, progress: bool = True, family: str = "mnist"):
+def damping(profile, models: dict, eps: float | None = None, progress: bool = True, family: str = "mnist",
+            specs: dict[str, Spec] | None = None):
     """Mean and 95 % interval (normal approximation) of the first-layer damping ratio per model, for PGD-40
     perturbations (step 2.5·ε/40, seed 0; ε defaults to the family's :data:`EVAL_EPS`) computed against each model
     itself on the first :func:`damping_n` test images of ``family``. Returns a DataFrame indexed by model with
     columns ``damping ratio``, ``ci95 low``, ``ci95 high``. For catalogue models the rows are cached under
-    ``RILIB_CACHE/results`` (the page and its claim share them)."""
+    ``RILIB_CACHE/results`` (the page and its claim share them), and so are the rows of models whose ``specs`` are
+    given (the SGD-recipe zoo)."""
     import pandas as pd
 
     prof = get_profile(profile)
-    specs = all_specs(prof)
+    specs = {**all_specs(prof), **(specs or {})}
     eps = EVAL_EPS[family] if eps is None else eps
     compute = lambda: _damping_rows(prof, models, eps, progress, family)  # noqa: E731
     if all(name in specs for name in models):
