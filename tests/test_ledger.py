@@ -199,7 +199,9 @@ def test_seed_verdict_names_findings_and_limits_of_scale():
     wide = [0.01, 0.05, 0.001]                      # all positive, interval crosses 0
     assert "limit of scale" in seed_verdict("a", wide, seed_ci(wide))
     mixed = [0.01, -0.02, 0.005]
-    assert "not reproduced, 2 of 3" in seed_verdict("a", mixed, seed_ci(mixed))
+    assert "limit of scale), the seeds disagree: 2 of 3" in seed_verdict("a", mixed, seed_ci(mixed))
+    against = [-0.01, -0.05, -0.001]                # no seed points the claimed way, interval crosses 0
+    assert "finding at 3 seeds, none points the claimed way" in seed_verdict("a", against, seed_ci(against))
     opposite = [-0.02, -0.03, -0.025]
     assert "finding" in seed_verdict("a", opposite, seed_ci(opposite))
     assert "no difference" in seed_verdict("a", [0.0] * 3, seed_ci([0.0] * 3))

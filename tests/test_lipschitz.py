@@ -259,7 +259,7 @@ def _fake_results(per_arm: dict, prof):
 def test_seed_differences_pair_seed_r_with_seed_r_and_decide_the_claims(monkeypatch):
     """Seed r of the gradient penalty minus seed r of the standard arm: with values chosen so that any other pairing
     gives other differences, the differences are 0.18, 0.2, 0.22 and the interval is 0.2 ± t₀.₉₇₅,₂ · 0.02/√3. The
-    robustness claim holds on them, and fails as "not reproduced" when one seed pair points the other way."""
+    robustness claim holds on them, and fails as unresolved (the seeds disagree) when one seed pair points the other way."""
     import math
 
     import rilib.chapters  # noqa: F401
@@ -285,8 +285,8 @@ def test_seed_differences_pair_seed_r_with_seed_r_and_decide_the_claims(monkeypa
     assert CLAIMS["ch5.gradient-penalty-is-robust"].measure(prof).passed
     # alignment: the gradient penalty is above the standard arm at every seed, the other arms are not
     m = CLAIMS["ch5.orientation-and-smoothness-raise-alignment"].measure(prof)
-    assert not m.passed and "gp-l1-0.1" not in m.note and "pgd-0.1 − standard: not reproduced" in m.note
+    assert not m.passed and "gp-l1-0.1" not in m.note and "pgd-0.1 − standard: unresolved at 3 seeds" in m.note
     values[ch5.MAIN_GP] = [s + d for s, d in zip(std, (0.18, 0.2, -0.05))]
     res, seeds = _fake_results(values, prof)
     m = CLAIMS["ch5.gradient-penalty-is-robust"].measure(prof)
-    assert not m.passed and "not reproduced, 2 of 3 seeds" in m.note
+    assert not m.passed and "the seeds disagree: 2 of 3" in m.note

@@ -159,8 +159,13 @@ def test_the_book_builds_the_chapters_that_exist(smoke_book, tmp_path, capsys):
     partial = tmp_path / "partial"
     shutil.copytree(root, partial, ignore=shutil.ignore_patterns("_build"))
     (partial / "book" / "04_inversion.ipynb").unlink()
+    half = partial / "book" / "05_lipschitz.ipynb"  # a half-written notebook: never published, never deleted
+    half.write_bytes(half.read_bytes()[:5000])
+    truncated = half.read_bytes()
     from rilib import book
     index = book.build(partial)
-    assert "04_inversion" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "04_inversion" in err and "cannot be read" in err and "05_lipschitz --force" in err
     html_dir = index.parent / "book"
     assert (html_dir / "03_saliency.html").exists() and not (html_dir / "04_inversion.html").exists()
+    assert not (html_dir / "05_lipschitz.html").exists() and half.read_bytes() == truncated

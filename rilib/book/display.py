@@ -129,7 +129,7 @@ def stored_claims_section(profile: str | Profile, chapter: str, stored: str | Pa
                           results: Optional[list] = None):
     """The claims of ``chapter`` under ``profile`` (measured now, or ``results``) beside the same claims in the
     ledger ``stored`` (a name in :data:`MEASURED` or a path), one row per claim: each side's result and 95 %
-    intervals, and why a stored claim failed. A claim that the stored ledger lacks shows "not in the stored
+    intervals, and why a claim failed on either side. A claim that the stored ledger lacks shows "not in the stored
     ledger" (it was measured before the claim existed). Glues ``stored_profile``, ``stored_commit`` (12
     characters), ``stored_date``, ``stored_passed`` and ``stored_total`` for the page's sentence about it."""
     import pandas as pd
@@ -147,6 +147,7 @@ def stored_claims_section(profile: str | Profile, chapter: str, stored: str | Pa
         s = there.get(r.id)
         rows.append({"claim": r.id, f"{prof.name}": "pass" if r.passed else "FAIL",
                      f"{prof.name}: measured": ledger.format_intervals(r),
+                     f"{prof.name}: why it failed": r.reason,
                      f"{other}": "–" if s is None else "pass" if s.passed else "FAIL",
                      f"{other}: measured": "not in the stored ledger" if s is None else ledger.format_intervals(s),
                      f"{other}: why it failed": "" if s is None or s.passed else s.note})

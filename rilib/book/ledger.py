@@ -160,8 +160,8 @@ def seed_verdict(name: str, diffs, iv: Interval, above: bool = True, bound: floa
     - *finding*: the interval lies wholly on the other side of ``bound``;
     - *no difference*: every seed (pair) measures exactly ``bound``;
     - *unresolved at n seeds (limit of scale)*: every seed (or seed pair) points the claimed way, but the interval is
-      too wide;
-    - *not reproduced*: only some seeds point the claimed way.
+      too wide; or the seeds disagree (some point the claimed way, some do not), so more seeds would be needed;
+    - *finding at n seeds*: no seed points the claimed way, though their spread keeps the interval over ``bound``.
     """
     if (iv.low > bound) if above else (iv.high < bound):
         return ""
@@ -174,8 +174,11 @@ def seed_verdict(name: str, diffs, iv: Interval, above: bool = True, bound: floa
     if agree == len(diffs):
         return (f"{name}: unresolved at {len(diffs)} seeds (limit of scale), every seed points the claimed way "
                 f"but the interval {iv.format('+.3f')} contains {bound:g}")
-    return (f"{name}: not reproduced, {agree} of {len(diffs)} seeds point the claimed way and the interval "
-            f"{iv.format('+.3f')} contains {bound:g}")
+    if agree == 0:
+        return (f"{name}: finding at {len(diffs)} seeds, none points the claimed way (their spread keeps the "
+                f"interval {iv.format('+.3f')} over {bound:g})")
+    return (f"{name}: unresolved at {len(diffs)} seeds (limit of scale), the seeds disagree: {agree} of "
+            f"{len(diffs)} point the claimed way and the interval {iv.format('+.3f')} contains {bound:g}")
 
 
 def list_claims(chapter: Optional[str] = None) -> list[Claim]:
@@ -232,11 +235,12 @@ def format_value(value: Any) -> str:
 
 
 def to_frame(results: list[ClaimResult]):
-    """The ledger as a pandas DataFrame (one row per claim), for notebooks."""
+    """The ledger as a pandas DataFrame (one row per claim), for notebooks: with each failed claim's reason (a
+    finding, or a limit of scale or a test that differs from the paper's, see :attr:`ClaimResult.reason`)."""
     import pandas as pd
     return pd.DataFrame([{"claim": r.id, "statement": r.statement, "measured": format_value(r.measured),
                           "held to": r.comparison, "result": "pass" if r.passed else "FAIL",
-                          "source": r.citation} for r in results])
+                          "why it failed": r.reason, "source": r.citation} for r in results])
 
 
 def format_ledger(results: list[ClaimResult]) -> str:

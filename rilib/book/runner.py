@@ -86,6 +86,16 @@ def _executed_key(path: Path) -> Optional[str]:
         return None
 
 
+def _readable(path: Path) -> bool:
+    """Whether ``path`` is a notebook that nbformat can read and validate."""
+    import nbformat
+    try:
+        nbformat.validate(nbformat.read(path, as_version=4))
+        return True
+    except Exception:  # truncated JSON, a notebook that is not one: either way it must not be published
+        return False
+
+
 def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = None,
         log_output: bool = False, force: bool = False, progress: bool = True,
         jobs: Optional[int] = None) -> list[Path]:
@@ -284,8 +294,9 @@ def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Option
     """Build the HTML book into ``<output>/_build/html`` (default ``output``: ``root``); return the path of its
     ``index.html``.
 
-    - Chapters not executed yet are left out of this build (with a note naming them and how to run them); the
-      introduction must exist.
+    - Chapters not executed yet, and executed notebooks that cannot be read (a half-written file), are left out of
+      this build, with a note naming them and how to run them (a broken file stays where it is); the introduction
+      must exist.
     - ``_config.yml`` is resolved for ``repository`` (``owner/name``; default ``RILIB_REPOSITORY``) by
       :func:`rilib.book.publish.book_config`, and every executed chapter gets the hidden bootstrap cell
       (:func:`rilib.book.publish.add_bootstrap`) that Colab and Binder run.
@@ -311,12 +322,19 @@ def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Option
         print(f"[rilib] building without {len(missing)} chapter(s) not executed yet: "
               f"{', '.join(p.stem for p in missing)}. `rilib book run --profile cpu` (or `make book`) executes "
               f"them.", file=sys.stderr, flush=True)
+    broken = [p for p in pages[1:] if p.suffix == ".ipynb" and p.exists() and not _readable(p)]
+    if broken:  # left where they are (nothing is lost), but never published
+        print(f"[rilib] building without {len(broken)} executed chapter(s) that cannot be read (half-written or "
+              f"edited by hand): {', '.join(str(p.relative_to(root_path)) for p in broken)}. "
+              f"`rilib book run {' '.join(p.stem for p in broken)} --force` executes them again.",
+              file=sys.stderr, flush=True)
+        missing += broken
     cfg = publish.book_config(root_path, repository)
     if hide_solutions:
         cfg.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
     out_root = Path(output).resolve() if output else root_path
     for page in pages[1:]:
-        if page.suffix == ".ipynb" and page.exists():
+        if page.suffix == ".ipynb" and page.exists() and page not in broken:
             publish.add_bootstrap(page, cfg)
     generated = out_root / "_build" / ".rilib"
     generated.mkdir(parents=True, exist_ok=True)

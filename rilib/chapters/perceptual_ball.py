@@ -499,7 +499,8 @@ CEILING = 0.95
 def _canvas_verdict(iv, rates: str, ceiling: bool) -> str:
     """Why a paired interval over canvases that should lie above 0 does not: "" when it does; a finding when it lies
     wholly below 0; a benchmark at its ceiling (``ceiling``: both maps hit on at least :data:`CEILING` of the
-    canvases); otherwise not reproduced. ``rates`` names the two values compared."""
+    canvases); otherwise a finding of no difference that these canvases can resolve. ``rates`` names the two values
+    compared."""
     if iv.above(0.0):
         return ""
     if iv.high < 0:
@@ -508,7 +509,8 @@ def _canvas_verdict(iv, rates: str, ceiling: bool) -> str:
         return (f"unresolved at the ceiling (limit of this benchmark): both maps hit on at least {CEILING:.0%} of the "
                 f"canvases ({rates}), so the interval {iv.format('+.3f')} has little room to leave 0; canvases with "
                 f"smaller digits among more distractors would leave the metric room")
-    return f"not reproduced, the interval over canvases {iv.format('+.3f')} contains 0 ({rates})"
+    return (f"finding, no difference that {iv.n} canvases resolve: the interval {iv.format('+.3f')} contains 0 "
+            f"({rates})")
 
 
 def _beats(profile, other: str, what: str, metric: str) -> Measurement:
