@@ -208,3 +208,19 @@ def test_seed_verdict_names_findings_and_limits_of_scale():
     # Below a bound: PGD's lead over FGSM-RS must stay under 5 points.
     assert seed_verdict("a", [0.01, 0.02, 0.015], seed_ci([0.01, 0.02, 0.015]), above=False, bound=0.05) == ""
     assert "finding" in seed_verdict("a", [0.7, 0.75, 0.8], seed_ci([0.7, 0.75, 0.8]), above=False, bound=0.05)
+
+
+def test_a_claim_whose_interval_left_out_non_finite_values_says_so(monkeypatch):
+    """ledger.run keeps an interval's count of left-out non-finite values in the ledger, and its text says so."""
+    from rilib.lenses.stats import seed_ci
+
+    def measure(profile):
+        iv = seed_ci([0.1, 0.2, float("nan"), 0.3])
+        return ledger.Measurement({"a": iv.format()}, "above 0", iv.above(0), intervals={"a": iv})
+
+    monkeypatch.setitem(ledger.CLAIMS._items, "test.nonfinite",
+                        ledger.Claim("test.nonfinite", "test", "-", ("madry2018",), measure))
+    (result,) = ledger.run("smoke", chapter="test")
+    assert result.interval["a"]["nonfinite"] == 1 and "1 non-finite left out" in result.measured["a"]
+    assert "1 non-finite left out" in ledger.format_intervals(result)
+    assert ledger.from_json(json.loads(json.dumps(ledger.to_json([result]))))[0].interval == result.interval

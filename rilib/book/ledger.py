@@ -23,7 +23,9 @@ The ledger as data (:func:`write_json`, :func:`read_json`, :func:`compare`), sch
                  "papers": ["madry2018"],         # every paper it tests
                  "statement": ..., "citation": ...,
                  "measured": {...},                # the values, as the claim reports them
-                 "interval": {name: {"mean", "low", "high"}} or null,   # 95 % intervals, where the claim has them
+                 "interval": {name: {"mean", "low", "high"[, "nonfinite"]}} or null,  # 95 % intervals, where
+                                                  # the claim has them; "nonfinite" (only when > 0) counts the
+                                                  # values an interval left out
                  "test": ...,                      # the comparison the values were held to
                  "passed": true, "reason": "",     # why it failed: a finding, or a test that differs from the paper's
                  "note": ..., "differs": ..., "profile": "cpu", "seconds": 0.03}]}
@@ -200,7 +202,8 @@ def run(profile: str | Profile, chapter: Optional[str] = None) -> list[ClaimResu
         t0 = time.perf_counter()
         m = c.measure(prof)
         intervals = None if m.intervals is None else {
-            k: {"mean": iv.mean, "low": iv.low, "high": iv.high} for k, iv in m.intervals.items()}
+            k: {"mean": iv.mean, "low": iv.low, "high": iv.high, **({"nonfinite": iv.nonfinite} if iv.nonfinite else {})}
+            for k, iv in m.intervals.items()}
         results.append(ClaimResult(c.id, c.chapter, c.statement, c.citation, prof.name, m.measured,
                                    m.comparison, bool(m.passed), m.note, time.perf_counter() - t0,
                                    c.paper, c.papers, intervals,
@@ -221,6 +224,7 @@ def format_intervals(result: ClaimResult) -> str:
     """A claim's 95 % intervals as ``name mean [low, high]`` (its measured values where it has none)."""
     if result.interval:
         return "; ".join(f"{k} {v['mean']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]"
+                         + (f" ({v['nonfinite']} non-finite left out)" if v.get("nonfinite") else "")
                          for k, v in result.interval.items())
     return format_value(result.measured)
 

@@ -27,7 +27,8 @@ there: the judges read MNIST digits); the claims stay on MNIST.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -516,17 +517,28 @@ def frechet(results: InversionImages, judges: dict, profile, resamples: int = 20
     return out
 
 
-_MEMO: dict = {}
+def _derived_path(prof: Profile, what: str):
+    """Where a value derived from the chapter's cached images and its judges is kept (JSON): keyed by the images'
+    cache, the judges' specs and ``what``."""
+    settings = {"version": 1, "what": what, "images": _cache_path(prof).name,
+                "judges": {n: s.key() for n, s in judges_zoo(prof).items()}}
+    return paths.results_path("inversion", prof.name, settings, ".json")
 
 
 def frechet_intervals(profile) -> dict[str, Interval]:
-    """:func:`frechet` of the chapter's cached images under ``profile``, computed once per process."""
+    """:func:`frechet` of the chapter's cached images under ``profile``; cached on disk, so the page, its claims and
+    the synthesis page compute it once."""
+    from dataclasses import asdict
     prof = get_profile(profile)
-    key = ("frechet", str(_cache_path(prof)))
-    if key not in _MEMO:
+
+    def compute():
         _, judges = load(prof, progress=False)
-        _MEMO[key] = frechet(images(prof, progress=False), judges, prof)
-    return _MEMO[key]
+        return frechet(images(prof, progress=False), judges, prof)
+
+    return paths.cached(_derived_path(prof, "frechet"), compute,
+                        load=lambda p: {k: Interval(**v) for k, v in paths.read_json(p).items()},
+                        dump=lambda d: json.dumps({k: asdict(v) for k, v in d.items()}).encode(),
+                        name="inversion.frechet")
 
 
 def frechet_figure(profile, intervals: dict):
@@ -557,12 +569,11 @@ def seed_scores(profile, progress: bool = False) -> dict:
     """Per seeded arm, the list over its training seeds of the mean score of each measure: ``recognised`` (share of
     generations from the pooled seeds the standard judge recognises), ``frechet`` (their Fréchet distance to real
     test images) and the inversion scores on the targets every seed model inverts (``ssim``, ``psnr``,
-    ``feature distance``). Replicate 0 is the headline model restricted to those targets."""
+    ``feature distance``), with ``psnr non-finite``, the count of identical images (infinite PSNR) each seed's mean
+    left out. Replicate 0 is the headline model restricted to those targets. Cached on disk."""
     prof = get_profile(profile)
-    key = ("seeds", str(_cache_path(prof)))
-    if key not in _MEMO:
-        _MEMO[key] = _seed_scores(prof, progress)
-    return _MEMO[key]
+    return paths.cached(_derived_path(prof, "seed scores"), lambda: _seed_scores(prof, progress),
+                        load=paths.read_json, dump=lambda d: json.dumps(d).encode(), name="inversion.seed_scores")
 
 
 def _seed_scores(prof: Profile, progress: bool) -> dict:
@@ -575,7 +586,7 @@ def _seed_scores(prof: Profile, progress: bool) -> dict:
         ref_rep = js.eval().representation(to_model(ref, js))
     out = {}
     for arm in SEEDED_ARMS:
-        rows = {"recognised": [], "frechet": [], "ssim": [], "psnr": [], "feature distance": []}
+        rows = {"recognised": [], "frechet": [], "ssim": [], "psnr": [], "psnr non-finite": [], "feature distance": []}
         for name in seed_names(prof, arm):
             gen = results.generated["pooled"][name]
             rows["recognised"].append(float(recognised(js, gen, results.classes).mean()))
@@ -584,7 +595,9 @@ def _seed_scores(prof: Profile, progress: bool) -> dict:
             inv = inv[results.subset] if len(inv) == len(results.targets) else inv
             ssim, psnr = ssim_psnr(inv, ref)
             rows["ssim"].append(float(ssim.mean()))
-            rows["psnr"].append(float(psnr[torch.isfinite(psnr)].mean()))
+            finite = torch.isfinite(psnr)
+            rows["psnr"].append(float(psnr[finite].mean()))
+            rows["psnr non-finite"].append(int((~finite).sum()))
             with torch.no_grad():
                 rows["feature distance"].append(float(representation_distance(js, inv, ref_rep).mean()))
         out[arm] = rows
@@ -593,12 +606,15 @@ def _seed_scores(prof: Profile, progress: bool) -> dict:
 
 def seed_differences(scores: dict, measure: str) -> dict[str, tuple[list, Interval]]:
     """Per robust seeded arm: the differences robust − standard of ``measure``, replicate by replicate, and their
-    Student-t interval over seeds."""
+    Student-t interval over seeds, which counts the non-finite per-image values the seeds' means left out."""
     std = scores[STANDARD][measure]
+    left_out = f"{measure} non-finite"
     out = {}
     for arm in SEEDED_ARMS[1:]:
         diffs = [a - b for a, b in zip(scores[arm][measure], std)]
-        out[arm] = (diffs, seed_ci(diffs))
+        iv = seed_ci(diffs)
+        nonfinite = sum(scores[arm].get(left_out, ())) + sum(scores[STANDARD].get(left_out, ()))
+        out[arm] = (diffs, replace(iv, nonfinite=iv.nonfinite + nonfinite))
     return out
 
 
@@ -703,8 +719,10 @@ def _claim_inversion(profile: Profile) -> Measurement:
     measured, failed, per_image = {}, [], []
     for score, (measure, higher) in checks.items():
         col = f"inversion from noise: {score}"
-        finite = {n: rows[n][col][torch.isfinite(rows[n][col])] for n in MODELS}
-        measured[score] = "; ".join(f"{plotting.model_label(n)} {float(v.mean()):.3f}" for n, v in finite.items())
+        means = {n: mean_ci(rows[n][col]) for n in MODELS}
+        measured[score] = "; ".join(f"{plotting.model_label(n)} {iv.mean:.3f}"
+                                    + (f" ({iv.nonfinite} non-finite left out)" if iv.nonfinite else "")
+                                    for n, iv in means.items())
         for n in MODELS[1:]:
             iv = paired_ci(rows[n][col], rows[STANDARD][col])
             per_image.append(f"{plotting.model_label(n)} {score} {iv.format('+.3f')}")

@@ -420,12 +420,19 @@ def seed_values(profile, arm: str, key: str, results: ArmResults | None = None,
                            "strong attack acc, stronger attack acc.")
 
 
-def _scalar(v) -> float:
-    """A per-image tensor's mean over its finite values (as :func:`~rilib.lenses.stats.mean_ci`), or the float."""
+def _scalar(v) -> Interval:
+    """A per-image tensor's mean over its finite values with the count left out (:func:`~rilib.lenses.stats.mean_ci`),
+    or a float (an accuracy) as an interval of its own."""
     if not torch.is_tensor(v):
-        return float(v)
-    v = v.double()
-    return float(v[torch.isfinite(v)].mean())
+        return Interval(float(v), float(v), float(v), 1)
+    return mean_ci(v)
+
+
+def _over_seeds(per_seed: list[Interval], values: list[float]) -> Interval:
+    """:func:`seed_ci` of ``values`` (one per seed), counting the non-finite per-image values that the seeds' means
+    in ``per_seed`` left out, so that a claim built on it says so."""
+    iv = seed_ci(values)
+    return replace(iv, nonfinite=iv.nonfinite + sum(p.nonfinite for p in per_seed))
 
 
 def seed_difference(profile, a: str, b: str, key: str, results: ArmResults | None = None,
@@ -434,8 +441,9 @@ def seed_difference(profile, a: str, b: str, key: str, results: ArmResults | Non
     of arm ``a`` minus the same for seed r of arm ``b`` (the accuracy itself for the two attack keys)."""
     va = seed_values(profile, a, key, results, seeds)
     vb = seed_values(profile, b, key, results, seeds)
-    diffs = [_scalar(x) - _scalar(y) for x, y in zip(va, vb)]
-    return diffs, seed_ci(diffs)
+    pairs = [(_scalar(x), _scalar(y)) for x, y in zip(va, vb)]
+    diffs = [x.mean - y.mean for x, y in pairs]
+    return diffs, _over_seeds([iv for pair in pairs for iv in pair], diffs)
 
 
 def seed_table(profile, results: ArmResults | None = None, seeds: SeedResults | None = None):
@@ -451,7 +459,8 @@ def seed_table(profile, results: ArmResults | None = None, seeds: SeedResults | 
         row = {"seeds": ", ".join(str(specs[n].seed) for n in arm_seeds(prof, arm))}
         keys = (*SEED_PER_IMAGE, *(("strong attack acc", "stronger attack acc") if arm in ATTACKED_ARMS else ()))
         for key in keys:
-            row[key] = seed_ci([_scalar(v) for v in seed_values(prof, arm, key, results, seeds)]).format(".3f")
+            per_seed = [_scalar(v) for v in seed_values(prof, arm, key, results, seeds)]
+            row[key] = _over_seeds(per_seed, [iv.mean for iv in per_seed]).format(".3f")
         rows[arm] = row
     return pd.DataFrame(rows).T.rename_axis("model").fillna("–").style.set_caption(
         f"Per arm: mean over its {prof.seeds} training seeds and the 95 % Student-t interval over seeds of each "
