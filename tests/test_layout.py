@@ -134,3 +134,39 @@ def test_the_checker_sees_what_it_must(tmp_path):
     assert graph["rilib.train"] == {"rilib.zoo"} and "rilib.chapters.page" in graph["rilib.zoo"]
     assert find_cycle(graph) is not None
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# Pages: prose, one rilib call per figure or table, and glue. Loops, conditions, comprehensions, arithmetic and
+# slicing belong in the chapter's module, where they are tested and documented. The exercises are exempt: their
+# starters and solutions are the students' own code.
+LOGIC = (ast.For, ast.While, ast.If, ast.IfExp, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp, ast.Lambda,
+         ast.BinOp, ast.Slice, ast.FunctionDef, ast.Compare, ast.BoolOp)
+NOTEBOOKS = PACKAGE.parent / "notebooks"
+
+
+def logic_in_page(text: str) -> list[str]:
+    """The pieces of logic in the code cells of a page's MyST ``text``, before its exercises."""
+    import jupytext
+    found = []
+    nb = jupytext.reads(text.split("\n## Exercises")[0], fmt="md:myst")
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        src = "\n".join(line for line in cell.source.splitlines() if not line.startswith(("%", "!")))
+        found += [ast.get_source_segment(src, node) for node in ast.walk(ast.parse(src)) if isinstance(node, LOGIC)]
+    return found
+
+
+def test_pages_hold_no_logic():
+    pages = sorted(NOTEBOOKS.glob("*.md"))
+    assert len(pages) >= 8
+    offenders = {p.name: logic_in_page(p.read_text()) for p in pages}
+    assert not any(offenders.values()), {k: v for k, v in offenders.items() if v}
+
+
+def test_the_logic_checker_sees_loops_arithmetic_and_conditions():
+    page = "# A page\n\n```{code-cell} ipython3\nx = {k: v for k, v in d.items()}\ny = a * b\n```\n\n" \
+           "```{code-cell} ipython3\nif x:\n    print(y)\n```\n\n## Exercises\n\n```{code-cell} ipython3\n" \
+           "answer = [i for i in range(3)]\n```\n"
+    found = logic_in_page(page)
+    assert found == ["{k: v for k, v in d.items()}", "a * b", "if x:\n    print(y)"]

@@ -410,6 +410,13 @@ def record_timings(reports: dict[str, Sequence[Report]], root=None, note: str = 
     return path
 
 
+def timing_note(timings) -> str:
+    """A line that says when and where :func:`timing_table`'s ``timings`` were measured, or how to measure them."""
+    if timings is None:
+        return "Not measured yet: rilib assignments check dist/*/*.ipynb --profile cpu --record"
+    return f"Measured {timings.attrs['measured']} on {timings.attrs['cores']} cores. {timings.attrs['note']}"
+
+
 def timing_table(root=None):
     """The measured run times of the worksheets (:data:`TIMINGS_FILE`) as a DataFrame, one row per chapter:
     seconds for the untouched student edition and for the completed one (the instructor edition, every solution

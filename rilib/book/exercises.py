@@ -121,6 +121,14 @@ def table():
                           "difficulty": e.difficulty, "minutes": e.minutes} for e in EXERCISES.values()])
 
 
+def counts() -> dict:
+    """How many exercises are registered (``n_exercises``), how many have a check (``n_code``: not prose) and over
+    how many chapters (``n_chapters``)."""
+    listed = table()
+    return {"n_exercises": len(listed), "n_code": int((listed["kind"] != "prose").sum()),
+            "n_chapters": int(listed["chapter"].nunique())}
+
+
 @dataclass
 class Outcome:
     """The outcome of one :func:`check`; shown as a line of text, and as JSON for ``rilib assignments check``."""

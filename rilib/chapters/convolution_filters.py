@@ -286,6 +286,34 @@ def sgd_table(profile, progress: bool = True):
                            "first layer cosine to init": moved.iloc[:, 0], "damping ratio": damp})
 
 
+def sgd_quoted(table) -> dict:
+    """The numbers the page quotes from :func:`sgd_table`: the standard arm's decay budget, how many models
+    collapsed (:data:`COLLAPSED_BELOW`) of how many, the highest first-layer cosine to init, and per arm
+    (``standard``, ``pgd``, ``uneven``) the mean over its seeds of the sparsity, the damping ratio and the robust
+    accuracy, as ``sgd_<sparsity|damp|robust>_<arm>``."""
+    arms = {"standard": SGD_STANDARD, "pgd": SGD_PGD, "uneven": SGD_PGD_UNEVEN}
+    columns = {"sparsity": "sparsity", "damp": "damping ratio", "robust": f"robust accuracy (ε = {SGD_EPS:g})"}
+    return {"sgd_budget": float(table.loc[SGD_STANDARD, "decay budget"]),
+            "sgd_collapsed": int((table["clean accuracy"] < COLLAPSED_BELOW).sum()), "sgd_models": len(table),
+            "sgd_first_cos_max": float(table["first layer cosine to init"].max()),
+            **{f"sgd_{col}_{k}": float(table.loc[table.arm == arm, column].mean())
+               for k, arm in arms.items() for col, column in columns.items()}}
+
+
+def adamw_quoted(profile, table) -> dict:
+    """The numbers the page quotes about the AdamW zoo: how much decoupled weight decay shrinks a weight per step
+    (``wd_shrink``) and the largest share of sparse kernels in its :func:`overall` ``table``
+    (``adamw_sparsity_max``)."""
+    return {"wd_shrink": decoupled_decay_per_step(profile), "adamw_sparsity_max": float(table["sparsity"].max())}
+
+
+def seeds_quoted(table) -> dict:
+    """The range of the first layer's cosine to its initialisation over the AdamW seed models of
+    :func:`seed_table`, as ``first_cos_min`` and ``first_cos_max``."""
+    cos = table["first layer cosine to init"]
+    return {"first_cos_min": float(cos.min()), "first_cos_max": float(cos.max())}
+
+
 def sgd_depth_figure(profile, table=None):
     """Sparsity, variance entropy and orthogonality against depth for the SGD-recipe zoo (``table``: its
     :func:`sgd_table`, measured if not given): one line per arm, the mean over its seeds that did not collapse
@@ -546,7 +574,7 @@ def _claim_damping(profile: Profile) -> Measurement:
 __all__ = ["per_depth", "overall", "styled_overall", "bootstrap_table", "seed_models", "movement_table",
            "seed_table", "seed_comparison", "styled_seed_comparison", "recipe_table", "decay_budget",
            "decoupled_decay_per_step", "SEEDED_ROBUST", "MOVED_BELOW", "sgd_zoo", "sgd_models", "sgd_table",
-           "sgd_comparison", "sgd_depth_figure", "sgd_seed_figure", "budget_figure", "SGD_ARMS", "SGD_STANDARD",
+           "sgd_comparison", "sgd_quoted", "adamw_quoted", "seeds_quoted", "sgd_depth_figure", "sgd_seed_figure", "budget_figure", "SGD_ARMS", "SGD_STANDARD",
            "SGD_PGD", "SGD_PGD_UNEVEN", "COLLAPSED_BELOW", "SGD_EPS", "SGD_CHECK_N", "sgd_robustness_attack",
            "depth_figure", "kernel_figure", "pca_figures", "damping_n", "damping", "damping_figure", "PCA_MODELS",
            "cifar10_section"]

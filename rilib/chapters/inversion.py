@@ -348,6 +348,12 @@ def convergence(results: InversionImages, profile) -> dict[str, dict]:
     return out
 
 
+def convergence_frame(results: InversionImages, profile):
+    """:func:`convergence` as a DataFrame indexed by zoo name (for glue; :func:`convergence_table` shows it)."""
+    import pandas as pd
+    return pd.DataFrame(convergence(results, profile)).T
+
+
 def convergence_table(results: InversionImages, profile):
     """:func:`convergence` as a table, one row per model."""
     import pandas as pd
@@ -788,7 +794,7 @@ __all__ = ["InversionSizes", "SIZES", "sizes", "judges_zoo", "load", "load_judge
            "seed_subset", "seed_models", "generation_seeds", "InversionImages", "images", "inversion_figures",
            "final_distances", "convergence", "convergence_table", "generation_figures", "per_image_scores",
            "score_table", "display_scores", "judge_accuracy", "eps_table", "judge_figure", "recognition_tests",
-           "recognition_table", "frechet", "frechet_intervals", "frechet_figure", "seed_scores", "seed_differences",
+           "recognition_table", "frechet", "frechet_intervals", "convergence_frame", "frechet_figure", "seed_scores", "seed_differences",
            "seed_table", "recipe_table", "exercise_settings", "MODELS", "SEEDED_ARMS", "SEED_KINDS", "JUDGE_STANDARD",
            "JUDGE_ROBUST", "GENERATION", "cifar10_models", "cifar10_images", "cifar10_section",
            "CIFAR10_INVERT_STEP"]

@@ -435,6 +435,12 @@ def _over_seeds(per_seed: list[Interval], values: list[float]) -> Interval:
     return replace(iv, nonfinite=iv.nonfinite + sum(p.nonfinite for p in per_seed))
 
 
+def attacked_rows(table):
+    """The rows of :func:`table` that the stronger attack measured (it runs only on :data:`ATTACKED_ARMS` and the
+    catalogue's models)."""
+    return table.dropna(subset=["stronger attack acc"])
+
+
 def seed_difference(profile, a: str, b: str, key: str, results: ArmResults | None = None,
                     seeds: SeedResults | None = None) -> tuple[list[float], Interval]:
     """(one difference per seed pair, its Student-t interval): the mean of ``key`` over the test images for seed r
@@ -732,7 +738,7 @@ __all__ = ["LipschitzSizes", "SIZES", "sizes", "lipschitz_zoo", "arms", "train",
            "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS", "MAIN_GP", "TEACHER", "DISTILLED", "FROM_CATALOG",
            "ORIENTED_SMOOTH", "AT_TEMPERATURE", "LABEL_SMOOTHING", "RANDOM_KL", "TRADES_EPS", "SEEDED_ARMS",
            "CLAIM_ARMS", "ATTACKED_ARMS", "arm_seeds", "replicate_specs", "SeedResults", "measure_seeds",
-           "seed_values", "seed_difference", "seed_table", "seed_spread", "recipe_table"]
+           "seed_values", "seed_difference", "seed_table", "seed_spread", "recipe_table", "attacked_rows"]
 
 
 # ---------------------------------------------------------------------------------------------------

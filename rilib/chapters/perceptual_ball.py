@@ -420,6 +420,14 @@ def ball_table(results: LocalisationResults):
     return pd.DataFrame(rows).set_index("setting")
 
 
+def styled_ball_table(results: LocalisationResults):
+    """:func:`ball_table`, formatted and captioned for the page."""
+    return ball_table(results).style.format({"decision flipped": "{:.1%}", "mean margin": "{:.2f}",
+                                             "mean objective": "{:.3g}", "seconds": "{:.1f}"}).set_caption(
+        "Every run of the perceptual ball: the sweeps on the calibration and sweep canvases, then the rest of the "
+        "canvases for the table's settings ('rest').")
+
+
 def paired(results: LocalisationResults, a: str, b: str, metric: str) -> Interval:
     """Mean per-canvas difference ``a − b`` of ``metric`` on the same canvases, with its 95 % interval."""
     return paired_ci(results.values[a][metric], results.values[b][metric])
@@ -571,7 +579,7 @@ def _panel_localisation(profile: Profile) -> dict:
 
 __all__ = ["SIZES", "sizes", "perceptual_zoo", "load_models", "measure", "LocalisationResults",
            "summary", "display_summary", "canvas_figure", "grid_figure", "sweep_figure", "sweep_interval",
-           "ball_table", "paired", "quoted_margins", "quoted_rates", "recipe_table", "METHODS", "METRICS", "SWEEP_METRICS", "choose_gamma", "labels",
+           "ball_table", "styled_ball_table", "paired", "quoted_margins", "quoted_rates", "recipe_table", "METHODS", "METRICS", "SWEEP_METRICS", "choose_gamma", "labels",
            "MAIN", "ADVERSARIAL", "ONE_LAYER", "STANDARD", "ROBUST", "EPS", "GAMMAS", "LAYER_SWEEP", "ball_settings",
            "evaluation_canvases", "interval", "exercise_canvases", "EXERCISE_N", "EXERCISE_GAMMA"]
 

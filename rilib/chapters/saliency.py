@@ -544,6 +544,19 @@ def sweep_intervals(profile, results: SaliencyResults) -> dict:
             **{w: [mean_ci(_alignment_values(results, n, w)) for n in names] for w in ALIGNMENTS}}
 
 
+def sweep_quoted(profile, results: SaliencyResults) -> tuple[dict, dict, float]:
+    """What the page quotes of the sweep: per model of :func:`sweep_intervals` its interval of Etmann's α for the
+    logit and for the margin, and the mean α (logit) of the L2 penalty's model, :data:`GP_L2`."""
+    sw = sweep_intervals(profile, results)
+    return (dict(zip(sw["models"], sw["logit"])), dict(zip(sw["models"], sw["margin"])),
+            float(results.etmann[GP_L2]["logit"].mean()))
+
+
+def deletion_pixels_per_step(x) -> int:
+    """How many pixels deletion and insertion (:data:`DELETION_STEPS` steps) change per step on images ``x``."""
+    return x.shape[-1] * x.shape[-2] // DELETION_STEPS
+
+
 def sweep_figure(profile, results: SaliencyResults):
     """Etmann's alignment against the weight λ of chapter 5's L1 input-gradient penalty (λ = 0: the standard
     model), one panel per Ψ of :data:`PSI`, mean and 95 % interval over the images."""
@@ -768,7 +781,7 @@ def _claim_gini(profile: Profile) -> Measurement:
 __all__ = ["SaliencySizes", "SIZES", "sizes", "METHODS", "METRICS", "BASELINES", "grid_images", "grid_maps",
            "grid_figures", "completeness", "make_method", "SaliencyResults", "measure", "alignment_table",
            "alignment_figure", "alignment_display", "summary", "display_summary", "deletion_figure", "stroke_table",
-           "cascade", "cascade_figure", "cascade_values", "sweep_intervals", "sweep_figure", "seed_level",
+           "cascade", "cascade_figure", "cascade_values", "sweep_intervals", "sweep_quoted", "deletion_pixels_per_step", "sweep_figure", "seed_level",
            "seed_margins", "seeds_table", "recipe_table", "paired_margin", "alignment_margins", "chapter_models",
            "cifar10_section"]
 
