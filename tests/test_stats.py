@@ -47,3 +47,27 @@ def test_bootstrap_interval_covers_the_mean_like_the_textbook_interval():
     kernels = torch.randn(50, 9, generator=gen)
     per_row = stats.bootstrap_ci(kernels, lambda k: k.abs().amax(1).mean(), resamples=300)
     assert per_row.low < per_row.mean < per_row.high and per_row.n == 50
+
+
+def test_paired_interval_is_the_textbook_interval_of_the_differences():
+    gen = np.random.default_rng(3)
+    item = gen.normal(0.0, 1.0, 200)                    # the items themselves vary a lot...
+    a, b = item + 0.10 + gen.normal(0, 0.05, 200), item + gen.normal(0, 0.05, 200)   # ...the difference little
+    iv = stats.paired_ci(a, b)
+    d = a - b
+    low, high = st.norm.interval(0.95, loc=d.mean(), scale=st.sem(d))
+    assert (iv.mean, iv.low, iv.high, iv.n) == pytest.approx((d.mean(), low, high, 200), abs=1e-3)
+    assert iv.above(0.0)
+    # Unpaired, the items' own spread swamps the difference: that is what pairing removes.
+    unpaired = np.sqrt(st.sem(a) ** 2 + st.sem(b) ** 2) * 1.96
+    assert iv.half_width < unpaired / 10 and unpaired > abs(a.mean() - b.mean())
+
+
+def test_bootstrap_interval_matches_scipys_percentile_bootstrap():
+    gen = np.random.default_rng(4)
+    x = gen.exponential(1.0, 300)                       # skewed, so the percentile interval is not symmetric
+    iv = stats.bootstrap_ci(torch.as_tensor(x), lambda v: v.median(), resamples=4000)
+    ref = st.bootstrap((x,), np.median, n_resamples=4000, method="percentile", random_state=0).confidence_interval
+    width = ref.high - ref.low
+    assert iv.mean == pytest.approx(float(np.median(x)), abs=0.01)
+    assert iv.low == pytest.approx(ref.low, abs=0.1 * width) and iv.high == pytest.approx(ref.high, abs=0.1 * width)
