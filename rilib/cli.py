@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(lst)
     ver = zoo_sub.add_parser("verify", help="check every model of a profile against its recorded sha256",
                              description="Check each model's metrics.json, its checkpoint's sha256 and its cached "
-                                         "evaluations; print a table. Exit status 1 if anything is wrong.")
+                                         "evaluations, the profile's cached chapter results, and the executed "
+                                         "chapters in book/; print a table. Exit status 1 if a model or an executed "
+                                         "chapter is broken (a corrupt chapter result heals itself: it is "
+                                         "recomputed on its next use).")
     _add_profile(ver)
     tr = zoo_sub.add_parser("train", help="train the named models (default: all) unless cached")
     tr.add_argument("names", nargs="*", metavar="NAME", help="zoo names (see `rilib zoo list`)")
@@ -180,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _zoo_list(profile: str) -> None:
     from . import zoo
     specs = zoo.zoo_specs(profile)
-    width = max(len(n) for n in specs)
+    width = max((len(n) for n in specs), default=4)
     print(f"Model zoo, profile {profile} (cache: {zoo.paths.zoo_dir()})")
     for name, spec in specs.items():
         status = "trained" if zoo.is_trained(spec) else "not trained"
@@ -222,9 +225,9 @@ def _timings(log: str, out: str | None) -> None:
 
 
 def _zoo_verify(profile: str) -> int:
-    from . import zoo
+    from . import paths, zoo
     specs = zoo.zoo_specs(profile)
-    width = max(len(n) for n in specs)
+    width = max((len(n) for n in specs), default=4)
     print(f"Model zoo, profile {profile} (cache: {zoo.paths.zoo_dir()})")
     problems = 0
     for name, spec in specs.items():
@@ -233,7 +236,29 @@ def _zoo_verify(profile: str) -> int:
         print(f"  {name:<{width}}  {spec.key()}  model: {status['model']:<11}  evaluations: {status['evaluations']}")
         if status["detail"]:
             print(f"  {'':<{width}}  {status['detail']}")
-    print(f"{problems} problem(s)." if problems else "Every trained model matches its recorded sha256.")
+    results = paths.check_results(profile)
+    print(f"\nChapter results, profile {profile} (derived: one that cannot be read is set aside and recomputed)")
+    for r in results:
+        print(f"  {r['file']:<56}  {r['state']:<9}  {r['bytes'] / 1e6:8.2f} MB")
+    if not results:
+        print("  none cached")
+    from .book import runner
+    try:
+        executed = runner.check_executed(profile)
+    except RilibError:  # not in a checkout of the book: there are no executed chapters to check
+        executed = []
+    broken = [e["chapter"] for e in executed if e["state"] == "unreadable"]
+    if executed:
+        print("\nExecuted chapters (book/)")
+        for e in executed:
+            ran = f" ({e['profile']})" if e["state"] == "other profile" else ""
+            print(f"  {e['chapter']:<28}  {e['state']}{ran}")
+    if broken:
+        print(f"  {len(broken)} cannot be read and are left out of the build: `rilib book run {' '.join(broken)} "
+              f"--force --profile {profile}` executes them again.")
+    problems += len(broken)
+    print(f"{problems} problem(s)." if problems else "Every trained model matches its recorded sha256; every executed "
+          "chapter can be read.")
     return 1 if problems else 0
 
 

@@ -63,6 +63,25 @@ def results_path(chapter: str, profile: str, settings: dict, suffix: str) -> Pat
     return cache_dir() / "results" / f"{chapter}-{profile}-{key}{suffix}"
 
 
+def check_results(profile: str) -> list[dict]:
+    """The state of every cached chapter result of ``profile`` (:func:`results_path`), for ``rilib zoo verify``:
+    ``file``, ``state`` (``ok``, ``corrupt``: unreadable, recomputed on its next use, or ``set aside``: a
+    ``.corrupt`` file an earlier read moved away) and ``bytes``. Reading a file here changes nothing."""
+    folder = cache_dir() / "results"
+    out = []
+    for path in sorted(folder.glob(f"*-{profile}-*")) if folder.is_dir() else ():
+        if path.name.endswith(".corrupt"):
+            state = "set aside"
+        else:
+            try:
+                (read_json if path.suffix == ".json" else torch_load)(path)
+                state = "ok"
+            except Exception:  # whatever the reason, a derived value that cannot be read is recomputed
+                state = "corrupt"
+        out.append({"file": path.name, "state": state, "bytes": path.stat().st_size})
+    return out
+
+
 def download_allowed() -> bool:
     """True when ``RILIB_DOWNLOAD=1``: torchvision may fetch missing datasets."""
     return os.environ.get("RILIB_DOWNLOAD", "0").strip().lower() in {"1", "true", "yes"}

@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -477,6 +478,27 @@ def test_zoo_verify_reports_each_model(cli, monkeypatch):
     (spec.folder() / "model.pt").write_bytes(b"tampered")
     out = cli("zoo", "verify", "--profile", "smoke")
     assert out.returncode == 1 and "model: corrupt" in out.stdout and "--retrain" in out.stdout
+
+
+def test_zoo_verify_reports_chapter_results_and_executed_chapters(cli, monkeypatch, tmp_path):
+    from rilib.book import runner
+    monkeypatch.setattr(zoo, "zoo_specs", lambda profile, group=None: {})
+    results = paths.cache_dir() / "results"
+    results.mkdir(parents=True)
+    (results / "saliency-smoke-0123456789ab.json").write_text('{"ok": 1}')
+    (results / "saliency-smoke-ba9876543210.pt").write_bytes(b"half a tensor")
+    (results / "saliency-cpu-0123456789ab.json").write_text("not this profile's")
+    book = tmp_path / "root" / "book"
+    book.mkdir(parents=True)
+    monkeypatch.setattr(runner, "project", lambda root=None: tmp_path / "root")
+    out = cli("zoo", "verify", "--profile", "smoke")
+    assert out.returncode == 0, out.stdout  # a corrupt derived result heals itself: reported, not a failure
+    assert "saliency-smoke-0123456789ab.json" in out.stdout and "saliency-cpu" not in out.stdout
+    assert re.search(r"saliency-smoke-ba9876543210\.pt\s+corrupt", out.stdout)
+    (book / "01_page.ipynb").write_text('{"cells": [')
+    out = cli("zoo", "verify", "--profile", "smoke")
+    assert out.returncode == 1 and "01_page" in out.stdout and "unreadable" in out.stdout
+    assert "rilib book run 01_page --force --profile smoke" in out.stdout
 
 
 def test_the_timing_report_spans_every_process_that_wrote_to_the_log(tmp_path, monkeypatch):

@@ -96,6 +96,23 @@ def _readable(path: Path) -> bool:
         return False
 
 
+def check_executed(profile: str, root: Optional[str | Path] = None) -> list[dict]:
+    """The state of each executed chapter in ``book/``, for ``rilib zoo verify``: ``chapter``, ``state`` (``ok``:
+    readable and executed under ``profile``; ``other profile``; ``unreadable``: half-written or edited, left out
+    of the build), and ``profile``."""
+    import nbformat
+    out = []
+    for path in sorted((project(root) / "book").glob("*.ipynb")):
+        if path.name.startswith("."):
+            continue
+        if not _readable(path):
+            out.append({"chapter": path.stem, "state": "unreadable", "profile": None})
+            continue
+        ran = nbformat.read(path, as_version=4).metadata.get("rilib", {}).get("profile")
+        out.append({"chapter": path.stem, "state": "ok" if ran == profile else "other profile", "profile": ran})
+    return out
+
+
 def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = None,
         log_output: bool = False, force: bool = False, progress: bool = True,
         jobs: Optional[int] = None) -> list[Path]:
