@@ -239,15 +239,36 @@ def test_sgd_claim_is_decided_by_the_like_for_like_arm_and_leaves_collapsed_pair
     rows = [{"model": seed_name(arm, r), "arm": arm, "sparsity": v[r], **{c: 0.5 for c in ch2.COLUMNS.values()
                                                                           if c != "sparsity"},
              "clean accuracy": 0.1 if (arm, r) == (ch2.SGD_PGD, 2) else 0.98,
-             "damping ratio": (4.5 if arm == ch2.SGD_STANDARD else 2.8) + r / 10, "first layer cosine to init": 0.5}
+             "damping ratio": (4.5 if arm == ch2.SGD_STANDARD else 2.8) + r / 10, "first layer cosine to init": 0.5,
+             "least-moved layer's cosine to init": 0.6}
             for arm, v in values.items() for r in range(3)]
     table = pd.DataFrame(rows).set_index("model")
     monkeypatch.setattr(ch2, "sgd_table", lambda profile, progress=True: table)
+    # The kernel bootstrap: each model's statistic resampled around its value, with a spread of `spread`.
+    noise = torch.randn(ch2.KERNEL_RESAMPLES, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def draws(spread):
+        return {name: {k: table.loc[name, c] + spread * noise.roll(i) for k, c in ch2.COLUMNS.items()}
+                for i, name in enumerate(table.index)}
+
+    monkeypatch.setattr(ch2, "sgd_kernel_draws", lambda profile: draws(0.01))
     m = ch2._sgd_claim(prof, "sparsity", "lower")
     assert m.passed, m.note
     assert seed_name(ch2.SGD_PGD, 2) in m.note and "collapsed" in m.note
     assert m.intervals[f"{ch2.SGD_PGD} − {ch2.SGD_STANDARD}"].n == 2
+    kernel = m.intervals[f"{ch2.SGD_PGD} − {ch2.SGD_STANDARD} (kernel bootstrap)"]
+    assert kernel.n == 2 and kernel.mean == pytest.approx(-0.2) and kernel.high < 0
     assert "uneven" in m.note
+    # Seeds agree, but other kernels of the same networks could erase the effect: not a pass.
+    monkeypatch.setattr(ch2, "sgd_kernel_draws", lambda profile: draws(0.5))
+    wide = ch2._sgd_claim(prof, "sparsity", "lower")
+    assert not wide.passed and "unresolved over kernels" in wide.note
+    monkeypatch.setattr(ch2, "sgd_kernel_draws", lambda profile: draws(0.01))
+    # A model with a layer that training did not move drops its pair, and is named.
+    table.loc[seed_name(ch2.SGD_STANDARD, 1), "least-moved layer's cosine to init"] = 0.97
+    m = ch2._sgd_claim(prof, "sparsity", "lower")
+    assert m.intervals[f"{ch2.SGD_PGD} − {ch2.SGD_STANDARD}"].n == 1 and "did not move" in m.note
+    table.loc[seed_name(ch2.SGD_STANDARD, 1), "least-moved layer's cosine to init"] = 0.6
     table.loc[seed_name(ch2.SGD_PGD, 1), "sparsity"] = 0.9   # one of the two valid pairs now points the other way
     assert not ch2._sgd_claim(prof, "sparsity", "lower").passed
     # The damping claim on the same recipe: PGD-AT's first layer passes less of δ at every valid seed pair ...

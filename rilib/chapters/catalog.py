@@ -298,16 +298,17 @@ ATTACKS = ("headline", "strong", "weak")
 
 
 def robust_acc(profile: str | Profile, name: str, eps: float | None = None, attack: str = "headline",
-               progress: bool = True) -> float:
+               progress: bool = True, norm: str | None = None) -> float:
     """Accuracy of catalogue model ``name`` at ``eps`` (default: its family's evaluation ε) on the profile's first
     ``eval_n`` test images, under ``attack``: ``headline`` (:func:`evaluation_attack`, the worst case of four),
     ``strong`` (:func:`strong_attack` alone) or ``weak`` (:func:`weak_attack`). An L2 model is attacked in the L2
-    norm (:func:`threat`; ``eps`` is then an L2 radius). Cached in the zoo."""
-    return evaluation(profile, name, eps, attack, progress)["robust_acc"]
+    norm (:func:`threat`; ``eps`` is then an L2 radius), unless ``norm`` names the other norm (its default ε: the
+    family's evaluation ε in that norm). Cached in the zoo."""
+    return evaluation(profile, name, eps, attack, progress, norm)["robust_acc"]
 
 
 def evaluation(profile: str | Profile, name: str, eps: float | None = None, attack: str = "headline",
-               progress: bool = True) -> dict:
+               progress: bool = True, norm: str | None = None) -> dict:
     """The zoo's record of :func:`robust_acc` (:func:`rilib.zoo.evaluation`): for the headline attack also the
     accuracy left after each of its attacks and the seconds each took."""
     from ..errors import RilibError, UnknownNameError
@@ -317,7 +318,13 @@ def evaluation(profile: str | Profile, name: str, eps: float | None = None, atta
         raise UnknownNameError(f"Unknown attack {attack!r}. Valid: {', '.join(ATTACKS)}.")
     if name not in specs:
         raise UnknownNameError(f"Unknown catalogue model {name!r}. Valid: {', '.join(specs)}.")
-    norm, default_eps = threat(specs[name], family(prof, specs[name]))
+    own, default_eps = threat(specs[name], family(prof, specs[name]))
+    if norm is not None and norm != own:  # a model attacked in the other norm, at that norm's evaluation ε
+        if norm not in ("linf", "l2"):
+            raise UnknownNameError(f"Unknown norm {norm!r}. Valid: linf, l2.")
+        fam = family(prof, specs[name])
+        default_eps = EVAL_EPS[fam] if norm == "linf" else (EVAL_EPS_L2 if fam == "mnist" else 0.5)
+    norm = own if norm is None else norm
     eps = default_eps if eps is None else eps
     if attack == "weak" and norm != "linf":
         raise RilibError(f"The weak attack is defined for L∞ models only; {name!r} is an L2 model. "

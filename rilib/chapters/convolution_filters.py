@@ -28,9 +28,9 @@ from ..book.dashboard import panel
 from ..book.plotting import STYLES, Style, pgd_color
 from ..book.exercises import exercise, prose_exercise
 from ..book.ledger import Measurement, claim, seed_verdict
-from ..lenses.filters import (bootstrap_overall, by_depth, conv3x3_layers, first_layer, first_layer_damping,
-                              layer_stats, movement, overall_stats, pca_basis, sparse_mask)
-from ..lenses.stats import mean_ci, seed_ci
+from ..lenses.filters import (bootstrap_draws, bootstrap_overall, by_depth, conv3x3_layers, first_layer,
+                              first_layer_damping, layer_stats, movement, overall_stats, pca_basis, sparse_mask)
+from ..lenses.stats import Interval, mean_ci, percentile_interval, seed_ci
 from ..models import create_model
 from ..profiles import Profile, get_profile
 from ..rng import seeded
@@ -357,11 +357,63 @@ def sgd_comparison(profile, table=None):
     return pd.DataFrame(out)
 
 
-def _pair_differences(prof: Profile, table, arm: str, column: str) -> list[float]:
-    """Replicate r of ``arm`` minus replicate r of the standard SGD arm, for pairs where neither collapsed."""
-    ok = table["clean accuracy"] >= COLLAPSED_BELOW
+def _pairs(prof: Profile, table, arm: str) -> list[tuple[str, str]]:
+    """(replicate r of ``arm``, replicate r of the standard SGD arm) for the seed pairs that count: neither model
+    collapsed (:data:`COLLAPSED_BELOW`), and training moved every 3×3 layer of both (its cosine to the
+    initialisation below :data:`MOVED_BELOW`), so that the statistics compare what training learned, not two random
+    initialisations."""
+    ok = (table["clean accuracy"] >= COLLAPSED_BELOW) & (table["least-moved layer's cosine to init"] < MOVED_BELOW)
     pairs = [(seed_name(arm, r), seed_name(SGD_STANDARD, r)) for r in range(prof.seeds)]
-    return [float(table.loc[a, column] - table.loc[b, column]) for a, b in pairs if ok[a] and ok[b]]
+    return [(a, b) for a, b in pairs if ok[a] and ok[b]]
+
+
+def _pair_differences(prof: Profile, table, arm: str, column: str) -> list[float]:
+    """Replicate r of ``arm`` minus replicate r of the standard SGD arm, for the pairs of :func:`_pairs`."""
+    return [float(table.loc[a, column] - table.loc[b, column]) for a, b in _pairs(prof, table, arm)]
+
+
+#: Resamples of the kernel bootstrap behind the SGD-recipe claims.
+KERNEL_RESAMPLES = 500
+
+
+def sgd_kernel_draws(profile) -> dict:
+    """Per model of :func:`sgd_zoo`, the kernel bootstrap of its whole-network statistics
+    (:func:`rilib.lenses.filters.bootstrap_draws`, :data:`KERNEL_RESAMPLES` resamples, seed 0):
+    ``{model: {statistic: tensor (resamples,)}}``; cached."""
+    prof = get_profile(profile)
+    specs = sgd_zoo(prof)
+    settings = {"version": 1, "what": "kernel draws", "resamples": KERNEL_RESAMPLES,
+                "models": {n: s.key() for n, s in specs.items()}}
+
+    def compute():
+        return {n: bootstrap_draws(m, KERNEL_RESAMPLES) for n, m in sgd_models(prof, progress=False).items()}
+
+    return paths.cached(paths.results_path("convolution_filters", prof.name, settings, ".pt"), compute,
+                        load=paths.torch_load, dump=paths.torch_bytes, name="convolution_filters.kernel_draws")
+
+
+def kernel_interval(profile, table, arm: str, column: str, draws: dict | None = None) -> Interval:
+    """The kernel bootstrap of the claims' effect: the mean over the seed pairs of :func:`_pairs` of
+    (``arm`` − standard) in ``column`` (a statistic of :data:`COLUMNS`), with the 95 % percentile interval of the
+    same mean when every model's kernels are resampled (the seeds held fixed): how much the effect could move
+    with other kernels from the same networks."""
+    prof = get_profile(profile)
+    draws = sgd_kernel_draws(prof) if draws is None else draws
+    key = {v: k for k, v in COLUMNS.items()}[column]
+    pairs = _pairs(prof, table, arm)
+    if not pairs:
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    import torch
+    mean_draws = torch.stack([draws[a][key] - draws[b][key] for a, b in pairs]).mean(0)
+    point = sum(float(table.loc[a, column] - table.loc[b, column]) for a, b in pairs) / len(pairs)
+    return percentile_interval(point, mean_draws, len(pairs))
+
+
+def sgd_movement_table(profile, progress: bool = True):
+    """:func:`movement_table` of the SGD-recipe zoo: each model's cosine to its initial weights, layer by layer
+    (1 = did not move)."""
+    prof = get_profile(profile)
+    return movement_table(prof, sgd_models(prof, progress), sgd_zoo(prof))
 
 
 def budget_figure(profile, sgd, adamw):
@@ -502,12 +554,23 @@ def _sgd_claim(profile: Profile, column: str, better: str, table=None) -> Measur
     table = sgd_table(prof, progress=False) if table is None else table
     cmp = sgd_comparison(prof, table)
     collapsed = table.index[table["clean accuracy"] < COLLAPSED_BELOW]
+    unmoved = table.index[table["least-moved layer's cosine to init"] >= MOVED_BELOW]
+    kernel = column in COLUMNS.values()
+    draws = sgd_kernel_draws(prof) if kernel else None
+    above = better != "lower"
     notes = []
-    verdicts = {}
+    verdicts, kernels = {}, {}
     for arm in SGD_ARMS[1:]:
         diffs = _pair_differences(prof, table, arm, column)
-        verdicts[arm] = (seed_verdict(arm, diffs, cmp.loc[column, arm], above=better != "lower") if diffs else
-                         f"{arm}: not tested, no seed pair in which neither model collapsed")
+        verdicts[arm] = (seed_verdict(arm, diffs, cmp.loc[column, arm], above=above) if diffs else
+                         f"{arm}: not tested, no seed pair in which both models trained and moved")
+        if kernel and diffs:
+            kernels[arm] = kernel_interval(prof, table, arm, column, draws)
+            iv = kernels[arm]
+            if not verdicts[arm] and not (iv.low > 0 if above else iv.high < 0):
+                verdicts[arm] = (f"{arm}: unresolved over kernels (limit of scale), the seed interval holds but the "
+                                 f"kernel bootstrap of the effect {iv.format('+.3f')} contains 0: other kernels "
+                                 f"from the same networks could erase it")
     like, uneven = verdicts[SGD_PGD], verdicts[SGD_PGD_UNEVEN]
     if like:
         notes.append(like)
@@ -515,11 +578,19 @@ def _sgd_claim(profile: Profile, column: str, better: str, table=None) -> Measur
                  + (f"also fails: {uneven}" if uneven else "holds"))
     if len(collapsed):
         notes.append(f"left out, collapsed to below {COLLAPSED_BELOW:.0%} clean accuracy: {', '.join(collapsed)}")
+    if len(unmoved):
+        notes.append(f"left out, a 3×3 layer that training did not move (cosine to init ≥ {MOVED_BELOW}): "
+                     f"{', '.join(unmoved)}")
     values = {f"{arm} − {SGD_STANDARD}": cmp.loc[column, arm].format("+.3f") for arm in SGD_ARMS[1:]}
+    intervals = {f"{arm} − {SGD_STANDARD}": cmp.loc[column, arm] for arm in SGD_ARMS[1:]}
+    for arm, iv in kernels.items():
+        values[f"{arm} − {SGD_STANDARD} (kernel bootstrap)"] = iv.format("+.3f")
+        intervals[f"{arm} − {SGD_STANDARD} (kernel bootstrap)"] = iv
+    kernels_too = (" and the kernel bootstrap of the same mean (each network's kernels resampled)" if kernel
+                   else "")
     return Measurement(values, f"Student-t interval over seed pairs of (PGD-AT − standard), both at coupled weight "
-                               f"decay {SGD_WD:g}, {'below' if better == 'lower' else 'above'} 0",
-                       not like, "; ".join(notes),
-                       intervals={f"{arm} − {SGD_STANDARD}": cmp.loc[column, arm] for arm in SGD_ARMS[1:]})
+                               f"decay {SGD_WD:g}{kernels_too}, {'below' if better == 'lower' else 'above'} 0",
+                       not like, "; ".join(notes), intervals=intervals)
 
 
 def _register_overall_claim(id: str, statement: str, column: str, better: str) -> None:
@@ -574,7 +645,8 @@ def _claim_damping(profile: Profile) -> Measurement:
 __all__ = ["per_depth", "overall", "styled_overall", "bootstrap_table", "seed_models", "movement_table",
            "seed_table", "seed_comparison", "styled_seed_comparison", "recipe_table", "decay_budget",
            "decoupled_decay_per_step", "SEEDED_ROBUST", "MOVED_BELOW", "sgd_zoo", "sgd_models", "sgd_table",
-           "sgd_comparison", "sgd_quoted", "adamw_quoted", "seeds_quoted", "sgd_depth_figure", "sgd_seed_figure", "budget_figure", "SGD_ARMS", "SGD_STANDARD",
+           "sgd_comparison", "sgd_kernel_draws", "kernel_interval", "KERNEL_RESAMPLES", "sgd_movement_table",
+           "sgd_quoted", "adamw_quoted", "seeds_quoted", "sgd_depth_figure", "sgd_seed_figure", "budget_figure", "SGD_ARMS", "SGD_STANDARD",
            "SGD_PGD", "SGD_PGD_UNEVEN", "COLLAPSED_BELOW", "SGD_EPS", "SGD_CHECK_N", "sgd_robustness_attack",
            "depth_figure", "kernel_figure", "pca_figures", "damping_n", "damping", "damping_figure", "PCA_MODELS",
            "cifar10_section"]

@@ -17,8 +17,9 @@ from ..lenses.stats import mcnemar, proportion_ci, seed_ci
 from ..models import to_model
 from ..profiles import Profile, get_profile
 from . import catalog
-from .catalog import (EVAL_EPS, FGSM_WONG, SEEDED, STANDARD, evaluation, evaluation_attack, fmt_eps, model_names,
-                      protocol_differs, robust_acc, seed_names, train_eps, train_zoo, weak_attack)
+from .catalog import (EVAL_EPS, EVAL_EPS_L2, FGSM_WONG, L2_MODELS, SEEDED, STANDARD, evaluation, evaluation_attack,
+                      fmt_eps, model_names, protocol_differs, robust_acc, seed_names, threat, train_eps, train_zoo,
+                      weak_attack)
 
 #: The columns of :func:`results_table` that follow the headline attack's stages, in its order.
 STAGES = ("PGD-40×5", "+ margin PGD", "+ APGD-CE", "+ APGD-T (headline)")
@@ -54,6 +55,40 @@ def results_table(profile, family: str = "mnist", progress: bool = True):
         row["train minutes"] = info["train_seconds"] / 60
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
+
+
+#: The models of :func:`norms_table`: the standard model, L∞ PGD-AT at ε = 0.3 and the L2 PGD-AT models.
+NORMS_MODELS = (STANDARD, "mnist-pgd-0.3", *L2_MODELS)
+
+
+def norms_table(profile, progress: bool = True):
+    """Each model of :data:`NORMS_MODELS` under the headline attack in both norms, on the profile's first
+    ``eval_n`` test images: L∞ at ε = :data:`~rilib.chapters.catalog.EVAL_EPS` and L2 at ε =
+    :data:`~rilib.chapters.catalog.EVAL_EPS_L2`, with its training norm, ε and clean accuracy. A DataFrame indexed
+    by model name; the L2 models are the ones chapters 3 and 4 study beside the L∞ models."""
+    import pandas as pd
+    prof = get_profile(profile)
+    specs = train_zoo(prof, list(NORMS_MODELS), progress=progress)
+    rows = []
+    for name, spec in specs.items():
+        norm, _ = threat(spec)
+        rows.append({"model": name, "trained in": "L2" if norm == "l2" else ("L∞" if train_eps(spec) else "–"),
+                     "train ε": fmt_eps(train_eps(spec)) if train_eps(spec) else "–",
+                     "clean acc": zoo.metrics(spec)["clean_acc"],
+                     f"L∞ headline (ε = {EVAL_EPS['mnist']:g})": robust_acc(prof, name, progress=progress,
+                                                                             norm="linf"),
+                     f"L2 headline (ε = {EVAL_EPS_L2:g})": robust_acc(prof, name, progress=progress, norm="l2")})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def styled_norms_table(profile, table):
+    """:func:`norms_table` formatted, with a caption that says what was measured."""
+    prof = get_profile(profile)
+    acc = [c for c in table.columns if "acc" in c or "headline" in c]
+    return table.style.format({c: "{:.1%}" for c in acc}).set_caption(
+        f"Accuracy on the first {prof.eval_n} test images under the headline attack (the worst case of four, as "
+        f"above) in each norm: L∞ at ε = {EVAL_EPS['mnist']:g}, L2 at ε = {EVAL_EPS_L2:g} (pixel values in [0, 1]; "
+        f"an L2 radius of {EVAL_EPS_L2:g} equals L∞ {EVAL_EPS_L2 / 28:.3f} spread over all 784 pixels)")
 
 
 def attack_seconds(profile, family: str = "mnist", progress: bool = True):
@@ -341,7 +376,7 @@ def _claim_fgsm_co(profile: Profile) -> Measurement:
                        not verdict, verdict, intervals={"pgd-0.3 − fgsm-rs": diff})
 
 
-__all__ = ["zoo_table", "chapter_models", "results_table", "attack_seconds", "table_caption", "styled_table",
+__all__ = ["zoo_table", "chapter_models", "results_table", "NORMS_MODELS", "norms_table", "styled_norms_table", "attack_seconds", "table_caption", "styled_table",
            "histories", "learning_curves_figure", "weak_vs_strong_figure", "cifar10_section", "seed_values",
            "arm_seed_values", "seed_intervals", "seeds_table", "seeds_figure", "recipe_table", "STAGES", "ROBUST_SEEDED"]
 

@@ -122,20 +122,27 @@ def overall_stats(stats) -> dict:
 
 
 def bootstrap_overall(model: nn.Module, resamples: int = 1000, seed: int = 0) -> dict:
-    """The 95 % bootstrap interval of each value of :func:`overall_stats` over the model's kernels: each resample
-    draws every layer's kernels (sparsity, entropy) and output filters (orthogonality) with replacement. Pairs of a
+    """The 95 % percentile intervals of :func:`bootstrap_draws`: ``{statistic: Interval}`` around each value of
+    :func:`overall_stats`. See :func:`bootstrap_draws` for what is resampled and how."""
+    base = overall_stats(layer_stats(model))
+    return {key: percentile_interval(base[key], v, resamples)
+            for key, v in bootstrap_draws(model, resamples, seed).items()}
+
+
+def bootstrap_draws(model: nn.Module, resamples: int = 1000, seed: int = 0) -> dict:
+    """The bootstrap distribution of each value of :func:`overall_stats` over the model's kernels,
+    ``{statistic: tensor (resamples,)}``: each resample draws every layer's kernels (sparsity, entropy) and output
+    filters (orthogonality) with replacement. Pairs of a
     filter with a copy of itself are left out of the orthogonality, as the diagonal is. The interval is the
-    percentile interval. Near its maximum log₁₀ 9 the variance entropy is biased down under resampling (a noisier
-    spectrum is a less even one), so its interval can sit just below the estimate: read it as the spread, not as a
-    confidence interval for the entropy itself. Returns ``{statistic: Interval}``; the generator is seeded with
-    ``seed``.
+    percentile interval (:func:`bootstrap_overall`). Near its maximum log₁₀ 9 the variance entropy is biased down
+    under resampling (a noisier spectrum is a less even one), so its interval can sit just below the estimate: read
+    it as the spread, not as a confidence interval for the entropy itself. The generator is seeded with ``seed``.
 
     Vectorised over resamples: a resample is a vector of draw counts, the entropy comes from the eigenvalues of the
     count-weighted scatter matrix of the normalised kernels (the squared singular values of the centred matrix),
     and the orthogonality from the count-weighted sum of |cos| over pairs of distinct filters.
     """
     gen = torch.Generator().manual_seed(seed)
-    base = overall_stats(layer_stats(model))
     per_layer = []
     for _, conv in conv3x3_layers(model):
         w = conv.weight.detach().double().cpu()
@@ -178,7 +185,7 @@ def bootstrap_overall(model: nn.Module, resamples: int = 1000, seed: int = 0) ->
 
     draws = {col: weighted(col) for col in WEIGHTS}
     draws["variance_entropy_deepest"] = per_layer[-1]["variance_entropy"]
-    return {key: percentile_interval(base[key], v, resamples) for key, v in draws.items()}
+    return draws
 
 
 @torch.no_grad()
