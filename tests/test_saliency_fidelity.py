@@ -117,3 +117,42 @@ def test_seed_margins_pair_replicate_r_of_an_arm_with_replicate_r_of_the_standar
         assert diffs == pytest.approx([2.0, 2.1, 2.2])            # (3 + 0.2 r) − (1 + 0.1 r)
         assert iv.mean == pytest.approx(2.1) and iv.low < 2.1 < iv.high
         assert per_image.mean == pytest.approx(2.0)               # seed 0 only, on the same images
+
+
+def test_the_sweep_claim_asks_alpha_to_rise_with_lambda_at_every_seed(monkeypatch):
+    """Etmann et al.'s own test on made-up alignments: α rising with λ at every training seed passes (Spearman +1
+    at each seed); one seed whose α falls along the sweep leaves the claim unresolved."""
+    from types import SimpleNamespace
+
+    from rilib.book.ledger import CLAIMS
+    from rilib.chapters.catalog import seed_name, seed_names
+    from rilib.profiles import get_profile
+    prof = get_profile("cpu")
+    alpha = {0.0: 1.0, 0.03: 1.2, 0.1: 1.5, 0.3: 2.0}
+
+    def images(value):
+        return {psi: torch.full((8,), value) for psi in metrics.PSI}
+
+    def fake(falling_seed=None):
+        etmann = {n: images(alpha[0.0] + r / 100) for r, n in enumerate(seed_names(prof, ch3.STANDARD))}
+        seeds = {}
+        for name in ch3.GP_SWEEP:
+            lam = ch3.gp_spec(prof, name).param_dict["lam"]
+            for r in range(prof.seeds):
+                a = alpha[lam] if r != falling_seed else alpha[0.0] - lam
+                (etmann if r == 0 else seeds)[name if r == 0 else seed_name(name, r)] = images(a + r / 100)
+        return SimpleNamespace(etmann=etmann), seeds
+
+    res, seeds = fake()
+    monkeypatch.setattr(ch3, "measure", lambda profile, progress=True: res)
+    monkeypatch.setattr(ch3, "sweep_seed_alignment", lambda profile, progress=True: seeds)
+    rhos, iv = ch3.sweep_trend(prof, res, "logit", seeds)
+    assert rhos == pytest.approx([1.0] * prof.seeds)
+    m = CLAIMS["ch3.alignment-rises-with-gradient-penalty"].measure(prof)
+    assert m.passed, m.note
+    assert "α(λ = 0.3) − α(0), logit" in m.measured
+    res, seeds = fake(falling_seed=2)
+    monkeypatch.setattr(ch3, "measure", lambda profile, progress=True: res)
+    monkeypatch.setattr(ch3, "sweep_seed_alignment", lambda profile, progress=True: seeds)
+    m = CLAIMS["ch3.alignment-rises-with-gradient-penalty"].measure(prof)
+    assert not m.passed and "seeds disagree" in m.note

@@ -73,6 +73,9 @@ TRADES_EPS = f"mnist-trades-{EPS:g}"
 #: The chapter's own arms trained at the profile's ``seeds`` (the claims need them); the catalogue's arms of the
 #: claims have their seeds in the catalogue (``catalog.SEEDED``).
 SEEDED_ARMS = (MAIN_GP, LABEL_SMOOTHING)
+#: The other λ of the gradient-penalty sweep, also trained at every seed: chapter 3 tests Etmann et al.'s claim that
+#: alignment rises with λ on the whole sweep, over seeds.
+SWEEP_SEEDED = tuple(f"mnist-gp-l1-{lam:g}" for lam in LAMBDAS if f"mnist-gp-l1-{lam:g}" != MAIN_GP)
 #: Every arm a claim compares, whose replicates :func:`measure_seeds` measures.
 CLAIM_ARMS = (STANDARD, *ORIENTED_SMOOTH, LABEL_SMOOTHING)
 #: The arms whose replicates are also attacked (the robustness claim).
@@ -112,8 +115,8 @@ def lipschitz_zoo(profile: Profile) -> dict[str, Spec]:
     """The new arms, trained like the catalogue's standard model (AdamW, lr 1e-3, wd 0.01, same epochs), but
     :data:`TRADES_EPS`, the catalogue's TRADES recipe at ε = 0.1. The distilled student's spec holds its teacher's
     spec, so training the student trains the teacher first. Replicates 1 … ``profile.seeds − 1`` of
-    :data:`SEEDED_ARMS` (named as the catalogue names them) have seed 100·r + 50 + the arm's index, a seed no
-    catalogue model uses."""
+    :data:`SEEDED_ARMS` and :data:`SWEEP_SEEDED` (named as the catalogue names them) have seed 100·r + 50 + the arm's
+    index in the two, a seed no catalogue model uses."""
     ds, ep = profile.mnist, profile.epochs["standard"]
     common = dict(arch=profile.mnist_arch, n_train=profile.n_train, n_test=profile.n_test, batch_size=128,
                   optimizer="adam", lr=1e-3, weight_decay=0.01, seed=0, epochs=ep)
@@ -133,7 +136,7 @@ def lipschitz_zoo(profile: Profile) -> dict[str, Spec]:
     trades = catalog_zoo(profile)["mnist-trades"]
     specs[TRADES_EPS] = replace(trades, params=tuple(sorted({**trades.param_dict, "eps": EPS}.items())),
                                 monitor_eps=EPS)
-    for i, arm in enumerate(SEEDED_ARMS):
+    for i, arm in enumerate((*SEEDED_ARMS, *SWEEP_SEEDED)):
         for r in range(1, profile.seeds):
             specs[seed_name(arm, r)] = replace(specs[arm], seed=100 * r + 50 + i)
     return specs
@@ -150,7 +153,7 @@ for _name, _style in {"mnist-gp-l2": ("gp-l2", _COLORS["input_gradient_penalty_l
                       RANDOM_KL: ("ce-random-kl", _COLORS["ce_random_kl"]),
                       TRADES_EPS: (f"trades-{EPS:g}", "#98df8a")}.items():
     plotting.STYLES.add(_name, plotting.Style(*_style))
-for _arm in SEEDED_ARMS:
+for _arm in (*SEEDED_ARMS, *SWEEP_SEEDED):
     for _r in range(1, 10):
         plotting.STYLES.add(seed_name(_arm, _r), plotting.Style(f"{plotting.STYLES[_arm].label} s{_r}",
                                                                 plotting.STYLES[_arm].color))
@@ -161,7 +164,7 @@ def arms(profile) -> dict[str, Spec]:
     replicates of :func:`arm_seeds` excluded)."""
     prof = get_profile(profile)
     catalog = catalog_zoo(prof)
-    replicates = {n for arm in SEEDED_ARMS for n in arm_seeds(prof, arm)[1:]}
+    replicates = {seed_name(arm, r) for arm in (*SEEDED_ARMS, *SWEEP_SEEDED) for r in range(1, prof.seeds)}
     new = {n: s for n, s in lipschitz_zoo(prof).items() if n != TEACHER and n not in replicates}
     return {**{n: catalog[n] for n in FROM_CATALOG}, **new}
 
@@ -735,7 +738,7 @@ def _claim_gp_robust(profile: Profile) -> Measurement:
 
 __all__ = ["LipschitzSizes", "SIZES", "sizes", "lipschitz_zoo", "arms", "train", "load", "eval_n", "margin_attack",
            "measure_cifar10", "cifar10_section", "stronger_attack", "ArmResults", "measure", "table", "display_table", "sweep", "sweep_figure",
-           "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS", "MAIN_GP", "TEACHER", "DISTILLED", "FROM_CATALOG",
+           "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS", "MAIN_GP", "SWEEP_SEEDED", "TEACHER", "DISTILLED", "FROM_CATALOG",
            "ORIENTED_SMOOTH", "AT_TEMPERATURE", "LABEL_SMOOTHING", "RANDOM_KL", "TRADES_EPS", "SEEDED_ARMS",
            "CLAIM_ARMS", "ATTACKED_ARMS", "arm_seeds", "replicate_specs", "SeedResults", "measure_seeds",
            "seed_values", "seed_difference", "seed_table", "seed_spread", "recipe_table", "attacked_rows"]

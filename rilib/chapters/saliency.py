@@ -42,8 +42,10 @@ from ..lenses.stats import Interval, mean_ci, paired_ci, seed_ci
 from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
+from ..zoo import Spec
 from .catalog import (EVAL_EPS, EVAL_EPS_L2, L2_MODELS, NO_CIFAR10, ROBUST, STANDARD, all_specs, describe,
-                      family_dataset, has_family, l2_names, load_models, model_names, protocol_differs, seed_names)
+                      family_dataset, has_family, l2_names, load_models, model_names, protocol_differs, seed_name,
+                      seed_names)
 
 
 
@@ -544,6 +546,78 @@ def sweep_intervals(profile, results: SaliencyResults) -> dict:
             **{w: [mean_ci(_alignment_values(results, n, w)) for n in names] for w in ALIGNMENTS}}
 
 
+def sweep_replicates(profile) -> dict[str, Spec]:
+    """The seed replicates (1, 2, …) of every λ of chapter 5's gradient-penalty sweep (:data:`GP_SWEEP`), by zoo
+    name."""
+    prof = get_profile(profile)
+    specs = zoo.zoo_specs(prof, GP_GROUP)
+    return {seed_name(n, r): specs[seed_name(n, r)] for n in GP_SWEEP for r in range(1, prof.seeds)}
+
+
+def sweep_seed_alignment(profile, progress: bool = True) -> dict:
+    """Etmann's α for each Ψ of :data:`PSI`, per image on the first ``sizes(profile).n`` test images, for every model
+    of :func:`sweep_replicates`: ``{model: {psi: tensor (n,)}}``; cached. (The sweep's seed-0 models are in
+    :func:`measure`.)"""
+    prof = get_profile(profile)
+    specs = sweep_replicates(prof)
+    settings = {"version": 1, "what": "sweep seeds", "n": sizes(prof).n,
+                "models": {n: s.key() for n, s in specs.items()}}
+
+    def compute():
+        ds = test_data(prof)
+        x, y = ds.x_test[:sizes(prof).n], ds.y_test[:sizes(prof).n]
+        out = {}
+        for name, spec in specs.items():
+            model = zoo.get(spec, prof, progress=progress)
+            out[name] = {psi: v.detach().cpu().float() for psi, v in _etmann(model, to_model(x, model), y).items()}
+        return out
+
+    return paths.cached(paths.results_path("saliency", prof.name, settings, ".pt"), compute, load=paths.torch_load,
+                        dump=paths.torch_bytes, name="saliency.sweep_seeds")
+
+
+def sweep_seed_values(profile, results: SaliencyResults, psi: str, seeds: dict | None = None) -> dict:
+    """Per λ of the sweep (0: the standard model), the mean α (``psi``) over the images, one value per training
+    seed: ``{λ: [seed 0, seed 1, …]}``. ``seeds``: :func:`sweep_seed_alignment`, if already loaded."""
+    prof = get_profile(profile)
+    seeds = sweep_seed_alignment(prof, progress=False) if seeds is None else seeds
+    out = {0.0: seed_level(prof, results, STANDARD, psi)}
+    for name in GP_SWEEP:
+        per_seed = [results.etmann[name][psi]] + [seeds[seed_name(name, r)][psi] for r in range(1, prof.seeds)]
+        out[gp_spec(prof, name).param_dict["lam"]] = [float(v.double().mean()) for v in per_seed]
+    return out
+
+
+def sweep_trend(profile, results: SaliencyResults, psi: str, seeds: dict | None = None) -> tuple[list, Interval]:
+    """Etmann et al.'s test over training seeds: per seed, Spearman's rank correlation between λ and the mean α
+    (``psi``) along the sweep (λ = 0 and :data:`GP_SWEEP`); returns (one correlation per seed, their Student-t
+    interval). +1 at a seed: α rises at every step of λ."""
+    from scipy import stats as st
+    values = sweep_seed_values(profile, results, psi, seeds)
+    lams = list(values)
+    rhos = [float(st.spearmanr(lams, [values[lam][r] for lam in lams]).statistic)
+            for r in range(len(values[0.0]))]
+    return rhos, seed_ci(rhos)
+
+
+def sweep_seed_table(profile, results: SaliencyResults):
+    """The sweep over training seeds: per Ψ and λ, the mean α of each seed and their Student-t interval, and per Ψ
+    the rank correlation of :func:`sweep_trend`."""
+    import pandas as pd
+    prof = get_profile(profile)
+    seeds = sweep_seed_alignment(prof, progress=False)
+    rows = []
+    for psi in PSI:
+        for lam, per_seed in sweep_seed_values(prof, results, psi, seeds).items():
+            rows.append({"Ψ": psi, "λ": f"{lam:g}", "per seed": ", ".join(f"{v:.3f}" for v in per_seed),
+                         "mean [95 % over seeds]": seed_ci(per_seed).format(".3f")})
+        rhos, iv = sweep_trend(prof, results, psi, seeds)
+        rows.append({"Ψ": psi, "λ": "Spearman(λ, α)", "per seed": ", ".join(f"{v:+.2f}" for v in rhos),
+                     "mean [95 % over seeds]": iv.format("+.2f")})
+    return pd.DataFrame(rows).set_index(["Ψ", "λ"]).style.set_caption(
+        f"Etmann's α along the gradient-penalty sweep, {prof.seeds} training seeds per λ, {sizes(prof).n} test images")
+
+
 def sweep_quoted(profile, results: SaliencyResults) -> tuple[dict, dict, float]:
     """What the page quotes of the sweep: per model of :func:`sweep_intervals` its interval of Etmann's α for the
     logit and for the margin, and the mean α (logit) of the L2 penalty's model, :data:`GP_L2`."""
@@ -732,6 +806,32 @@ def _claim_alignment(profile: Profile) -> Measurement:
                        "; ".join([*failed, info]), intervals=intervals)
 
 
+@claim("ch3.alignment-rises-with-gradient-penalty", chapter="3",
+       statement="Etmann et al.'s own test: along a sweep of the input-gradient penalty λ‖∇ₓCE‖₁ (λ = 0, 0.03, 0.1, "
+                 "0.3), the alignment α = |⟨x, ∇Ψ⟩| / ‖∇Ψ‖ rises with λ, for Ψ the true class's logit and for the "
+                 "margin.",
+       papers="etmann2019", differs=protocol_differs)
+def _claim_sweep(profile: Profile) -> Measurement:
+    prof = get_profile(profile)
+    res = measure(prof)
+    seeds = sweep_seed_alignment(prof, progress=False)
+    measured, intervals, notes = {}, {}, []
+    for psi in PSI:
+        rhos, iv = sweep_trend(prof, res, psi, seeds)
+        values = sweep_seed_values(prof, res, psi, seeds)
+        top = max(values)
+        gain = seed_ci([a - b for a, b in zip(values[top], values[0.0])])
+        per_seed = ", ".join(f"{r:+.2f}" for r in rhos)
+        measured[f"Spearman(λ, α), {psi}"] = f"{iv.format('+.2f')} over seeds ({per_seed})"
+        measured[f"α(λ = {top:g}) − α(0), {psi}"] = gain.format("+.3f")
+        intervals[f"Spearman(λ, α), {psi}"] = iv
+        notes.append(seed_verdict(f"Spearman(λ, α), {psi}", rhos, iv))
+    failed = [n for n in notes if n]
+    return Measurement(measured, f"per training seed, Spearman's rank correlation between λ and the mean α over "
+                       f"{sizes(prof).n} test images along the sweep; its Student-t interval over {prof.seeds} seeds "
+                       f"above 0 for each Ψ", not failed, "; ".join(failed), intervals=intervals)
+
+
 @claim("ch3.deletion-below-ink-order", chapter="3",
        statement="For every method and model, deleting pixels in the map's order destroys the prediction faster "
                  "than deleting them in ink order, brightest first (the image itself as the map), the baseline a "
@@ -781,7 +881,8 @@ def _claim_gini(profile: Profile) -> Measurement:
 __all__ = ["SaliencySizes", "SIZES", "sizes", "METHODS", "METRICS", "BASELINES", "grid_images", "grid_maps",
            "grid_figures", "completeness", "make_method", "SaliencyResults", "measure", "alignment_table",
            "alignment_figure", "alignment_display", "summary", "display_summary", "deletion_figure", "stroke_table",
-           "cascade", "cascade_figure", "cascade_values", "sweep_intervals", "sweep_quoted", "deletion_pixels_per_step", "sweep_figure", "seed_level",
+           "cascade", "cascade_figure", "cascade_values", "sweep_intervals", "sweep_replicates", "sweep_seed_alignment", "sweep_seed_values",
+           "sweep_trend", "sweep_seed_table", "sweep_quoted", "deletion_pixels_per_step", "sweep_figure", "seed_level",
            "seed_margins", "seeds_table", "recipe_table", "paired_margin", "alignment_margins", "chapter_models",
            "cifar10_section"]
 
