@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from ..lenses.stats import Interval
+from ..lenses.stats import Interval, seed_ci
 from ..profiles import Profile, get_profile
 from ..registry import Registry
 from .plotting import use_style
@@ -43,6 +43,12 @@ def panel(name: str, *, title: str, chapter: str, ylabel: str, log: bool = False
         return fn
 
     return deco
+
+
+def over_seeds(per_seed, otherwise: Callable[[], Interval]) -> Interval:
+    """A point's interval: the Student-t interval over training seeds of ``per_seed`` (one value per seed) where
+    there are two or more seeds, else ``otherwise()`` (an interval over images, of a model trained once)."""
+    return seed_ci(per_seed) if per_seed is not None and len(per_seed) > 1 else otherwise()
 
 
 def collect(profile: str | Profile) -> dict[str, Series]:

@@ -34,7 +34,7 @@ import torch
 
 from .. import paths, zoo
 from ..book import plotting
-from ..book.dashboard import panel
+from ..book.dashboard import over_seeds, panel
 from ..book.exercises import exercise, prose_exercise
 from ..book.ledger import Measurement, claim, join_notes, seed_verdict
 from ..data import first_per_class, load_dataset
@@ -804,39 +804,51 @@ __all__ = ["InversionSizes", "SIZES", "sizes", "judges_zoo", "load", "load_judge
 # The synthesis page's ε dashboard
 
 def _intervals(profile: Profile, columns: dict) -> dict:
-    """``{label: {model: interval of the per-image scores of column}}`` for ``columns`` = {column: label}: the
-    intervals :func:`score_table` reports (Wilson for shares), for each compared model."""
-    _, judges = load(profile)
-    scores = per_image_scores(images(profile), judges)
+    """``{label: {model: interval}}`` for ``columns`` = {column: (label, measure of :func:`seed_scores` or None)}:
+    for the seeded arms (:data:`SEEDED_ARMS`) of a column with a seed measure, the Student-t interval over training
+    seeds; otherwise the interval :func:`score_table` reports over the images (Wilson for shares)."""
+    prof = get_profile(profile)
+    _, judges = load(prof)
+    scores = per_image_scores(images(prof), judges)
+    seeds = seed_scores(prof) if prof.seeds > 1 else None
 
     def iv(values, c):
         return proportion_ci(float(values.mean()), len(values)) if _is_share(c) else mean_ci(values)
-    return {label: {m: iv(scores[m][c], c) for m in MODELS} for c, label in columns.items()}
+    return {label: {m: over_seeds(seeds[m][measure] if seeds is not None and measure and m in SEEDED_ARMS else None,
+                                  lambda m=m, c=c: iv(scores[m][c], c)) for m in MODELS}
+            for c, (label, measure) in columns.items()}
 
 
 @panel("inversion", title="Representation inversion", chapter="4",
        ylabel="judge-feature distance to target")
 def _panel_inversion(profile: Profile) -> dict:
     """Distance of the inversions (from the near-grey seed) to their targets in the standard LeNet judge's
-    representation: lower is closer. Mean and 95 % interval over the targets."""
-    return _intervals(profile, {"inversion from noise: judge feature distance": "from a near-grey seed"})
+    representation: lower is closer. For the seeded arms, the interval over training seeds (on the targets every
+    seed model inverts); otherwise the mean and 95 % interval over the targets."""
+    return _intervals(profile, {"inversion from noise: judge feature distance": ("from a near-grey seed",
+                                                                                  "feature distance")})
 
 
 @panel("generation", title="Class generation", chapter="4", ylabel="share recognised as target class")
 def _panel_generation(profile: Profile) -> dict:
     """Share of the generated images (seeds of one Gaussian of every class) each LeNet judge labels as their target
-    class, with Wilson 95 % intervals."""
-    return _intervals(profile, {"generation: standard judge": "standard judge",
-                                "generation: robust judge": "robust judge"})
+    class: for the seeded arms the standard judge's share with its Student-t interval over training seeds, otherwise
+    (and for the robust judge, which scores the seed-0 models only) with the Wilson 95 % interval."""
+    return _intervals(profile, {"generation: standard judge": ("standard judge", "recognised"),
+                                "generation: robust judge": ("robust judge", None)})
 
 
 @panel("frechet", title="Generation: Fréchet distance", chapter="4",
        ylabel="Fréchet distance to test digits (judge features)")
 def _panel_frechet(profile: Profile) -> dict:
     """Fréchet distance between the standard judge's features of the generations (pooled seeds) and of the real
-    test digits, with a 95 % bootstrap interval over the generations: lower is closer to real digits."""
-    fd = frechet_intervals(profile)
-    return {"generated vs test digits": {m: fd[m] for m in MODELS}}
+    test digits: for the seeded arms the Student-t interval over training seeds, otherwise the 95 % bootstrap interval
+    over the generations. Lower is closer to real digits."""
+    prof = get_profile(profile)
+    fd = frechet_intervals(prof)
+    seeds = seed_scores(prof) if prof.seeds > 1 else None
+    return {"generated vs test digits": {m: over_seeds(seeds[m]["frechet"] if seeds and m in SEEDED_ARMS else None,
+                                                       lambda m=m: fd[m]) for m in MODELS}}
 
 
 # ---------------------------------------------------------------------------------------------------

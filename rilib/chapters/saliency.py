@@ -30,7 +30,7 @@ import torch
 
 from .. import paths, zoo
 from ..book import plotting
-from ..book.dashboard import panel
+from ..book.dashboard import over_seeds, panel
 from ..book.exercises import exercise, prose_exercise
 from ..book.ledger import Measurement, claim, seed_verdict
 from ..data import first_per_class
@@ -905,8 +905,30 @@ def _panel_alignment(profile: Profile) -> dict:
 
 @panel("gini", title="Concentration of the maps", chapter="3", ylabel="Gini coefficient of |map|")
 def _panel_gini(profile: Profile) -> dict:
-    """Gini coefficient of the absolute maps, mean and 95 % interval over the test images."""
-    return _per_method(profile, "gini", ("ig-zero", "ig-uniform", "shap"))
+    """Gini coefficient of the absolute maps: for the seeded arms (:data:`SEED_ARMS`) the Student-t interval over
+    training seeds of the mean over the first ``seed_n`` test images, otherwise the mean and 95 % interval over the
+    test images."""
+    prof = get_profile(profile)
+    res = measure(prof, progress=False)
+    seeded = set(SEED_ARMS) if prof.seeds > 1 else set()
+    return {METHODS[method]: {m: over_seeds(seed_level(prof, res, m, f"gini:{method}") if m in seeded else None,
+                                            lambda m=m, method=method: mean_ci(res.values(m, method, "gini")))
+                              for m in model_names(prof)}
+            for method in GINI_METHODS}
+
+
+@panel("etmann", title="Gradient alignment (Etmann)", chapter="3", ylabel="α = |⟨x, ∇Ψ⟩| / ‖∇Ψ‖ (pixel units)")
+def _panel_etmann(profile: Profile) -> dict:
+    """Etmann et al.'s alignment α for Ψ the true-class logit and the margin: for the seeded arms the Student-t
+    interval over training seeds of the mean over the test images, otherwise the mean and 95 % interval over the
+    test images."""
+    prof = get_profile(profile)
+    res = measure(prof, progress=False)
+    seeded = set(SEED_ARMS) if prof.seeds > 1 else set()
+    return {ALIGNMENTS[psi]: {m: over_seeds(seed_level(prof, res, m, psi) if m in seeded else None,
+                                            lambda m=m, psi=psi: mean_ci(res.etmann[m][psi]))
+                              for m in model_names(prof)}
+            for psi in PSI}
 
 
 @panel("deletion", title="Deletion", chapter="3", ylabel="deletion AUC (lower is better)")
