@@ -8,7 +8,7 @@
     rilib book run [NOTEBOOKS ...] [--profile P] [--force] [--log-output]
     rilib book build [--profile P] [--repository OWNER/NAME]
     rilib book publish DEST [--repository OWNER/NAME]
-    rilib book timings LOG [--json FILE]
+    rilib book timings LOG [--json FILE] [--record-chapters [--note TEXT]]
     rilib claims [--profile P] [--chapter C] [--json FILE] [--strict]
     rilib assignments build [--profile P] [--chapters C ...] [--out DIR] [--html]
     rilib assignments check NOTEBOOK ... [--profile P] [--json FILE] [--record]
@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(`make book` does), print where the time went, and write the report.")
     tim.add_argument("log", metavar="LOG", help="the log, e.g. _build/timings.jsonl")
     tim.add_argument("--json", metavar="FILE", default=None, help="write the report here (e.g. _build/timings.json)")
+    tim.add_argument("--record-chapters", action="store_true",
+                     help="keep each executed chapter's run time for the instructors' page (book/chapter-timings.json)")
+    tim.add_argument("--note", default="", help="with --record-chapters: how the run was made (machine, load, cache)")
 
     fil = sub.add_parser("filters", help="3×3 filter statistics of a checkpoint (Gavrikov & Keuper 2022)",
                          description="Filter statistics of Gavrikov & Keuper (2022) for a local checkpoint.")
@@ -209,7 +212,7 @@ def _zoo_train(names: list[str], profile: str, retrain: bool, jobs: int | None) 
     zoo.train_many(specs, jobs=jobs, retrain=retrain, report=report)
 
 
-def _timings(log: str, out: str | None) -> None:
+def _timings(log: str, out: str | None, record: bool = False, note: str = "") -> None:
     import json
     from pathlib import Path
 
@@ -222,6 +225,9 @@ def _timings(log: str, out: str | None) -> None:
     if out:
         paths.atomic_write_text(Path(out), json.dumps(rep, indent=2))
         print(f"Wrote {out}")
+    if record:
+        from .book import assignments
+        print(f"Wrote {assignments.record_chapter_timings(rep, note=note)}")
 
 
 def _zoo_verify(profile: str) -> int:
@@ -357,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             written = publish.publish_tree(root, args.dest, cfg=publish.book_config(root, args.repository))
             print(f"Wrote the published tree to {args.dest}: {len(written)} files")
         elif args.command == "book" and args.action == "timings":
-            _timings(args.log, args.json)
+            _timings(args.log, args.json, args.record_chapters, args.note)
         elif args.command == "book":
             from .book import runner
             index = runner.build(args.root, profile=args.profile, repository=args.repository)

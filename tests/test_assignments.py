@@ -301,3 +301,22 @@ def test_assignments_on_smoke_build_grade_and_hide(smoke_book, tmp_path):
         full_text = html_lib.unescape(re.sub(r"<[^>]+>", "", (full / "book" / page.name).read_text()))
         seen_in_full += sum(ln in full_text for ln in solution_lines)
     assert seen_in_full, "the full book shows the solutions (else this test could not see them)"
+
+
+def test_chapter_timings_are_recorded_from_a_timing_report_and_read_back(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "book").mkdir()
+    assert assignments.chapter_timing_table(tmp_path) is None
+    report = {"records": [{"kind": "train", "name": "m", "seconds": 50.0},
+                          {"kind": "chapter", "name": "01_page", "seconds": 90.0, "executed": True, "profile": "cpu"},
+                          {"kind": "chapter", "name": "02_page", "seconds": 0.0, "executed": False, "profile": "cpu"}]}
+    path = assignments.record_chapter_timings(report, tmp_path, note="one make book")
+    assert path == tmp_path / assignments.CHAPTER_TIMINGS_FILE
+    table = assignments.chapter_timing_table(tmp_path)
+    assert list(table.index) == ["01_page"] and table.loc["01_page", "minutes"] == 1.5
+    assert "one make book" in assignments.timing_note(table)
+    with pytest.raises(RilibError, match="no executed chapter"):
+        assignments.record_chapter_timings({"records": report["records"][:1]}, tmp_path)
+    path.write_text("{")
+    with pytest.raises(RilibError, match="--record-chapters"):
+        assignments.chapter_timing_table(tmp_path)

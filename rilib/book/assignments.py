@@ -410,10 +410,53 @@ def record_timings(reports: dict[str, Sequence[Report]], root=None, note: str = 
     return path
 
 
+#: Where the measured execution time of every chapter of the book is kept (written by
+#: :func:`record_chapter_timings` from a run's timing log, read by the instructors' page).
+CHAPTER_TIMINGS_FILE = "book/chapter-timings.json"
+
+
+def record_chapter_timings(report: dict, root=None, note: str = "") -> Path:
+    """Keep the seconds each chapter took to execute in a run's timing ``report`` (:func:`rilib.timing.report`;
+    chapters not executed in it are left out) with its profile, the date, the machine's core count and ``note``, in
+    :data:`CHAPTER_TIMINGS_FILE`."""
+    import datetime
+    import os
+    chapters = {r["name"]: {"seconds": r["seconds"], "profile": r.get("profile")} for r in report["records"]
+                if r["kind"] == "chapter" and r.get("executed")}
+    if not chapters:
+        raise RilibError("The timing log records no executed chapter: run `make book` (or `rilib book run` with "
+                         "RILIB_TIMINGS set) first.")
+    data = {"schema": "rilib.chapter-timings", "schema_version": 1, "measured": datetime.date.today().isoformat(),
+            "cores": os.cpu_count(), "note": note, "chapters": chapters}
+    path = project(root) / CHAPTER_TIMINGS_FILE
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def chapter_timing_table(root=None):
+    """:data:`CHAPTER_TIMINGS_FILE` as a DataFrame (minutes per chapter, and its profile), with its date, cores and
+    note in ``attrs``; ``None`` if nothing was measured yet."""
+    import pandas as pd
+    path = project(root) / CHAPTER_TIMINGS_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        rows = {name: {"profile": v["profile"], "minutes": round(v["seconds"] / 60, 1)}
+                for name, v in sorted(data["chapters"].items())}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RilibError(f"{path} cannot be read ({exc}); record it again with `rilib book timings "
+                         f"_build/timings.jsonl --record-chapters`.") from None
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("chapter")
+    table.attrs.update({k: data.get(k) for k in ("measured", "cores", "note")})
+    return table
+
+
 def timing_note(timings) -> str:
     """A line that says when and where :func:`timing_table`'s ``timings`` were measured, or how to measure them."""
     if timings is None:
-        return "Not measured yet: rilib assignments check dist/*/*.ipynb --profile cpu --record"
+        return ("Not measured yet: rilib assignments check dist/*/*.ipynb --profile cpu --record (worksheets), "
+                "rilib book timings _build/timings.jsonl --record-chapters (chapters)")
     return f"Measured {timings.attrs['measured']} on {timings.attrs['cores']} cores. {timings.attrs['note']}"
 
 
