@@ -482,6 +482,7 @@ def test_zoo_verify_reports_each_model(cli, monkeypatch):
 
 def test_zoo_verify_reports_chapter_results_and_executed_chapters(cli, monkeypatch, tmp_path):
     from rilib.book import runner
+    monkeypatch.setenv("RILIB_CACHE", str(tmp_path / "cache"))  # a cache of its own: no other test's results
     monkeypatch.setattr(zoo, "zoo_specs", lambda profile, group=None: {})
     results = paths.cache_dir() / "results"
     results.mkdir(parents=True)
