@@ -205,7 +205,7 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) 
 def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: dict, epochs: int,
         batch_size: int = 128, optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
         schedule: str = "constant", eps_warmup: int = 0, augment: bool = False, seed: int = 0,
-        monitor_eps: Optional[float] = None, monitor_n: int = 200,
+        monitor_eps: Optional[float] = None, monitor_n: int = 200, grad_clip: Optional[float] = None,
         checkpoint: Optional[Path] = None, progress: bool = True,
         on_epoch_end: Optional[Callable[[int, dict], None]] = None,
         device: torch.device | str = "cpu") -> list[dict]:
@@ -216,6 +216,9 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
         eps_warmup: number of epochs over which ``params['eps']`` rises linearly from 0.
         monitor_eps: if set, each epoch also measures PGD-10 accuracy (step 2.5·ε/10) at this ε on
             ``monitor_n`` test images, for the learning curves. It is a cheap monitor, not an evaluation.
+        grad_clip: if set, the loss gradient's global L2 norm is clipped to this before each step
+            (:func:`torch.nn.utils.clip_grad_norm_`). SGD adds its coupled weight decay inside the step, after the
+            clip, so the decay is never clipped.
         checkpoint: file written atomically at the end of every epoch; if it exists, training resumes
             after its last epoch.
         on_epoch_end: called as ``on_epoch_end(epoch, record)`` after each checkpoint.
@@ -274,6 +277,8 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
                         f"{lr}) or the objective's weight and train again; a changed spec trains afresh.")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                 opt.step()
                 tot_loss += float(loss.detach()) * len(yb)
                 tot_correct += int((logits.argmax(1) == yb).sum())

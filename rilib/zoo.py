@@ -64,6 +64,7 @@ class Spec:
     seed: int = 0
     monitor_eps: Optional[float] = None
     teacher: Optional["Spec"] = None   # a model this one learns from (defensive distillation)
+    grad_clip: Optional[float] = None  # clip the loss gradient's L2 norm to this before each step
 
     @classmethod
     def make(cls, dataset: str, arch: str, objective: str, params: Optional[dict] = None, **kw) -> "Spec":
@@ -82,9 +83,11 @@ class Spec:
         return dict(self.params)
 
     def to_dict(self) -> dict:
-        """Every field as plain JSON, the teacher's spec nested. ``teacher`` appears only when there is one, so
-        that a spec without a teacher hashes as it always has."""
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("params", "teacher")}
+        """Every field as plain JSON, the teacher's spec nested. ``teacher`` and ``grad_clip`` appear only when
+        set, so that a spec without them hashes as it always has."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("params", "teacher", "grad_clip")}
+        if self.grad_clip is not None:
+            d["grad_clip"] = self.grad_clip
         d["params"] = self.param_dict
         if self.teacher is not None:
             d["teacher"] = self.teacher.to_dict()
@@ -93,10 +96,11 @@ class Spec:
     def optimizer_label(self) -> str:
         """The optimiser as a reader names it, with its settings: ``AdamW`` (decoupled weight decay), ``Adam`` (no
         decay) or ``SGD`` (momentum 0.9, weight decay coupled into the gradient; ``SGD-Nesterov`` with Nesterov
-        momentum), e.g. ``"AdamW lr 0.001 constant, wd 0.01"``."""
+        momentum), e.g. ``"AdamW lr 0.001 constant, wd 0.01"``, and the gradient clip if there is one."""
         name = {"adam": "AdamW" if self.weight_decay else "Adam", "sgd": "SGD",
                 "sgd-nesterov": "SGD-Nesterov"}.get(self.optimizer, self.optimizer)
-        return f"{name} lr {self.lr:g} {self.schedule}, wd {self.weight_decay:g}"
+        clip = f", gradient norm clipped at {self.grad_clip:g}" if self.grad_clip is not None else ""
+        return f"{name} lr {self.lr:g} {self.schedule}, wd {self.weight_decay:g}{clip}"
 
     def key(self) -> str:
         """First 12 hex digits of the sha256 of the spec's canonical JSON."""
@@ -282,8 +286,8 @@ def _train(spec: Spec, folder: Path, progress: bool, on_epoch_end) -> None:
                   batch_size=spec.batch_size, optimizer=spec.optimizer, lr=spec.lr,
                   weight_decay=spec.weight_decay, schedule=spec.schedule, eps_warmup=spec.eps_warmup,
                   augment=spec.augment, seed=spec.seed, monitor_eps=spec.monitor_eps,
-                  checkpoint=folder / "checkpoint.pt", progress=progress, on_epoch_end=on_epoch_end,
-                  device=device())
+                  grad_clip=spec.grad_clip, checkpoint=folder / "checkpoint.pt", progress=progress,
+                  on_epoch_end=on_epoch_end, device=device())
     weights = paths.save_atomic({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                                 folder / "model.pt")
     metrics = {

@@ -119,6 +119,26 @@ def test_nan_loss_is_a_clear_error(mnist_small, monkeypatch):
             params={}, epochs=1, progress=False)
 
 
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_grad_clip_bounds_the_step_and_keeps_unclipped_keys(mnist_small, clip):
+    """One SGD step (momentum starts at zero, no decay) moves the weights by lr · the gradient: with ``grad_clip``
+    that is at most lr · clip; without it, far more. A spec without ``grad_clip`` hashes as before the field existed."""
+    ds = mnist_small.subset(n_train=32, n_test=16)
+    model = rilib.create_model("tiny-cnn", ds.shape, 10, ds.mean, ds.std)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    fit(model, ds, objective="standard", params={}, epochs=1, batch_size=32, optimizer="sgd", lr=1.0,
+        grad_clip=clip, progress=False)
+    moved = float((torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm())
+    if clip is None:
+        assert moved > 1e-2
+    else:
+        assert moved <= 1.0 * clip * 1.001
+    spec = _spec(grad_clip=clip)
+    assert ("grad_clip" in spec.to_dict()) == (clip is not None)
+    assert rilib.Spec.from_dict(spec.to_dict()) == spec
+    assert (spec.key() == _spec().key()) == (clip is None)
+
+
 def test_clean_accuracy_is_recorded(mnist_small):
     spec = _spec(seed=14)
     zoo.train(spec, progress=False)
