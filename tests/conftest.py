@@ -88,7 +88,7 @@ def copy_sources(root: Path) -> Path:
 def smoke_book(tmp_path_factory, private_cache):
     """A copy of the book's sources, executed under ``smoke`` and built (with a JupyterHub launch button);
     returns (root, seconds of each step). As ``make book`` does: trains the smoke zoo (in the session's private
-    cache) and executes the chapters with the default jobs, two at a time on two cores, the synthesis page last."""
+    cache) and executes the chapters with the default jobs (one per core), the synthesis page last."""
     root = copy_sources(tmp_path_factory.mktemp("book"))
     import rilib.chapters  # noqa: F401  (registers the zoo and the claims the built book ships as ledger.json)
     from rilib import book, zoo
