@@ -210,6 +210,18 @@ def test_seed_verdict_names_findings_and_limits_of_scale():
     assert "finding" in seed_verdict("a", [0.7, 0.75, 0.8], seed_ci([0.7, 0.75, 0.8]), above=False, bound=0.05)
 
 
+def test_paired_verdict_classifies_a_failure_over_items_of_one_model():
+    from rilib.book.ledger import paired_verdict
+    from rilib.lenses.stats import Interval
+    assert paired_verdict("m", Interval(0.2, 0.1, 0.3, 500), "images") == ""
+    assert paired_verdict("m", Interval(-0.2, -0.3, -0.1, 500), "images", above=False) == ""
+    worse = paired_verdict("m/gradient", Interval(0.05, 0.03, 0.07, 500), "images", above=False)
+    assert worse == "m/gradient: finding, the interval over images +0.050 [+0.030, +0.070] lies wholly above 0"
+    none = paired_verdict("", Interval(0.01, -0.02, 0.04, 300), "canvases")
+    assert none == "finding, no difference that 300 canvases resolve: the interval +0.010 [-0.020, +0.040] contains 0"
+    assert "lies wholly below 0.5" in paired_verdict("m", Interval(0.2, 0.1, 0.3, 9), "seeds", bound=0.5)
+
+
 def test_a_claim_whose_interval_left_out_non_finite_values_says_so(monkeypatch):
     """ledger.run keeps an interval's count of left-out non-finite values in the ledger, and its text says so."""
     from rilib.lenses.stats import seed_ci

@@ -183,6 +183,24 @@ def seed_verdict(name: str, diffs, iv: Interval, above: bool = True, bound: floa
             f"{len(diffs)} point the claimed way and the interval {iv.format('+.3f')} contains {bound:g}")
 
 
+def paired_verdict(name: str, iv: Interval, over: str, above: bool = True, bound: float = 0.0) -> str:
+    """Why a paired comparison over the items (images, canvases) of one trained model failed, in one clause ("" if it
+    holds): the claim needs ``iv`` (the paired interval over ``iv.n`` items of ``over``) wholly above ``bound``
+    (``above``) or wholly below it. Both failures are findings about that model, not limits of seeds:
+
+    - *finding*: the interval lies wholly on the other side of ``bound``;
+    - *finding, no difference that n items resolve*: the interval contains ``bound``.
+
+    ``name`` prefixes the clause (``"name: finding, …"``) unless empty."""
+    prefix = f"{name}: " if name else ""
+    if (iv.low > bound) if above else (iv.high < bound):
+        return ""
+    if (iv.high < bound) if above else (iv.low > bound):
+        return (f"{prefix}finding, the interval over {over} {iv.format('+.3f')} lies wholly "
+                f"{'below' if above else 'above'} {bound:g}")
+    return f"{prefix}finding, no difference that {iv.n} {over} resolve: the interval {iv.format('+.3f')} contains {bound:g}"
+
+
 def list_claims(chapter: Optional[str] = None) -> list[Claim]:
     """The registered claims (of ``chapter``, if given), ordered by chapter, then as registered."""
     claims = [c for _, c in CLAIMS.items() if chapter is None or c.chapter == chapter]

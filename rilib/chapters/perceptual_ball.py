@@ -37,7 +37,7 @@ from .. import paths, zoo
 from ..book import plotting
 from ..book.dashboard import panel
 from ..book.exercises import exercise, prose_exercise
-from ..book.ledger import Measurement, claim
+from ..book.ledger import Measurement, claim, paired_verdict
 from ..data import load_dataset
 from ..lenses import localisation as loc
 from ..lenses.metrics import blur, deletion_insertion, gini
@@ -509,16 +509,12 @@ def _canvas_verdict(iv, rates: str, ceiling: bool) -> str:
     wholly below 0; a benchmark at its ceiling (``ceiling``: both maps hit on at least :data:`CEILING` of the
     canvases); otherwise a finding of no difference that these canvases can resolve. ``rates`` names the two values
     compared."""
-    if iv.above(0.0):
-        return ""
-    if iv.high < 0:
-        return f"finding, the interval over canvases {iv.format('+.3f')} lies wholly below 0 ({rates})"
-    if ceiling:
-        return (f"unresolved at the ceiling (limit of this benchmark): both maps hit on at least {CEILING:.0%} of the "
-                f"canvases ({rates}), so the interval {iv.format('+.3f')} has little room to leave 0; canvases with "
-                f"smaller digits among more distractors would leave the metric room")
-    return (f"finding, no difference that {iv.n} canvases resolve: the interval {iv.format('+.3f')} contains 0 "
-            f"({rates})")
+    if iv.above(0.0) or iv.high < 0 or not ceiling:
+        verdict = paired_verdict("", iv, "canvases")
+        return verdict and f"{verdict} ({rates})"
+    return (f"unresolved at the ceiling (limit of this benchmark): both maps hit on at least {CEILING:.0%} of the "
+            f"canvases ({rates}), so the interval {iv.format('+.3f')} has little room to leave 0; canvases with "
+            f"smaller digits among more distractors would leave the metric room")
 
 
 def _beats(profile, other: str, what: str, metric: str) -> Measurement:
