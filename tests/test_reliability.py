@@ -225,6 +225,21 @@ def test_parallel_chapters_run_together_and_the_synthesis_page_after_them(tmp_pa
         assert (root / "book" / f"{name}.ipynb").exists() and (root / "book" / f".{name}.log").exists()
 
 
+def test_parallel_runs_start_the_longest_recorded_chapters_first(tmp_path):
+    """Longest processing time first, from the recorded chapter timings; a chapter without a record goes ahead of
+    the recorded ones in its own order; an unreadable record leaves the order alone."""
+    from rilib.book import runner
+    srcs = [tmp_path / "notebooks" / f"{n}.md" for n in ("01_a", "02_b", "03_new", "04_c", "05_new")]
+    assert runner.longest_first(srcs, tmp_path) == srcs  # nothing recorded
+    record = tmp_path / runner.CHAPTER_TIMINGS_FILE
+    record.parent.mkdir()
+    record.write_text(json.dumps({"chapters": {"01_a": {"seconds": 900.0}, "02_b": {"seconds": 60.0},
+                                               "04_c": {"seconds": 1500.0}, "99_gone": {"seconds": 9e9}}}))
+    assert [s.stem for s in runner.longest_first(srcs, tmp_path)] == ["03_new", "05_new", "04_c", "01_a", "02_b"]
+    record.write_text('{"chapters": {"01_a": {"seconds": "slow"}')
+    assert runner.longest_first(srcs, tmp_path) == srcs
+
+
 @pytest.mark.slow
 def test_a_failing_parallel_chapter_is_named_with_its_log_and_stops_the_synthesis_page(tmp_path):
     from rilib.book import runner

@@ -37,7 +37,7 @@ from ..errors import RilibError
 from ..paths import atomic_write_text
 from ..profiles import get_profile
 from . import exercises as ex
-from .runner import project, select
+from .runner import CHAPTER_TIMINGS_FILE, project, select
 
 EDITIONS = ("student", "instructor")
 EXERCISES_HEADING = "## Exercises"
@@ -408,11 +408,6 @@ def record_timings(reports: dict[str, Sequence[Report]], root=None, note: str = 
             "editions": {edition: [r.to_json() for r in rs] for edition, rs in reports.items()}}
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     return path
-
-
-#: Where the measured execution time of every chapter of the book is kept (written by
-#: :func:`record_chapter_timings` from a run's timing log, read by the instructors' page).
-CHAPTER_TIMINGS_FILE = "book/chapter-timings.json"
 
 
 def record_chapter_timings(report: dict, root=None, note: str = "") -> Path:

@@ -24,6 +24,10 @@ from ..profiles import get_profile
 SOURCE_SUFFIXES = (".md", ".py")
 #: The kernel every executed notebook names.
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+#: Where the measured run time of every chapter is kept (written by :func:`rilib.book.assignments.record_chapter_timings`
+#: from a run's timing log, ``rilib book timings LOG --record-chapters``): the instructors' page shows it, and
+#: parallel runs start the longest chapters first (:func:`longest_first`).
+CHAPTER_TIMINGS_FILE = "book/chapter-timings.json"
 
 
 def project(root: Optional[str | Path] = None) -> Path:
@@ -52,6 +56,21 @@ def select(names: Sequence[str] | None, root: Optional[str | Path] = None) -> li
         raise UnknownNameError(f"Unknown notebook(s) {', '.join(missing)}. "
                                f"Valid: {', '.join(p.stem for p in found)}.")
     return [by_name.get(Path(n).name) or by_name[Path(n).stem] for n in names]
+
+
+def longest_first(chapters: Sequence[Path], root: Path) -> list[Path]:
+    """``chapters`` ordered by their recorded run time (:data:`CHAPTER_TIMINGS_FILE`), longest first, so that a
+    parallel run does not end on one long chapter while the other cores idle (longest-processing-time-first
+    scheduling). Chapters without a record keep their order, ahead of the recorded ones (they may be long); with no
+    readable record at all the order is unchanged (the record only orders the run, so a corrupt one is ignored)."""
+    import json
+    import math
+    try:
+        recorded = json.loads((root / CHAPTER_TIMINGS_FILE).read_text())["chapters"]
+        seconds = {name: float(v["seconds"]) for name, v in recorded.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return list(chapters)
+    return sorted(chapters, key=lambda src: -seconds.get(src.stem, math.inf))
 
 
 def library_digest() -> str:
@@ -127,9 +146,10 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
     a partial notebook that ``build`` would publish.
 
     ``jobs`` chapters execute at once (default :func:`rilib.zoo.default_jobs`: one per CPU core on a CPU), each by
-    its own ``rilib book run`` process whose kernel has cores/jobs threads, logging to ``book/.<name>.log``; a
-    chapter whose front matter says ``rilib: {after: all}`` (the synthesis page, which reads the others' results)
-    starts only after the others have finished.
+    its own ``rilib book run`` process whose kernel has cores/jobs threads, logging to ``book/.<name>.log``; the
+    longest chapters (by their recorded run times, :func:`longest_first`) start first; a chapter whose front matter
+    says ``rilib: {after: all}`` (the synthesis page, which reads the others' results) starts only after the others
+    have finished.
     """
     get_profile(profile)  # fail early on an unknown profile
     root_path = project(root)
@@ -173,7 +193,7 @@ def _run_parallel(todo: Sequence[Path], profile: str, root: Path, jobs: int, for
     (each keeps its ``.failed`` notebook, as :func:`run` says)."""
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    waves = [[s for s in todo if not _runs_after_all(s)], [s for s in todo if _runs_after_all(s)]]
+    waves = [longest_first([s for s in todo if not _runs_after_all(s)], root), [s for s in todo if _runs_after_all(s)]]
     running: dict = {}
     failed: list[str] = []
     t_start = beat = time.perf_counter()
