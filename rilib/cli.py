@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stream every cell's output while it runs (default: a progress bar over the cells)")
     run.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
                      help="chapters executed at once, each in its own process with cores/N threads and its output "
-                          "in book/.NAME.log (default: one per CPU core on a CPU, 1 on a GPU); the synthesis page "
-                          "runs after the others")
+                          "in book/.NAME.log (default: one per CPU core on a CPU, 1 on a GPU); the longest chapters "
+                          "recorded in book/chapter-timings.json start first, the synthesis page after the others")
     _add_profile(run)
     repo_help = ("where the book is published, owner/name on GitHub (default: RILIB_REPOSITORY, else the "
                  "placeholder in _config.yml); sets the launch links and html.baseurl")
