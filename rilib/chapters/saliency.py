@@ -848,8 +848,7 @@ def _claim_deletion(profile: Profile) -> Measurement:
         best, last = min(gaps, key=lambda m: gaps[m].mean), max(gaps, key=lambda m: gaps[m].mean)
         worst[label] = f"{best} {gaps[best].format('+.3f')} … {last} {gaps[last].mean:+.3f}"
         intervals[label] = gaps[best]
-        failed += [paired_verdict(f"{label}/{m}", iv, "images", above=False) for m, iv in gaps.items()]
-    failed = [v for v in failed if v]
+        failed += filter(None, (paired_verdict(f"{label}/{m}", iv, "images", above=False) for m, iv in gaps.items()))
     return Measurement(worst, "mean per-image deletion AUC(map) − AUC(ink order) per model, of the best and the "
                        "worst of the six methods; the 95 % paired interval over the images below 0 for every method "
                        "and model (one trained model each, so a failure is a finding about that model: its map "
