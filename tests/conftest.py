@@ -42,10 +42,16 @@ def pytest_xdist_make_scheduler(config, log):
 
     class SmokeBookTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid):
-            path = nodeid.split("::", 1)[0]
-            return "smoke book" if Path(path).name in SMOKE_BOOK_FILES else path
+            return xdist_scope(nodeid)
 
     return SmokeBookTogether(config, log)
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The unit of work a pytest-xdist worker takes whole (:func:`pytest_xdist_make_scheduler`): ``"smoke book"``
+    for a test of :data:`SMOKE_BOOK_FILES`, otherwise the test's file."""
+    path = nodeid.split("::", 1)[0]
+    return "smoke book" if Path(path).name in SMOKE_BOOK_FILES else path
 
 
 @pytest.fixture(autouse=True, scope="session")

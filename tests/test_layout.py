@@ -170,3 +170,13 @@ def test_the_logic_checker_sees_loops_arithmetic_and_conditions():
            "answer = [i for i in range(3)]\n```\n"
     found = logic_in_page(page)
     assert found == ["{k: v for k, v in d.items()}", "a * b", "if x:\n    print(y)"]
+
+
+def test_every_test_of_the_smoke_book_runs_on_the_worker_that_builds_it(request):
+    """``make test`` spreads the suite over pytest-xdist workers by ``xdist_scope`` (tests/conftest.py): every test
+    that reads the smoke book must share one scope, or a second worker would build the book again (minutes)."""
+    from conftest import xdist_scope
+    assert xdist_scope("tests/test_book.py::test_every_chapter_executes_under_smoke") == "smoke book"
+    assert xdist_scope("tests/test_stats.py::test_seed_interval_is_the_student_t_interval") == "tests/test_stats.py"
+    readers = [item.nodeid for item in request.session.items if "smoke_book" in getattr(item, "fixturenames", ())]
+    assert {xdist_scope(n) for n in readers} <= {"smoke book"}, readers
