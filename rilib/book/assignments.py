@@ -37,7 +37,7 @@ from ..errors import RilibError
 from ..paths import atomic_write_text
 from ..profiles import get_profile
 from . import exercises as ex
-from .runner import CHAPTER_TIMINGS_FILE, project, select
+from .runner import CHAPTER_TIMINGS_FILE, project, recorded_chapter_timings, select
 
 EDITIONS = ("student", "instructor")
 EXERCISES_HEADING = "## Exercises"
@@ -432,16 +432,11 @@ def chapter_timing_table(root=None):
     """:data:`CHAPTER_TIMINGS_FILE` as a DataFrame (minutes per chapter, and its profile), with its date, cores and
     note in ``attrs``; ``None`` if nothing was measured yet."""
     import pandas as pd
-    path = project(root) / CHAPTER_TIMINGS_FILE
-    if not path.exists():
+    data = recorded_chapter_timings(project(root), keys=("seconds", "profile"))
+    if data is None:
         return None
-    try:
-        data = json.loads(path.read_text())
-        rows = {name: {"profile": v["profile"], "minutes": round(v["seconds"] / 60, 1)}
-                for name, v in sorted(data["chapters"].items())}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RilibError(f"{path} cannot be read ({exc}); record it again with `rilib book timings "
-                         f"_build/timings.jsonl --record-chapters`.") from None
+    rows = {name: {"profile": v["profile"], "minutes": round(v["seconds"] / 60, 1)}
+            for name, v in sorted(data["chapters"].items())}
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("chapter")
     table.attrs.update({k: data.get(k) for k in ("measured", "cores", "note")})
     return table

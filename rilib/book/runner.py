@@ -58,18 +58,38 @@ def select(names: Sequence[str] | None, root: Optional[str | Path] = None) -> li
     return [by_name.get(Path(n).name) or by_name[Path(n).stem] for n in names]
 
 
+def recorded_chapter_timings(root: Path, keys: Sequence[str] = ("seconds",)) -> Optional[dict]:
+    """The record at :data:`CHAPTER_TIMINGS_FILE` (``{"chapters": {name: {"seconds": ..., "profile": ...}}, "measured",
+    "cores", "note"}``), or ``None`` if nothing was recorded yet. A record that cannot be read, or whose chapters lack
+    one of ``keys`` or have seconds that are not a number, raises an error that says how to record it again."""
+    import json
+    path = Path(root) / CHAPTER_TIMINGS_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        for name, v in data["chapters"].items():
+            if any(k not in v for k in keys) or not isinstance(v.get("seconds"), (int, float)):
+                raise ValueError(f"chapter {name!r} needs {', '.join(keys)} (seconds a number), not {v!r}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RilibError(f"{path} cannot be read ({exc}); record it again with `rilib book timings "
+                         f"_build/timings.jsonl --record-chapters`.") from None
+    return data
+
+
 def longest_first(chapters: Sequence[Path], root: Path) -> list[Path]:
-    """``chapters`` ordered by their recorded run time (:data:`CHAPTER_TIMINGS_FILE`), longest first, so that a
+    """``chapters`` ordered by their recorded run time (:func:`recorded_chapter_timings`), longest first, so that a
     parallel run does not end on one long chapter while the other cores idle (longest-processing-time-first
     scheduling). Chapters without a record keep their order, ahead of the recorded ones (they may be long); with no
     readable record at all the order is unchanged (the record only orders the run, so a corrupt one is ignored)."""
-    import json
     import math
     try:
-        recorded = json.loads((root / CHAPTER_TIMINGS_FILE).read_text())["chapters"]
-        seconds = {name: float(v["seconds"]) for name, v in recorded.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        recorded = recorded_chapter_timings(root)
+    except RilibError:
+        recorded = None
+    if recorded is None:
         return list(chapters)
+    seconds = {name: v["seconds"] for name, v in recorded["chapters"].items()}
     return sorted(chapters, key=lambda src: -seconds.get(src.stem, math.inf))
 
 
