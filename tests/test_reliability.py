@@ -357,6 +357,42 @@ def test_two_concurrent_trainings_of_one_spec_train_it_once(tmp_path):
     assert "waiting for another process" in outs[1][1]
 
 
+def test_two_processes_that_need_one_locked_derived_value_compute_it_once(tmp_path):
+    """As the chapter's two canvas models, trained side by side, both need the canvases: the first process computes
+    the value (held until the second has asked for it), the second must wait for the lock and then load what the
+    first stored, not compute it a second time."""
+    code = """
+        import os, pathlib, time
+        from rilib import paths
+        started, asked = pathlib.Path(os.environ["STARTED"]), pathlib.Path(os.environ["ASKED"])
+        computed = []
+        def compute():
+            computed.append(1)
+            started.touch()
+            while not asked.exists():
+                time.sleep(0.05)
+            time.sleep(1.0)  # the second process goes from `asked` to the lock in milliseconds
+            return os.environ["ROLE"]
+        if os.environ["ROLE"] == "second":
+            asked.touch()
+        value = paths.cached(pathlib.Path(os.environ["OUT"]), compute, load=lambda p: p.read_text(),
+                             dump=str.encode, name="toy", lock=True)
+        print("COMPUTED" if computed else "LOADED", value)
+    """
+    env = {"OUT": str(tmp_path / "results" / "toy.txt"), "STARTED": str(tmp_path / "started"),
+           "ASKED": str(tmp_path / "asked")}
+    first = _python(code, {**env, "ROLE": "first"})
+    deadline = time.time() + 120
+    while not (tmp_path / "started").exists():
+        assert first.poll() is None and time.time() < deadline, first.communicate()
+        time.sleep(0.05)
+    second = _python(code, {**env, "ROLE": "second"})
+    outs = [p.communicate(timeout=120) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    assert [o.strip() for o, _ in outs] == ["COMPUTED first", "LOADED first"], outs
+    assert "waiting for another process that computes toy" in outs[1][1]
+
+
 def test_two_concurrent_evaluations_of_one_model_keep_both_entries(tmp_path):
     """Two chapters running side by side evaluate one model under different attacks. The first process is held
     between reading evals.json and writing it back, until the second has evaluated and stored its entry (or for

@@ -235,8 +235,9 @@ def sgd_zoo(profile: Profile) -> dict[str, Spec]:
     """Gavrikov & Keuper's (2022) recipe on MNIST, at the profile's training seeds: standard training and PGD-AT
     (ε = :data:`SGD_EPS`, PGD-7) with SGD, Nesterov momentum 0.9 and coupled weight decay :data:`SGD_WD`, and PGD-AT at
     :data:`UNEVEN_WD`, the paper's uneven contrast. The eight-layer ``deep-cnn``, so that depth bins hold one layer
-    each. Replicate r of arm i has seed 20 + i + 100·r: seeds differ between arms and within them."""
-    epochs = SGD_EPOCHS if profile.name != "smoke" else profile.epochs["standard"]
+    each, for :data:`SGD_EPOCHS` epochs, or the profile's standard epochs where it trains fewer (``smoke``: 2).
+    Replicate r of arm i has seed 20 + i + 100·r: seeds differ between arms and within them."""
+    epochs = min(SGD_EPOCHS, profile.epochs["standard"])
     common = dict(n_train=profile.n_train, n_test=profile.n_test, epochs=epochs, **SGD_RECIPE)
     pgd = dict(objective="pgd", params={"eps": SGD_EPS, "steps": 7}, eps_warmup=max(1, epochs // 5),
                monitor_eps=SGD_EPS)
