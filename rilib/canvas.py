@@ -14,7 +14,8 @@ Ground truth per canvas, in ``Dataset.annotations_train`` / ``annotations_test``
 - ``placements``: (N, 3) int64, the digit's side after resizing and the row and column of its top-left corner.
 
 The canvases are a pure function of the digits and :data:`SEEDS`, quantised to 8 bits like a real image, and
-cached under ``RILIB_CACHE/results`` (a corrupt copy is made again).
+cached under ``RILIB_CACHE/results`` (a corrupt copy is made again; processes that need them at the same time
+make them once).
 """
 
 from __future__ import annotations

@@ -322,6 +322,21 @@ def test_train_many_raises_the_first_failure_after_the_others_finish(tmp_path, m
 # ---------------------------------------------------------------------------------------------------
 # Two processes at once
 
+def _first_holds_second_asks(code: str, env: dict, tmp_path: pathlib.Path, timeout: float) -> list:
+    """Run ``code`` as ROLE=first, and once it has touched STARTED (it then holds its lock until ASKED exists), as
+    ROLE=second; both must exit 0. Returns [(stdout, stderr)] of the first and the second."""
+    env = {**env, "STARTED": str(tmp_path / "started"), "ASKED": str(tmp_path / "asked")}
+    first = _python(code, {**env, "ROLE": "first"})
+    deadline = time.time() + timeout / 2
+    while not (tmp_path / "started").exists():
+        assert first.poll() is None and time.time() < deadline, first.communicate()
+        time.sleep(0.05)
+    second = _python(code, {**env, "ROLE": "second"})
+    outs = [p.communicate(timeout=timeout) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    return outs
+
+
 def test_two_concurrent_trainings_of_one_spec_train_it_once(tmp_path):
     """The first process holds the spec (it waits in its first epoch until the second one has asked for it); the
     second must wait for the lock and then find the model trained, not train it a second time."""
@@ -343,16 +358,7 @@ def test_two_concurrent_trainings_of_one_spec_train_it_once(tmp_path):
         zoo.load(spec)
         print("TRAINED" if epochs else "FOUND IT TRAINED")
     """
-    env = {"RILIB_CACHE": str(tmp_path / "cache"), "STARTED": str(tmp_path / "started"),
-           "ASKED": str(tmp_path / "asked")}
-    first = _python(code, {**env, "ROLE": "first"})
-    deadline = time.time() + 300
-    while not (tmp_path / "started").exists():
-        assert first.poll() is None and time.time() < deadline, first.communicate()
-        time.sleep(0.1)
-    second = _python(code, {**env, "ROLE": "second"})
-    outs = [p.communicate(timeout=600) for p in (first, second)]
-    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    outs = _first_holds_second_asks(code, {"RILIB_CACHE": str(tmp_path / "cache")}, tmp_path, timeout=600)
     assert [o.strip() for o, _ in outs] == ["TRAINED", "FOUND IT TRAINED"], outs
     assert "waiting for another process" in outs[1][1]
 
@@ -379,16 +385,7 @@ def test_two_processes_that_need_one_locked_derived_value_compute_it_once(tmp_pa
                              dump=str.encode, name="toy", lock=True)
         print("COMPUTED" if computed else "LOADED", value)
     """
-    env = {"OUT": str(tmp_path / "results" / "toy.txt"), "STARTED": str(tmp_path / "started"),
-           "ASKED": str(tmp_path / "asked")}
-    first = _python(code, {**env, "ROLE": "first"})
-    deadline = time.time() + 120
-    while not (tmp_path / "started").exists():
-        assert first.poll() is None and time.time() < deadline, first.communicate()
-        time.sleep(0.05)
-    second = _python(code, {**env, "ROLE": "second"})
-    outs = [p.communicate(timeout=120) for p in (first, second)]
-    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    outs = _first_holds_second_asks(code, {"OUT": str(tmp_path / "results" / "toy.txt")}, tmp_path, timeout=120)
     assert [o.strip() for o, _ in outs] == ["COMPUTED first", "LOADED first"], outs
     assert "waiting for another process that computes toy" in outs[1][1]
 
