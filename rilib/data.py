@@ -161,7 +161,14 @@ def mnist_5k() -> Dataset:
         return {"x": torch.as_tensor(pixels.astype(np.uint8)).reshape(-1, 1, 28, 28),
                 "y": torch.as_tensor(np.asarray(y), dtype=torch.int64)}
 
-    raw = paths.cached(path, compute, load=paths.torch_load, dump=paths.torch_bytes, name="mnist-5k")
+    def load(p):  # anything but the two tensors as stored counts as corrupt, and is parsed again
+        raw = paths.torch_load(p)
+        x, y = raw["x"], raw["y"]
+        if x.dtype != torch.uint8 or x.shape != (5000, 1, 28, 28) or y.dtype != torch.int64 or y.shape != (5000,):
+            raise ValueError(f"unexpected tensors {tuple(x.shape)} {x.dtype} and {tuple(y.shape)} {y.dtype}")
+        return raw
+
+    raw = paths.cached(path, compute, load=load, dump=paths.torch_bytes, name="mnist-5k")
     x, y = raw["x"].float() / 255.0, raw["y"]
     test_idx = stratified_indices(y, 1000, seed=0)
     mask = torch.ones(len(y), dtype=torch.bool)

@@ -44,6 +44,10 @@ def test_mnist_5k_is_parsed_once_then_loaded_from_the_cache_as_the_same_tensors(
     with pytest.warns(UserWarning, match="could not read the cache"):
         healed = rilib.data.mnist_5k()
     assert len(parsed) == 2 and torch.equal(healed.x_test, first.x_test)
+    copy.write_bytes(rilib.paths.torch_bytes({"x": torch.zeros(3), "y": torch.zeros(3)}))  # readable, but not the digits
+    with pytest.warns(UserWarning, match="could not read the cache"):
+        healed = rilib.data.mnist_5k()
+    assert len(parsed) == 3 and torch.equal(healed.x_train, first.x_train)
 
 
 def _write_idx(path, array, magic):
