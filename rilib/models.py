@@ -51,6 +51,14 @@ class Classifier(nn.Module):
         return self.head(self.representation(x))
 
 
+#: Images per pass of the measurements that choose their own batches (Integrated Gradients' internal batches,
+#: deletion/insertion). On a 2-core CPU, passes over thousands of MNIST images spill the cache: per image they cost
+#: 1.4× (2,500 images, forward and backward) and 1.6× (4,096, forward only) what passes of 500 cost
+#: (``benchmarks/batch_size.py``, two processes side by side as the book runs them). 500 is still a full batch for
+#: a GPU.
+PASS_BATCH = 500
+
+
 def to_model(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
     """``x`` on the device of ``model`` and, for floating-point ``x``, in its floating dtype: what every lens and
     chapter calls before it feeds a model, so that a model on a GPU (or in double precision) gets inputs it can

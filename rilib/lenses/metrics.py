@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks import eval_mode
-from ..models import to_model
+from ..models import PASS_BATCH, to_model
 from ..rng import seeded
 
 
@@ -135,7 +135,7 @@ def _auc(curve: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def deletion_insertion(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor, steps: int = 28,
-                       sigma: float = 3.0, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+                       sigma: float = 3.0, batch_size: int = PASS_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
     """Deletion and insertion AUC per image (Petsiuk et al. 2018, RISE), batched over images and steps.
 
     Pixels are ranked by ``saliency`` (summed over channels, largest first). At step k of ``steps`` the

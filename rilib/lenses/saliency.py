@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..attacks import eval_mode
-from ..models import to_model
+from ..models import PASS_BATCH, to_model
 from ..registry import Registry
 from ..rng import seeded
 
@@ -134,7 +134,7 @@ class IntegratedGradients(Method):
         maps, deltas = [], []
         for b in self.baselines(x):
             a = ig.attribute(x, baselines=b, target=target, n_steps=self.steps, method="riemann_trapezoid",
-                             internal_batch_size=max(1, 25_000 // self.steps)) * (self.steps / (self.steps - 1))
+                             internal_batch_size=max(len(x), PASS_BATCH)) * (self.steps / (self.steps - 1))
             maps.append(a)
             deltas.append(ig.compute_convergence_delta(a, b, x, target=target).abs())
         self.last_delta = torch.stack(deltas).mean(0)
