@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .attacks import eval_mode
-from .models import to_model
+from .models import PASS_BATCH, to_model
 
 
 @torch.no_grad()
@@ -29,7 +29,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     attack: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
-                    batch_size: int = 500, progress: bool = True, desc: str = "attack") -> float:
+                    batch_size: int = PASS_BATCH, progress: bool = True, desc: str = "attack") -> float:
     """Share of images still classified correctly after ``attack(model, x, y)``.
 
     Images the model already misclassifies count as non-robust and are not attacked. Each batch is moved to the
@@ -50,7 +50,7 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return correct / max(1, len(y))
 
 
-def staged_robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, batch_size: int = 500,
+def staged_robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, batch_size: int = PASS_BATCH,
                            progress: bool = True, desc: str = "attack") -> tuple[list[float], list[float]]:
     """For a chain of attacks (:class:`rilib.attacks.WorstOf`, each attack run on the images every earlier one
     failed on): after each attack of the chain, the share of images still classified correctly, and the seconds

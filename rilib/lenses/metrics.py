@@ -36,7 +36,7 @@ from ..models import PASS_BATCH, to_model
 from ..rng import seeded
 
 
-def alignment(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+def alignment(model: nn.Module, x: torch.Tensor, batch_size: int = PASS_BATCH) -> torch.Tensor:
     """Etmann et al. (2019) alignment per image (N,), in [0, 1]: |⟨x, g⟩| / (‖x‖ ‖g‖) with g = ∇ₓ of the
     predicted class's logit. The model's own input normalisation is part of the model, so x is the image in
     [0, 1]. Sensitive to the input's offset: a constant added to x changes it."""
@@ -56,7 +56,7 @@ PSI = ("logit", "margin")
 
 
 def etmann_alignment(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None = None, psi: str = "logit",
-                     batch_size: int = 500) -> torch.Tensor:
+                     batch_size: int = PASS_BATCH) -> torch.Tensor:
     """Etmann et al.'s (2019) alignment in the paper's own units, per image (N,): |⟨x, ∇ₓΨ(x)⟩| / ‖∇ₓΨ(x)‖.
 
     For a linear Ψ(x) = ⟨w, x⟩ + b it is |⟨x, w⟩| / ‖w‖, the distance of x to the hyperplane ⟨w, ·⟩ = 0 in input

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..attacks import eval_mode, projected_gradient
 from ..errors import UnknownNameError
-from ..models import to_model
+from ..models import PASS_BATCH, to_model
 from .metrics import blur
 
 OPTIMIZERS = ("lbfgs", "lbfgs-torch", "gradient")
@@ -70,7 +70,7 @@ class PerceptualBall:
     keep_best: bool = True
     step_size: float = 0.05
     sigma: float = 2.0 * 64 / 224
-    batch_size: int = 500
+    batch_size: int = PASS_BATCH
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
