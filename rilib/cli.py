@@ -191,7 +191,8 @@ def _zoo_list(profile: str) -> None:
     for name, spec in specs.items():
         status = "trained" if zoo.is_trained(spec) else "not trained"
         if status == "trained":
-            status += f", clean acc {zoo.metrics(spec)['clean_acc']:.3f}"
+            info = zoo.metrics(spec)
+            status += f", clean acc {info['clean_acc']:.3f}, on {zoo.describe_hardware(info.get('hardware'))}"
         params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.params)
         teacher = f" from teacher {spec.teacher.key()}" if spec.teacher is not None else ""
         print(f"  {name:<{width}}  {spec.key()}  {spec.dataset}/{spec.arch}/{spec.objective}"
@@ -297,6 +298,9 @@ def _compare_ledgers(a: str, b: str) -> int:
           f"{len(lines) or 'no'} claim{'s' if len(lines) != 1 else ''} moved")
     for line in lines:
         print(f"  {line}")
+    note = ledger.hardware_note(first, second)
+    if note:
+        print(note)
     return 1 if lines else 0
 
 

@@ -156,6 +156,29 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
+def hardware() -> dict:
+    """Where this process computes, as far as it decides the last bits of the results: the device (``cpu`` or
+    ``cuda``; on a GPU its name), the instruction set PyTorch's CPU kernels use (``AVX512``, ``AVX2``, ...) and the
+    threads. A spec trained again on the same hardware gives the same weights, bit for bit; on another instruction
+    set or thread count the floating-point sums can round differently, so the weights can differ in their last bits,
+    and a claim on the edge of its test can move. Each model records it (``metrics.json``), and so does the ledger."""
+    dev = device()
+    found = {"device": dev.type, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+             "threads": torch.get_num_threads()}
+    if dev.type == "cuda":
+        found["gpu"] = torch.cuda.get_device_name(dev)
+    return found
+
+
+def describe_hardware(found: dict | None) -> str:
+    """:func:`hardware`'s record in words, e.g. ``cpu AVX512, 1 thread(s)``; ``unrecorded hardware`` for None (a model
+    trained before models recorded it)."""
+    if not found:
+        return "unrecorded hardware"
+    where = found.get("gpu") or f"{found.get('device', '?')} {found.get('cpu_capability', '?')}"
+    return f"{where}, {found.get('threads', '?')} thread(s)"
+
+
 def device() -> torch.device:
     """CUDA when available, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -302,6 +325,7 @@ def _train(spec: Spec, folder: Path, progress: bool, on_epoch_end) -> None:
         "train_seconds": sum(r["seconds"] for r in history),
         "train_seconds_this_run": time.perf_counter() - t0,
         "versions": _versions(),
+        "hardware": hardware(),
     }
     paths.atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2))
     (folder / "checkpoint.pt").unlink(missing_ok=True)

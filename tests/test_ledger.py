@@ -111,6 +111,24 @@ def test_compare_names_exactly_what_moved():
     assert any(line.startswith(f"{moved['id']}: still") and "0.990" in line for line in lines)
 
 
+def test_compare_says_when_the_zoos_were_trained_on_different_hardware():
+    a = ledger.to_json(made_up_results())
+    assert set(a["hardware"]) == {"measured on", "zoo trained on"}
+    cpu = {"device": "cpu", "cpu_capability": "AVX2", "threads": 1}
+    a["hardware"]["zoo trained on"] = [{"hardware": cpu, "models": 52}]
+    b = copy.deepcopy(a)
+    assert ledger.hardware_note(a, b) is None
+    b["hardware"]["measured on"]["threads"] = 99  # where the claims were measured does not decide the weights
+    assert ledger.hardware_note(a, b) is None
+    b["hardware"]["zoo trained on"] = [{"hardware": {**cpu, "cpu_capability": "AVX512"}, "models": 50},
+                                       {"hardware": None, "models": 2}]
+    note = ledger.hardware_note(a, b)
+    assert "52 model(s) on cpu AVX2, 1 thread(s)" in note and "50 model(s) on cpu AVX512, 1 thread(s)" in note
+    assert "2 model(s) on unrecorded hardware" in note
+    del b["hardware"]  # a ledger written before it recorded its hardware
+    assert ledger.hardware_note(a, b) is None and ledger.compare(a, b) == []
+
+
 def test_reading_a_ledger_that_is_not_one_says_what_to_do(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -59,6 +59,9 @@ def test_zoo_does_not_retrain_a_cached_spec(monkeypatch):
     assert isinstance(model, torch.nn.Module)
     info = json.loads((folder / "metrics.json").read_text())
     assert info["key"] == spec.key() and len(info["history"]) == 2 and "versions" in info
+    # where it was trained, as far as that decides the weights' last bits (this process trained it)
+    assert info["hardware"] == {"device": "cpu", "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                "threads": torch.get_num_threads()}
 
 
 def test_spec_hash_changes_with_any_field():

@@ -17,6 +17,8 @@ The ledger as data (:func:`write_json`, :func:`read_json`, :func:`compare`), sch
     {"schema": "rilib.ledger", "schema_version": 1,
      "profile": "cpu", "created": "2026-11-22T17:00:00+00:00", "commit": "<git commit or null>",
      "versions": {"rilib": ..., "python": ..., "torch": ..., "torchvision": ..., "numpy": ...},
+     "hardware": {"measured on": {"device": "cpu", "cpu_capability": "AVX512", "threads": 2},   # rilib.zoo.hardware
+                  "zoo trained on": [{"hardware": {...} or null, "models": 52}]},            # or null (no claims)
      "passed": 5, "total": 15,
      "claims": [{"id": "ch1.pgd-0.3-survives-strong-attack", "chapter": "1",
                  "paper": "madry2018",            # the paper the claim is filed under (rilib.book.papers)
@@ -30,7 +32,9 @@ The ledger as data (:func:`write_json`, :func:`read_json`, :func:`compare`), sch
                  "passed": true, "reason": "",     # why it failed: a finding, or a test that differs from the paper's
                  "note": ..., "differs": ..., "profile": "cpu", "seconds": 0.03}]}
 
-``rilib claims --compare A.json B.json`` prints the claims whose outcome or values moved between two ledgers.
+``rilib claims --compare A.json B.json`` prints the claims whose outcome or values moved between two ledgers, and
+(:func:`hardware_note`) whether their zoos were trained on different hardware. The field ``hardware`` was added
+within version 1; a ledger without it compares as before.
 """
 
 from __future__ import annotations
@@ -308,6 +312,26 @@ def _versions() -> dict:
     return found
 
 
+def hardware(profile) -> dict:
+    """The hardware of the ledger (:func:`rilib.zoo.hardware`): where it was measured, and what the profile's trained
+    models were trained on, each kind with its count of models (``null``: a model trained before models recorded
+    it). Two zoos of the same specs trained on different hardware can differ in their weights' last bits, which can
+    move a claim on the edge of its test; :func:`hardware_note` says so."""
+    from collections import Counter
+
+    from .. import zoo
+    trained = Counter()
+    for spec in zoo.zoo_specs(profile).values():
+        if zoo.is_trained(spec):
+            try:
+                found = zoo.metrics(spec).get("hardware")
+            except RilibError:  # unreadable metrics: zoo.verify says how to mend them; not this function's job
+                found = None
+            trained[json.dumps(found, sort_keys=True)] += 1
+    return {"measured on": zoo.hardware(),
+            "zoo trained on": [{"hardware": json.loads(k), "models": n} for k, n in sorted(trained.items())]}
+
+
 def to_json(results: list[ClaimResult]) -> dict:
     """The ledger as a JSON-able dict of schema ``rilib.ledger`` version 1 (see the module's docstring)."""
     from datetime import datetime, timezone
@@ -322,6 +346,7 @@ def to_json(results: list[ClaimResult]) -> dict:
             "profile": results[0].profile if results else None,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "commit": _commit(), "versions": _versions(),
+            "hardware": hardware(results[0].profile) if results else None,
             "passed": sum(r.passed for r in results), "total": len(results), "claims": claims}
 
 
@@ -352,6 +377,20 @@ def read_json(path: str | Path) -> dict:
         raise RilibError(f"{path} has ledger schema version {data.get('schema_version')!r}; this rilib reads "
                          f"versions 0 and {SCHEMA_VERSION}. Write it again with this rilib.")
     return data
+
+
+def hardware_note(a: dict, b: dict) -> str | None:
+    """A sentence when the zoos of two ledgers (as :func:`read_json` returns them) were trained on different
+    hardware (:func:`hardware`), else None (also when either ledger does not record it)."""
+    from ..zoo import describe_hardware
+    zoos = [(d.get("hardware") or {}).get("zoo trained on") for d in (a, b)]
+    if None in zoos or zoos[0] == zoos[1]:
+        return None
+
+    def kinds(rows):
+        return "; ".join(f"{row['models']} model(s) on {describe_hardware(row['hardware'])}" for row in rows)
+    return (f"The zoos were trained on different hardware (first: {kinds(zoos[0])}; second: {kinds(zoos[1])}), so "
+            f"the weights of the same specs can differ in their last bits, and a claim on the edge of its test can move.")
 
 
 def compare(a: dict, b: dict) -> list[str]:
