@@ -4,8 +4,8 @@ When ``RILIB_TIMINGS`` names a file, the pieces of a run append one JSON line ea
 ``make``), the training of each model, each evaluation, each chapter's measurements, each chapter and the book's
 build. Processes (the zoo's trainer, the chapters' kernels) share the file, each appending whole lines.
 :func:`report` turns the log into ``_build/timings.json``: every record, the sums by kind and ``total_seconds``,
-the wall-clock time from the first record's start to the last one's end. ``make book`` writes it; the README's
-table of times comes from it.
+the wall-clock time from the first record's start to the last one's end, and the ``machine`` (:func:`machine`).
+``make book`` writes it; the README's table of times comes from it.
 
 Without ``RILIB_TIMINGS`` nothing is written.
 """
@@ -49,13 +49,34 @@ def timed(kind: str, name: str, **info) -> Iterator[dict]:
     record(kind, name, time.perf_counter() - t0, **info)
 
 
+def machine() -> dict:
+    """The machine times belong to: the CPU's model name (from ``/proc/cpuinfo`` where there is one, else
+    :func:`platform.processor`), the instruction set PyTorch's CPU kernels use (``AVX512``, ``AVX2``, ...), the
+    cores, and the GPU if there is one. Times from different machines do not compare, nor from one cloud machine on
+    different days: the same cold book took 101.0 min and 59.7 min on the CI machine on two days."""
+    import platform
+
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    found = {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count()}
+    if torch.cuda.is_available():
+        found["gpu"] = torch.cuda.get_device_name()
+    return found
+
+
 def report(log: Path) -> dict:
     """The timing report of a log: ``records`` (in order), ``by_kind`` (sum of seconds per kind: with parallel
     processes, more than the wall-clock time), ``wall_by_kind`` (per kind, the wall-clock span from its first
     record's start to its last one's end) and ``total_seconds`` (the wall-clock span all records cover)."""
     records = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
     if not records:
-        return {"records": [], "by_kind": {}, "wall_by_kind": {}, "total_seconds": 0.0}
+        return {"records": [], "by_kind": {}, "wall_by_kind": {}, "total_seconds": 0.0, "machine": machine()}
     start = min(r["end"] - r["seconds"] for r in records)
     end = max(r["end"] for r in records)
     by_kind: dict = {}
@@ -65,11 +86,13 @@ def report(log: Path) -> dict:
         lo, hi = spans.get(r["kind"], (r["end"] - r["seconds"], r["end"]))
         spans[r["kind"]] = (min(lo, r["end"] - r["seconds"]), max(hi, r["end"]))
     wall = {k: round(hi - lo, 3) for k, (lo, hi) in spans.items()}
-    return {"records": records, "by_kind": by_kind, "wall_by_kind": wall, "total_seconds": round(end - start, 3)}
+    return {"records": records, "by_kind": by_kind, "wall_by_kind": wall, "total_seconds": round(end - start, 3),
+            "machine": machine()}
 
 
 def format_report(rep: dict) -> str:
-    """The report as a short plain-text table: install, training, each chapter and the build, in minutes."""
+    """The report as a short plain-text table: install, training, each chapter and the build, in minutes, under the
+    machine they were measured on."""
     minutes = lambda s: f"{s / 60:6.1f} min ({s:5.0f} s)"  # noqa: E731
     wall = rep.get("wall_by_kind", rep["by_kind"])
 
@@ -80,6 +103,9 @@ def format_report(rep: dict) -> str:
         return f"{label:<32} {minutes(wall[kind])}{extra}"
 
     lines = [f"{'total (wall clock)':<32} {minutes(rep['total_seconds'])}"]
+    if rep.get("machine"):  # a report written before reports named their machine has none
+        m = rep["machine"]
+        lines.insert(0, f"{'machine':<32} {m.get('gpu') or m['cpu']}, {m['cpu_capability']}, {m['cores']} cores")
     for kind, label in (("install", "install check"), ("train", "training the zoo"),
                         ("chapter", "executing the chapters"), ("build", "building the HTML")):
         if kind in rep["by_kind"]:

@@ -562,6 +562,11 @@ def test_the_timing_report_spans_every_process_that_wrote_to_the_log(tmp_path, m
     assert [r["kind"] for r in rep["records"]] == ["install", "chapter"]
     assert rep["by_kind"]["install"] == 2.0 and rep["records"][1]["seconds"] >= 0.05
     assert rep["total_seconds"] >= 2.0 and "chapter 01_page" in timing.format_report(rep)
+    # the machine the times belong to (runs on different machines, or days, do not compare)
+    assert rep["machine"]["cores"] == os.cpu_count()
+    assert rep["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and rep["machine"]["cpu"]
+    assert timing.format_report(rep).splitlines()[0].endswith(f"{rep['machine']['cpu_capability']}, "
+                                                              f"{os.cpu_count()} cores")
 
 
 def test_the_timing_report_gives_parallel_work_its_wall_clock_time(tmp_path):
