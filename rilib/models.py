@@ -52,8 +52,9 @@ class Classifier(nn.Module):
 
 
 #: Images per pass of the measurements that choose their own batches (the attacks of :mod:`rilib.evaluate`, the
-#: alignments, Integrated Gradients' internal batches, deletion/insertion, the perceptual ball). On a 2-core CPU, passes over thousands of MNIST images spill the cache: per image they cost
-#: 1.4× (2,500 images, forward and backward) and 1.7× (4,096, forward only) what passes of 500 cost
+#: alignments, Integrated Gradients' internal batches, deletion/insertion, the perceptual ball). On a 2-core CPU,
+#: passes over thousands of MNIST images spill the cache: per image they cost 1.4× (2,500 images, forward and
+#: backward) and 1.7× (4,096, forward only) what passes of 500 cost
 #: (``benchmarks/batch_size.py``, two processes side by side as the book runs them). 500 is still a full batch for
 #: a GPU.
 PASS_BATCH = 500

@@ -159,9 +159,10 @@ def _versions() -> dict:
 def hardware() -> dict:
     """Where this process computes, as far as it decides the last bits of the results: the device (``cpu`` or
     ``cuda``; on a GPU its name), the instruction set PyTorch's CPU kernels use (``AVX512``, ``AVX2``, ...) and the
-    threads. A spec trained again on the same hardware gives the same weights, bit for bit; on another instruction
-    set or thread count the floating-point sums can round differently, so the weights can differ in their last bits,
-    and a claim on the edge of its test can move. Each model records it (``metrics.json``), and so does the ledger."""
+    threads. A spec trained again on the same CPU hardware gives the same weights, bit for bit; on another
+    instruction set or thread count the floating-point sums can round differently, so the weights can differ in their
+    last bits, and a claim on the edge of its test can move. Each model records it (``metrics.json``), and so does
+    the ledger."""
     dev = device()
     found = {"device": dev.type, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
              "threads": torch.get_num_threads()}

@@ -390,7 +390,8 @@ def hardware_note(a: dict, b: dict) -> str | None:
     def kinds(rows):
         return "; ".join(f"{row['models']} model(s) on {describe_hardware(row['hardware'])}" for row in rows)
     return (f"The zoos were trained on different hardware (first: {kinds(zoos[0])}; second: {kinds(zoos[1])}), so "
-            f"the weights of the same specs can differ in their last bits, and a claim on the edge of its test can move.")
+            f"the weights of the same specs can differ in their last bits, and a claim on the edge of its test can "
+            f"move.")
 
 
 def compare(a: dict, b: dict) -> list[str]:
