@@ -163,11 +163,10 @@ def hardware() -> dict:
     instruction set or thread count the floating-point sums can round differently, so the weights can differ in their
     last bits, and a claim on the edge of its test can move. Each model records it (``metrics.json``), and so does
     the ledger."""
-    dev = device()
-    found = {"device": dev.type, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-             "threads": torch.get_num_threads()}
-    if dev.type == "cuda":
-        found["gpu"] = torch.cuda.get_device_name(dev)
+    machine = timing.machine()  # the one place that reads the instruction set and the GPU
+    found = {"device": device().type, "cpu_capability": machine["cpu_capability"], "threads": torch.get_num_threads()}
+    if "gpu" in machine:
+        found["gpu"] = machine["gpu"]
     return found
 
 
