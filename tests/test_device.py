@@ -113,7 +113,7 @@ def device_profile(private_cache):
         mp.setattr(ch3, name, value)
     mp.setitem(ch4.SIZES._items, "device", ch4.InversionSizes(n=10, invert_steps=2, gen_per_class=1))
     mp.setattr(ch4, "GENERATION", GenerationSettings(steps=2))
-    mp.setitem(ch5.SIZES._items, "device", ch5.LipschitzSizes(n=4, margin_steps=2, margin_restarts=1))
+    mp.setitem(ch5.SIZES._items, "device", ch5.LipschitzSizes(n=4))
     mp.setitem(ch6.SIZES._items, "device", ch6.PerceptualSizes(n=4, sweep_n=2, calibration=2, iterations=2, epochs=1,
                                                                robust_epochs=1, n_train=64, grid=2))
     for name, value in (("SMOOTHGRAD_SAMPLES", 2), ("IG_STEPS", 2), ("DELETION_STEPS", 4)):

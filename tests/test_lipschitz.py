@@ -236,6 +236,10 @@ def test_the_chapter_arms_and_replicates_have_the_recipes_they_claim():
     assert ch5.arm_seeds("smoke", ch5.MAIN_GP) == [ch5.MAIN_GP]
     with pytest.raises(rilib.errors.UnknownNameError, match="Arms with seeds: mnist-standard"):
         ch5.arm_seeds(prof, ch5.DISTILLED)
+    # The stronger attack is the book's headline attack at the chapter's ε, its first stage the strong attack.
+    stronger = ch5.stronger_attack(prof)
+    assert stronger.cache_key() == catalog.evaluation_attack(prof, ch5.EPS).cache_key()
+    assert stronger.attacks[0] == catalog.strong_attack(prof, ch5.EPS)
 
 
 def _fake_results(per_arm: dict, prof):

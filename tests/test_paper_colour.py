@@ -34,7 +34,7 @@ PROFILE = Profile(
     eval_n=16, eval_steps=3, eval_restarts=1, cifar10=DATASET, cifar10_arch="tiny-cnn", cifar10_epochs=1)
 SIZES = {ch3.SIZES: ch3.SaliencySizes(n=8, sanity_n=4, ig_steps_grid=3, ig_steps_metrics=3, seed_n=4),
          ch4.SIZES: ch4.InversionSizes(n=10, invert_steps=6, invert_window=2, gen_per_class=1, seed_n=10),
-         ch5.SIZES: ch5.LipschitzSizes(n=8, margin_steps=3, margin_restarts=1)}
+         ch5.SIZES: ch5.LipschitzSizes(n=8)}
 
 
 @pytest.fixture(scope="module")
