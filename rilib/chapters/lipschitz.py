@@ -11,8 +11,9 @@ standard, PGD-AT and TRADES models, and measures per model:
 - the distribution of ‖∇ₓ CE‖₁ over test images (:func:`rilib.lenses.lipschitz.gradient_l1`);
 - accuracy under the strong PGD attack (PGD-40, 5 restarts) and, for the standard model and every new arm,
   under a stronger one: the book's headline attack (:func:`~rilib.chapters.catalog.evaluation_attack`), the worst
-  case per image of that attack, PGD-40 with the margin loss, APGD-CE and APGD-T, a guard against gradient masking; the distilled student also under the strong attack with its logits divided by
-  its temperature T, the standard test of whether distillation only masks the gradient;
+  case per image of that attack, PGD-40 with the margin loss, APGD-CE and APGD-T, a guard against gradient
+  masking; the distilled student also under the strong attack with its logits divided by its temperature T, the
+  standard test of whether distillation only masks the gradient;
 - Etmann et al.'s alignment (:func:`rilib.lenses.metrics.alignment`, shared with chapter 3);
 - the mean confidence (largest softmax probability) on clean test images.
 
