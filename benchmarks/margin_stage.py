@@ -22,7 +22,7 @@ import rilib.chapters  # noqa: F401  (registers the book's zoo)
 from rilib import zoo
 from rilib.attacks import PGD, WorstOf, margin_loss
 from rilib.chapters import lipschitz as ch5
-from rilib.chapters.catalog import family_dataset, strong_attack
+from rilib.chapters.catalog import STEP_FACTOR, family_dataset, strong_attack
 from rilib.models import to_model
 from rilib.profiles import get_profile
 from rilib.rng import seeded
@@ -32,20 +32,10 @@ FORMER_STEPS, FORMER_RESTARTS = 100, 3
 
 def former_attack(profile) -> WorstOf:
     """Chapter 5's attack before it took the headline's: PGD-100 with 3 restarts in the margin stage."""
-    margin = PGD(eps=ch5.EPS, steps=FORMER_STEPS, step_size=2.5 * ch5.EPS / FORMER_STEPS, restarts=FORMER_RESTARTS,
-                 loss=margin_loss)
+    margin = PGD(eps=ch5.EPS, steps=FORMER_STEPS, step_size=STEP_FACTOR * ch5.EPS / FORMER_STEPS,
+                 restarts=FORMER_RESTARTS, loss=margin_loss)
     headline = ch5.stronger_attack(profile).attacks
     return WorstOf((strong_attack(profile, ch5.EPS), margin, *headline[2:]))
-
-
-def attacked_models(profile) -> dict:
-    """Every model chapter 5 holds to its stronger attack, by name, with its spec."""
-    prof = get_profile(profile)
-    arms = ch5.arms(prof)
-    names = [n for n in arms if n not in ch5.FROM_CATALOG or n == ch5.STANDARD]
-    replicates = ch5.replicate_specs(prof)
-    return {**{n: arms[n] for n in names},
-            **{n: replicates[n] for arm in ch5.ATTACKED_ARMS for n in ch5.arm_seeds(prof, arm)[1:]}}
 
 
 def robust_set(attack: WorstOf, model, x, y) -> tuple[set, float]:
@@ -63,7 +53,7 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", help="models to attack (default: every model chapter 5 attacks so)")
     args = parser.parse_args(argv)
     prof = get_profile(args.profile)
-    models = attacked_models(prof)
+    models = ch5.stronger_attacked(prof)
     unknown = sorted(set(args.models or ()) - set(models))
     if unknown:
         parser.error(f"unknown models {', '.join(unknown)}. Valid: {', '.join(models)}.")

@@ -225,6 +225,16 @@ def stronger_attack(profile) -> WorstOf:
     return evaluation_attack(profile, EPS)
 
 
+def stronger_attacked(profile) -> dict[str, Spec]:
+    """Every model :func:`measure` and :func:`measure_seeds` hold to :func:`stronger_attack`, by name, with its spec:
+    the standard model and every new arm of :func:`arms`, then the replicates of :data:`ATTACKED_ARMS` (the
+    catalogue's robust models are held to the strong attack only)."""
+    prof = get_profile(profile)
+    seed0 = {n: s for n, s in arms(prof).items() if n not in FROM_CATALOG or n == STANDARD}
+    replicates = replicate_specs(prof)
+    return {**seed0, **{n: replicates[n] for arm in ATTACKED_ARMS for n in arm_seeds(prof, arm)[1:]}}
+
+
 @dataclass
 class ArmResults:
     """The chapter's measurements on the first :func:`eval_n` test images.
@@ -280,11 +290,13 @@ def _confidence(model, x) -> torch.Tensor:
 
 
 def _measure(prof: Profile, progress: bool) -> ArmResults:
+    attacked = stronger_attacked(prof)
+
     def one(name, model, x, y):
         row = {"clean acc": accuracy(model, x, y)}
         # The stronger attack is the strong one, then the margin PGD, APGD-CE and APGD-T on the survivors: one
         # WorstOf run gives both columns, the strong attack's mask and the final one.
-        stronger = name not in FROM_CATALOG or name == STANDARD
+        stronger = name in attacked
         attack = stronger_attack(prof) if stronger else WorstOf((strong_attack(prof, EPS),))
         _, masks = attack.run(model, x, y)
         row["strong attack acc"] = float(masks[0].float().mean())
@@ -389,7 +401,7 @@ def measure_seeds(profile, progress: bool = True) -> SeedResults:
 
 def _measure_seeds(prof: Profile, progress: bool) -> SeedResults:
     train(prof, progress)
-    attacked = {n for arm in ATTACKED_ARMS for n in arm_seeds(prof, arm)}
+    attacked = stronger_attacked(prof)
 
     def one(name, model, x, y):
         row = {"strong attack acc": None, "stronger attack acc": None}
@@ -735,7 +747,7 @@ def _claim_gp_robust(profile: Profile) -> Measurement:
 
 
 __all__ = ["LipschitzSizes", "SIZES", "sizes", "lipschitz_zoo", "arms", "train", "load", "eval_n",
-           "measure_cifar10", "cifar10_section", "stronger_attack", "ArmResults", "measure", "table", "display_table", "sweep", "sweep_figure",
+           "measure_cifar10", "cifar10_section", "stronger_attack", "stronger_attacked", "ArmResults", "measure", "table", "display_table", "sweep", "sweep_figure",
            "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS", "MAIN_GP", "SWEEP_SEEDED", "TEACHER", "DISTILLED", "FROM_CATALOG",
            "ORIENTED_SMOOTH", "AT_TEMPERATURE", "LABEL_SMOOTHING", "RANDOM_KL", "TRADES_EPS", "SEEDED_ARMS",
            "CLAIM_ARMS", "ATTACKED_ARMS", "arm_seeds", "replicate_specs", "SeedResults", "measure_seeds",
