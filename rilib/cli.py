@@ -8,7 +8,7 @@
     rilib book run [NOTEBOOKS ...] [--profile P] [--force] [--log-output]
     rilib book build [--profile P] [--repository OWNER/NAME]
     rilib book publish DEST [--repository OWNER/NAME]
-    rilib book timings LOG [--json FILE] [--record-chapters [--note TEXT]]
+    rilib book timings LOG [--json FILE] [--record-chapters [--note TEXT]] [--without NAME ...]
     rilib claims [--profile P] [--chapter C] [--json FILE] [--strict]
     rilib assignments build [--profile P] [--chapters C ...] [--out DIR] [--html]
     rilib assignments check NOTEBOOK ... [--profile P] [--json FILE] [--record]
@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     tim.add_argument("--record-chapters", action="store_true",
                      help="keep each executed chapter's run time for the instructors' page (book/chapter-timings.json)")
     tim.add_argument("--note", default="", help="with --record-chapters: how the run was made (machine, load, cache)")
+    tim.add_argument("--without", nargs="+", default=(), metavar="NAME",
+                     help="also replay the run's training and chapters without the jobs whose names contain any NAME "
+                          "(e.g. `canvas 06_perceptual_ball`): what the run would have taken without them, from its "
+                          "own job times")
 
     fil = sub.add_parser("filters", help="3×3 filter statistics of a checkpoint (Gavrikov & Keuper 2022)",
                          description="Filter statistics of Gavrikov & Keuper (2022) for a local checkpoint.")
@@ -213,7 +217,7 @@ def _zoo_train(names: list[str], profile: str, retrain: bool, jobs: int | None) 
     zoo.train_many(specs, jobs=jobs, retrain=retrain, report=report)
 
 
-def _timings(log: str, out: str | None, record: bool = False, note: str = "") -> None:
+def _timings(log: str, out: str | None, record: bool = False, note: str = "", without=()) -> None:
     import json
     from pathlib import Path
 
@@ -223,6 +227,11 @@ def _timings(log: str, out: str | None, record: bool = False, note: str = "") ->
                          f"(`make book` sets it to _build/timings.jsonl).")
     rep = timing.report(Path(log))
     print(timing.format_report(rep))
+    if without:
+        try:
+            print(timing.format_replay(rep, tuple(without)))
+        except ValueError as err:
+            raise RilibError(str(err)) from None
     if out:
         paths.atomic_write_text(Path(out), json.dumps(rep, indent=2))
         print(f"Wrote {out}")
@@ -367,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             written = publish.publish_tree(root, args.dest, cfg=publish.book_config(root, args.repository))
             print(f"Wrote the published tree to {args.dest}: {len(written)} files")
         elif args.command == "book" and args.action == "timings":
-            _timings(args.log, args.json, args.record_chapters, args.note)
+            _timings(args.log, args.json, args.record_chapters, args.note, args.without)
         elif args.command == "book":
             from .book import runner
             index = runner.build(args.root, profile=args.profile, repository=args.repository)

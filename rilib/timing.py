@@ -5,7 +5,8 @@ When ``RILIB_TIMINGS`` names a file, the pieces of a run append one JSON line ea
 build. Processes (the zoo's trainer, the chapters' kernels) share the file, each appending whole lines.
 :func:`report` turns the log into ``_build/timings.json``: every record, the sums by kind and ``total_seconds``,
 the wall-clock time from the first record's start to the last one's end, and the ``machine`` (:func:`machine`).
-``make book`` writes it; the README's table of times comes from it.
+``make book`` writes it; the README's table of times comes from it. :func:`replay` answers "how long would this run
+have taken without these jobs" from the run's own job times (``rilib book timings LOG --without NAME``).
 
 Without ``RILIB_TIMINGS`` nothing is written.
 """
@@ -13,6 +14,7 @@ Without ``RILIB_TIMINGS`` nothing is written.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import os
 import time
@@ -22,6 +24,10 @@ from typing import Iterator
 ENV = "RILIB_TIMINGS"
 #: Kinds of record, in the order of a run.
 KINDS = ("install", "train", "chapter", "measurement", "evaluate", "build")
+#: The kinds that run as separate jobs, one or several at a time (:func:`replay`).
+JOB_KINDS = ("train", "chapter")
+#: Seconds of slack when :func:`replay` decides that a job waited for every job before it (a new wave).
+WAVE_SLACK = 0.5
 
 
 def log_path() -> Path | None:
@@ -114,4 +120,68 @@ def format_report(rep: dict) -> str:
         if r["kind"] == "chapter":
             state = "" if r.get("executed", True) else "  (up to date, not executed)"
             lines.append(f"{'  chapter ' + r['name']:<32} {minutes(r['seconds'])}{state}")
+    return "\n".join(lines)
+
+
+def _span(waves: list[list[float]], lanes: int) -> float:
+    """Greedy list scheduling: each wave's jobs, in order, each on the lane that frees first; a wave starts when the
+    one before has ended. Returns the end of the last job."""
+    start = 0.0
+    for wave in waves:
+        free = [start] * lanes
+        for seconds in wave:
+            heapq.heappush(free, heapq.heappop(free) + seconds)
+        start = max(free) if wave else start
+    return start
+
+
+def replay(records: list[dict], kind: str, without: tuple[str, ...] = ()) -> dict:
+    """Replay the ``kind`` jobs (``train`` or ``chapter``) of a logged run, with and without the jobs whose names
+    contain any of ``without``, and return ``{"measured", "replayed", "without", "lanes", "removed"}`` in seconds.
+
+    The replay keeps what the run did: its jobs' own times, the order they started in, as many lanes as jobs
+    overlapped at most, and its waves (a job that started only when every earlier job had ended, such as the
+    synthesis page after the chapters, waits for the jobs before it). Each job goes to the lane that frees first,
+    as the runner's process pool does. ``replayed`` against ``measured`` shows how well that model fits the run
+    (startup between jobs is left out); ``without`` is the same schedule with the named jobs removed."""
+    jobs = sorted((r["end"] - r["seconds"], r["seconds"], r["name"]) for r in records if r["kind"] == kind)
+    if not jobs:
+        return {"measured": 0.0, "replayed": 0.0, "without": 0.0, "lanes": 0, "removed": []}
+    lanes = max(sum(1 for s, d, _ in jobs if s <= t < s + d) for t, _, _ in jobs)
+    waves, kept, removed, latest = [], [], [], None
+    for start, seconds, name in jobs:
+        if latest is None or start >= latest - WAVE_SLACK:
+            waves.append([])
+            kept.append([])
+        latest = start + seconds if latest is None else max(latest, start + seconds)
+        waves[-1].append(seconds)
+        if any(part in name for part in without):
+            removed.append(name)
+        else:
+            kept[-1].append(seconds)
+    measured = max(s + d for s, d, _ in jobs) - jobs[0][0]
+    return {"measured": round(measured, 3), "replayed": round(_span(waves, lanes), 3),
+            "without": round(_span(kept, lanes), 3), "lanes": lanes, "removed": removed}
+
+
+def format_replay(rep: dict, without: tuple[str, ...]) -> str:
+    """The run's training and chapters replayed without the jobs named by ``without`` (:func:`replay`), and the
+    whole run less what they saved, as plain text. Raises :class:`ValueError` if a name matches no job."""
+    names = sorted({r["name"] for r in rep["records"] if r["kind"] in JOB_KINDS})
+    unmatched = [part for part in without if not any(part in name for name in names)]
+    if unmatched:
+        raise ValueError(f"--without {' '.join(unmatched)} matches no training or chapter of this log. Its jobs are: "
+                         f"{', '.join(names)}. Give a part of one of these names.")
+    saved, lines = 0.0, [f"replayed without the jobs named by {', '.join(without)} (each job's own time, the run's "
+                         f"order, lanes and waves):"]
+    for kind, label in (("train", "training the zoo"), ("chapter", "executing the chapters")):
+        r = replay(rep["records"], kind, without)
+        if not r["lanes"]:
+            continue
+        saved += r["replayed"] - r["without"]
+        lines.append(f"  {label:<30} {r['without']:6.0f} s without {len(r['removed'])} job(s), {r['replayed']:.0f} s "
+                     f"with them (measured {r['measured']:.0f} s, {r['lanes']} lane(s))")
+    total = rep["total_seconds"] - saved
+    lines.append(f"  {'total (wall clock)':<30} {total / 60:6.1f} min ({total:5.0f} s): the measured "
+                 f"{rep['total_seconds']:.0f} s less the {saved:.0f} s the replay saves")
     return "\n".join(lines)

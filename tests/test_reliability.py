@@ -582,3 +582,30 @@ def test_the_timing_report_gives_parallel_work_its_wall_clock_time(tmp_path):
     assert rep["total_seconds"] == 90.0
     text = timing.format_report(rep)
     assert "training the zoo                    1.3 min (   80 s)" in text and "2.0 min summed" in text
+
+
+def test_a_run_replayed_without_some_jobs_keeps_its_lanes_order_and_waves(tmp_path):
+    """Two lanes: models a (60 s) and b (40 s) start together, c (30 s) where b ended. Chapters p1 (100 s) and p2
+    (50 s) start together, p3 (50 s) where p2 ended, and the synthesis page (10 s) only after all three."""
+    from rilib import timing
+    records = [{"kind": "train", "name": "a", "seconds": 60.0, "end": 60.0},
+               {"kind": "train", "name": "b", "seconds": 40.0, "end": 40.0},
+               {"kind": "train", "name": "c", "seconds": 30.0, "end": 70.0},
+               {"kind": "chapter", "name": "p1", "seconds": 100.0, "end": 200.0},
+               {"kind": "chapter", "name": "p2", "seconds": 50.0, "end": 150.0},
+               {"kind": "chapter", "name": "p3", "seconds": 50.0, "end": 200.0},
+               {"kind": "chapter", "name": "99_synthesis", "seconds": 10.0, "end": 210.0}]
+    train = timing.replay(records, "train", ("b",))
+    assert train == {"measured": 70.0, "replayed": 70.0, "without": 60.0, "lanes": 2, "removed": ["b"]}
+    # Without p2, p3 starts at once beside p1; the synthesis page still waits for p1 (110 s, not 100).
+    chapters = timing.replay(records, "chapter", ("p2",))
+    assert chapters == {"measured": 110.0, "replayed": 110.0, "without": 110.0, "lanes": 2, "removed": ["p2"]}
+    assert timing.replay(records, "chapter", ("p1",))["without"] == 60.0
+    # The whole run less what the replay saves, and a name that matches no job is an error that lists the jobs.
+    log = tmp_path / "timings.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    text = timing.format_replay(timing.report(log), ("b", "p1"))
+    assert "training the zoo                   60 s without 1 job(s), 70 s with them" in text
+    assert "(  150 s): the measured 210 s less the 60 s the replay saves" in text
+    with pytest.raises(ValueError, match=r"--without nope matches no training or chapter .* 99_synthesis, a, b, c"):
+        timing.format_replay(timing.report(log), ("b", "nope"))
