@@ -24,7 +24,10 @@ from typing import Iterator
 ENV = "RILIB_TIMINGS"
 #: Kinds of record, in the order of a run.
 KINDS = ("install", "train", "chapter", "measurement", "evaluate", "build")
-#: The kinds that run as separate jobs, one or several at a time (:func:`replay`).
+#: What the reports call the phases of a run, in its order.
+PHASES = {"install": "install check", "train": "training the zoo", "chapter": "executing the chapters",
+          "build": "building the HTML"}
+#: The phases that run as separate jobs, one or several at a time (:func:`replay`).
 JOB_KINDS = ("train", "chapter")
 #: Seconds of slack when :func:`replay` decides that a job waited for every job before it (a new wave).
 WAVE_SLACK = 0.5
@@ -112,8 +115,7 @@ def format_report(rep: dict) -> str:
     if rep.get("machine"):  # a report written before reports named their machine has none
         m = rep["machine"]
         lines.insert(0, f"{'machine':<32} {m.get('gpu') or m['cpu']}, {m['cpu_capability']}, {m['cores']} cores")
-    for kind, label in (("install", "install check"), ("train", "training the zoo"),
-                        ("chapter", "executing the chapters"), ("build", "building the HTML")):
+    for kind, label in PHASES.items():
         if kind in rep["by_kind"]:
             lines.append(line(label, kind))
     for r in rep["records"]:
@@ -174,12 +176,12 @@ def format_replay(rep: dict, without: tuple[str, ...]) -> str:
                          f"{', '.join(names)}. Give a part of one of these names.")
     saved, lines = 0.0, [f"replayed without the jobs named by {', '.join(without)} (each job's own time, the run's "
                          f"order, lanes and waves):"]
-    for kind, label in (("train", "training the zoo"), ("chapter", "executing the chapters")):
+    for kind in JOB_KINDS:
         r = replay(rep["records"], kind, without)
         if not r["lanes"]:
             continue
         saved += r["replayed"] - r["without"]
-        lines.append(f"  {label:<30} {r['without']:6.0f} s without {len(r['removed'])} job(s), {r['replayed']:.0f} s "
+        lines.append(f"  {PHASES[kind]:<30} {r['without']:6.0f} s without {len(r['removed'])} job(s), {r['replayed']:.0f} s "
                      f"with them (measured {r['measured']:.0f} s, {r['lanes']} lane(s))")
     total = rep["total_seconds"] - saved
     lines.append(f"  {'total (wall clock)':<30} {total / 60:6.1f} min ({total:5.0f} s): the measured "

@@ -747,8 +747,9 @@ def _claim_gp_robust(profile: Profile) -> Measurement:
 
 
 __all__ = ["LipschitzSizes", "SIZES", "sizes", "lipschitz_zoo", "arms", "train", "load", "eval_n",
-           "measure_cifar10", "cifar10_section", "stronger_attack", "stronger_attacked", "ArmResults", "measure", "table", "display_table", "sweep", "sweep_figure",
-           "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS", "MAIN_GP", "SWEEP_SEEDED", "TEACHER", "DISTILLED", "FROM_CATALOG",
+           "measure_cifar10", "cifar10_section", "stronger_attack", "stronger_attacked", "ArmResults", "measure",
+           "table", "display_table", "sweep", "sweep_figure", "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS",
+           "MAIN_GP", "SWEEP_SEEDED", "TEACHER", "DISTILLED", "FROM_CATALOG",
            "ORIENTED_SMOOTH", "AT_TEMPERATURE", "LABEL_SMOOTHING", "RANDOM_KL", "TRADES_EPS", "SEEDED_ARMS",
            "CLAIM_ARMS", "ATTACKED_ARMS", "arm_seeds", "replicate_specs", "SeedResults", "measure_seeds",
            "seed_values", "seed_difference", "seed_table", "seed_spread", "recipe_table", "attacked_rows"]
