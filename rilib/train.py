@@ -11,6 +11,11 @@ Registered: ``standard`` (cross-entropy), ``pgd`` (Madry et al. 2018), ``trades`
 ``ce_random_kl`` (cross-entropy plus the KL to a random neighbour: average-case smoothness, with the orientation
 term kept).
 
+:data:`PRECISIONS`: ``fp32``, or ``bf16``: the objective (attack steps included) under bfloat16 autocast, the weights,
+their gradients and the optimiser kept in float32 (mixed precision, as Wong et al. 2020 trained FGSM-RS and PGD-AT
+with apex's fp16 AMP in ``fast_adversarial``). :func:`resolve_precision` turns a profile's ``auto`` into ``bf16``
+only where the CPU multiplies bfloat16 natively (``benchmarks/precision.py`` measures the speed-up here).
+
 :func:`fit` trains with fixed seeds, a tqdm bar, a checkpoint at the end of every epoch, and resumes an
 interrupted run from its last checkpoint. Each epoch seeds a fork of the generators from (seed, epoch), so a
 resumed run ends with the same weights as an uninterrupted one.
@@ -202,11 +207,50 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) 
     raise UnknownNameError(f"Unknown optimizer {name!r}. Valid: adam, sgd, sgd-nesterov.")
 
 
+#: Training precisions, with what each means.
+PRECISIONS = {"fp32": "float32 throughout",
+              "bf16": "mixed precision: the objective under bfloat16 autocast, weights and optimiser in float32"}
+
+
+def native_bf16() -> bool:
+    """True when this CPU multiplies bfloat16 in hardware (AVX512-BF16, or AMX), where autocast speeds convolutions
+    up; elsewhere oneDNN emulates bfloat16, and training is several times slower than in float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and _cpu_flag("avx512_bf16")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _cpu_flag(flag: str) -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(flag in line.split() for line in f if line.startswith("flags"))
+    except OSError:
+        return False
+
+
+def resolve_precision(requested: str) -> str:
+    """The precision to train in: ``RILIB_PRECISION`` (``fp32``, ``bf16`` or ``auto``) if set, else ``requested``;
+    ``auto`` is ``bf16`` where :func:`native_bf16`, else ``fp32``. An unknown name raises an error listing the
+    valid ones."""
+    import os
+    env = os.environ.get("RILIB_PRECISION", "").strip().lower()
+    name = env or requested
+    valid = (*PRECISIONS, "auto")
+    if name not in valid:
+        source = "RILIB_PRECISION" if env else "the profile's precision"
+        raise UnknownNameError(f"Unknown training precision {name!r} (from {source}). Valid: {', '.join(valid)}; "
+                               f"auto is bf16 where the CPU has native bfloat16, else fp32.")
+    if name == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return name
+
+
 def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: dict, epochs: int,
         batch_size: int = 128, optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
         schedule: str = "constant", eps_warmup: int = 0, augment: bool = False, seed: int = 0,
         monitor_eps: Optional[float] = None, monitor_n: int = 200, grad_clip: Optional[float] = None,
-        checkpoint: Optional[Path] = None, progress: bool = True,
+        precision: str = "fp32", checkpoint: Optional[Path] = None, progress: bool = True,
         on_epoch_end: Optional[Callable[[int, dict], None]] = None,
         device: torch.device | str = "cpu") -> list[dict]:
     """Train ``model`` in place and return its per-epoch history.
@@ -219,6 +263,8 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
         grad_clip: if set, the loss gradient's global L2 norm is clipped to this before each step
             (:func:`torch.nn.utils.clip_grad_norm_`). SGD adds its coupled weight decay inside the step, after the
             clip, so the decay is never clipped.
+        precision: a name in :data:`PRECISIONS`. With ``bf16`` the objective (its attack included) runs under
+            bfloat16 autocast and its loss is cast back to float32; the monitor and the test accuracy stay float32.
         checkpoint: file written atomically at the end of every epoch; if it exists, training resumes
             after its last epoch.
         on_epoch_end: called as ``on_epoch_end(epoch, record)`` after each checkpoint.
@@ -232,6 +278,9 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
     slow the CPU badly). The caller's random state and float mode are the same afterwards.
     """
     objective_fn = OBJECTIVES[objective]
+    if precision not in PRECISIONS:
+        raise UnknownNameError(f"Unknown training precision {precision!r}. Valid: {', '.join(PRECISIONS)}.")
+    autocast = dict(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
     opt = make_optimizer(model, optimizer, lr, weight_decay)
     history: list[dict] = []
     start_epoch = 0
@@ -268,7 +317,9 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
                     group["lr"] = lr_now
                 if augment:
                     xb = data_mod.augment_crop_flip(xb, gen)
-                loss, logits = objective_fn(model, xb, yb, **current)
+                with torch.autocast(**autocast):
+                    loss, logits = objective_fn(model, xb, yb, **current)
+                loss, logits = loss.float(), logits.float()
                 if not torch.isfinite(loss):
                     done = f"epoch {epoch} (kept at {checkpoint})" if checkpoint and epoch > 0 else "no epoch"
                     raise RilibError(

@@ -26,7 +26,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -65,6 +65,7 @@ class Spec:
     monitor_eps: Optional[float] = None
     teacher: Optional["Spec"] = None   # a model this one learns from (defensive distillation)
     grad_clip: Optional[float] = None  # clip the loss gradient's L2 norm to this before each step
+    precision: str = "fp32"            # a name in rilib.train.PRECISIONS
 
     @classmethod
     def make(cls, dataset: str, arch: str, objective: str, params: Optional[dict] = None, **kw) -> "Spec":
@@ -83,11 +84,14 @@ class Spec:
         return dict(self.params)
 
     def to_dict(self) -> dict:
-        """Every field as plain JSON, the teacher's spec nested. ``teacher`` and ``grad_clip`` appear only when
-        set, so that a spec without them hashes as it always has."""
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("params", "teacher", "grad_clip")}
+        """Every field as plain JSON, the teacher's spec nested. ``teacher``, ``grad_clip`` and ``precision`` appear
+        only when set (a precision other than ``fp32``), so that a spec without them hashes as it always has."""
+        optional = ("params", "teacher", "grad_clip", "precision")
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in optional}
         if self.grad_clip is not None:
             d["grad_clip"] = self.grad_clip
+        if self.precision != "fp32":
+            d["precision"] = self.precision
         d["params"] = self.param_dict
         if self.teacher is not None:
             d["teacher"] = self.teacher.to_dict()
@@ -96,11 +100,13 @@ class Spec:
     def optimizer_label(self) -> str:
         """The optimiser as a reader names it, with its settings: ``AdamW`` (decoupled weight decay), ``Adam`` (no
         decay) or ``SGD`` (momentum 0.9, weight decay coupled into the gradient; ``SGD-Nesterov`` with Nesterov
-        momentum), e.g. ``"AdamW lr 0.001 constant, wd 0.01"``, and the gradient clip if there is one."""
+        momentum), e.g. ``"AdamW lr 0.001 constant, wd 0.01"``, then the gradient clip if there is one and the
+        precision if it is not float32 (``bf16 mixed precision``)."""
         name = {"adam": "AdamW" if self.weight_decay else "Adam", "sgd": "SGD",
                 "sgd-nesterov": "SGD-Nesterov"}.get(self.optimizer, self.optimizer)
         clip = f", gradient norm clipped at {self.grad_clip:g}" if self.grad_clip is not None else ""
-        return f"{name} lr {self.lr:g} {self.schedule}, wd {self.weight_decay:g}{clip}"
+        mixed = f", {self.precision} mixed precision" if self.precision != "fp32" else ""
+        return f"{name} lr {self.lr:g} {self.schedule}, wd {self.weight_decay:g}{clip}{mixed}"
 
     def key(self) -> str:
         """First 12 hex digits of the sha256 of the spec's canonical JSON."""
@@ -259,7 +265,7 @@ def train(spec: Spec, *, progress: bool = True, on_epoch_end=None, retrain: bool
     if not paths.training_allowed():
         raise RilibError(f"{folder.name} is not in the zoo ({paths.zoo_dir()}), and RILIB_TRAIN=0 forbids training "
                          f"it. Unpack a packed zoo that holds it (`rilib zoo unpack FILE|URL`), or unset RILIB_TRAIN "
-                         f"to train it.")
+                         f"to train it.{_other_precision_hint(spec)}")
     if spec.teacher is not None:
         train(spec.teacher, progress=progress)
     with paths.file_lock(_lock_path(spec), waiting=f"rilib: waiting for another process that trains {folder.name}"):
@@ -270,6 +276,16 @@ def train(spec: Spec, *, progress: bool = True, on_epoch_end=None, retrain: bool
             with timing.timed("train", folder.name):
                 _train(spec, folder, progress, on_epoch_end)
     return folder
+
+
+def _other_precision_hint(spec: Spec) -> str:
+    """A hint when the zoo holds ``spec`` trained in another precision (a zoo packed on a machine that resolved the
+    profile's ``auto`` precision differently): the ``RILIB_PRECISION`` that finds it."""
+    for other in ("fp32", "bf16"):
+        if other != spec.precision and is_trained(replace(spec, precision=other)):
+            return (f" The zoo holds it trained in {other} ({replace(spec, precision=other).folder_name()}): set "
+                    f"RILIB_PRECISION={other} to use that zoo's models.")
+    return ""
 
 
 @contextlib.contextmanager
@@ -309,7 +325,7 @@ def _train(spec: Spec, folder: Path, progress: bool, on_epoch_end) -> None:
                   batch_size=spec.batch_size, optimizer=spec.optimizer, lr=spec.lr,
                   weight_decay=spec.weight_decay, schedule=spec.schedule, eps_warmup=spec.eps_warmup,
                   augment=spec.augment, seed=spec.seed, monitor_eps=spec.monitor_eps,
-                  grad_clip=spec.grad_clip, checkpoint=folder / "checkpoint.pt", progress=progress,
+                  grad_clip=spec.grad_clip, precision=spec.precision, checkpoint=folder / "checkpoint.pt", progress=progress,
                   on_epoch_end=on_epoch_end, device=device())
     weights = paths.save_atomic({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                                 folder / "model.pt")

@@ -147,3 +147,63 @@ def test_clean_accuracy_is_recorded(mnist_small):
     zoo.train(spec, progress=False)
     ds = rilib.load_dataset("mnist-5k", 300, 100)
     assert zoo.metrics(spec)["clean_acc"] == pytest.approx(accuracy(zoo.load(spec), ds.x_test, ds.y_test))
+
+
+def test_bf16_precision_runs_the_objective_under_autocast_and_keeps_float32_weights(mnist_small, monkeypatch):
+    """``precision="bf16"``: the objective sees bfloat16 activations (autocast), the weights and the loss the optimiser
+    steps on stay float32, and the trained weights differ from a float32 run's from the same seed; a spec at fp32
+    hashes as before the field existed, one at bf16 does not, and its recipe label says so."""
+    seen = []
+
+    def spy(model, x, y):
+        logits = model(x)
+        seen.append(logits.dtype)
+        return torch.nn.functional.cross_entropy(logits, y), logits
+
+    monkeypatch.setitem(OBJECTIVES._items, "spy", spy)
+    ds = mnist_small.subset(n_train=64, n_test=16)
+    weights = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = rilib.create_model("tiny-cnn", ds.shape, 10, ds.mean, ds.std)
+        fit(model, ds, objective="spy", params={}, epochs=1, batch_size=32, precision=precision, progress=False)
+        weights[precision] = torch.cat([p.detach().flatten() for p in model.parameters()])
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert seen == [torch.float32] * 2 + [torch.bfloat16] * 2
+    assert torch.isfinite(weights["bf16"]).all() and not torch.equal(weights["fp32"], weights["bf16"])
+    assert _spec(precision="fp32").key() == _spec().key() and _spec(precision="bf16").key() != _spec().key()
+    assert rilib.Spec.from_dict(_spec(precision="bf16").to_dict()) == _spec(precision="bf16")
+    assert "bf16 mixed precision" in _spec(precision="bf16").optimizer_label()
+    with pytest.raises(RilibError, match="Unknown training precision 'fp8'. Valid: fp32, bf16"):
+        fit(model, ds, objective="spy", params={}, epochs=1, precision="fp8", progress=False)
+
+
+def test_precision_auto_follows_the_cpu_and_rilib_precision_overrides_it(monkeypatch):
+    import rilib.chapters.catalog
+    from rilib import train
+    monkeypatch.delenv("RILIB_PRECISION", raising=False)
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(train, "native_bf16", lambda native=native: native)
+        assert train.resolve_precision("auto") == expected and train.resolve_precision("fp32") == "fp32"
+    monkeypatch.setenv("RILIB_PRECISION", "fp32")
+    assert rilib.get_profile("cpu").training_precision() == "fp32"
+    assert rilib.chapters.catalog.catalog_zoo(rilib.get_profile("cpu"))["mnist-pgd-0.3"].precision == "fp32"
+    monkeypatch.setenv("RILIB_PRECISION", "bf16")
+    assert rilib.chapters.catalog.catalog_zoo(rilib.get_profile("cpu"))["mnist-pgd-0.3"].precision == "bf16"
+    assert rilib.get_profile("paper").training_precision() == "bf16"  # the variable wins over every profile
+    monkeypatch.setenv("RILIB_PRECISION", "half")
+    with pytest.raises(RilibError, match="Unknown training precision 'half' .from RILIB_PRECISION.. Valid: fp32, "
+                                         "bf16, auto"):
+        rilib.get_profile("cpu").training_precision()
+
+
+def test_a_model_missing_in_one_precision_points_to_the_zoo_copy_in_the_other(monkeypatch):
+    """With RILIB_TRAIN=0, asking for a bf16 model that the zoo holds only in fp32 (a zoo packed on a machine
+    without native bfloat16) says which RILIB_PRECISION finds it; a model the zoo lacks in both says nothing of it."""
+    zoo.train(_spec(seed=15), progress=False)
+    monkeypatch.setenv("RILIB_TRAIN", "0")
+    with pytest.raises(RilibError, match="trained in fp32 .*set RILIB_PRECISION=fp32"):
+        zoo.train(_spec(seed=15, precision="bf16"), progress=False)
+    with pytest.raises(RilibError, match="RILIB_TRAIN=0 forbids") as err:
+        zoo.train(_spec(seed=16, precision="bf16"), progress=False)
+    assert "RILIB_PRECISION" not in str(err.value)

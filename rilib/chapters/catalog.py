@@ -91,7 +91,7 @@ def catalog_zoo(profile: Profile) -> dict[str, Spec]:
     # AdamW with weight decay 0.01 for every model: the normal models of Gavrikov & Keuper (2022) used 0.01,
     # which raises filter sparsity, so the filter chapter compares like with like on this same zoo.
     common = dict(arch=profile.mnist_arch, n_train=profile.n_train, n_test=profile.n_test, batch_size=128,
-                  optimizer="adam", lr=1e-3, weight_decay=0.01, seed=0)
+                  optimizer="adam", lr=1e-3, weight_decay=0.01, seed=0, precision=profile.training_precision())
     paper = profile.name == "paper"
     # The paper recipes: Madry et al. PGD-40 step 0.01; Zhang et al. TRADES 40 steps step 0.01 on MNIST.
     pgd_steps = 40 if paper else 7
@@ -139,7 +139,8 @@ def seeds_zoo(profile: Profile) -> dict[str, Spec]:
     base[FGSM_WONG] = Spec.make(
         profile.mnist, arch=profile.mnist_arch, objective="fgsm_rs", params={"eps": 0.3, "alpha": 0.375},
         epochs=min(10, ep["fgsm_rs"]), batch_size=100, optimizer="adam", lr=5e-3, weight_decay=0.0,
-        schedule="onecycle", n_train=profile.n_train, n_test=profile.n_test, seed=0, monitor_eps=0.3)
+        schedule="onecycle", n_train=profile.n_train, n_test=profile.n_test, seed=0, monitor_eps=0.3,
+        precision=profile.training_precision())
     specs = {FGSM_WONG: base[FGSM_WONG]}
     for i, arm in enumerate(SEEDED):
         for r in range(1, profile.seeds):

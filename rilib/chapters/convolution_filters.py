@@ -238,7 +238,8 @@ def sgd_zoo(profile: Profile) -> dict[str, Spec]:
     each, for :data:`SGD_EPOCHS` epochs, or the profile's standard epochs where it trains fewer (``smoke``: 2).
     Replicate r of arm i has seed 20 + i + 100·r: seeds differ between arms and within them."""
     epochs = min(SGD_EPOCHS, profile.epochs["standard"])
-    common = dict(n_train=profile.n_train, n_test=profile.n_test, epochs=epochs, **SGD_RECIPE)
+    common = dict(n_train=profile.n_train, n_test=profile.n_test, epochs=epochs,
+                  precision=profile.training_precision(), **SGD_RECIPE)
     pgd = dict(objective="pgd", params={"eps": SGD_EPS, "steps": 7}, eps_warmup=max(1, epochs // 5),
                monitor_eps=SGD_EPS)
     arms = {SGD_STANDARD: Spec.make(profile.mnist, objective="standard", weight_decay=SGD_WD, **common),

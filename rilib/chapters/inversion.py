@@ -95,7 +95,7 @@ def judges_zoo(profile: Profile) -> dict[str, Spec]:
     """The independent judges: LeNet-5 with seed 1, trained standard and with PGD-AT (ε = 0.3)."""
     ep = profile.epochs
     common = dict(arch="lenet", n_train=profile.n_train, n_test=profile.n_test, batch_size=128,
-                  optimizer="adam", lr=1e-3, weight_decay=0.01, seed=1)
+                  optimizer="adam", lr=1e-3, weight_decay=0.01, seed=1, precision=profile.training_precision())
     steps = 40 if profile.name == "paper" else 7
     return {
         JUDGE_STANDARD: Spec.make(profile.mnist, objective="standard", epochs=ep["standard"], **common),

@@ -119,7 +119,8 @@ def lipschitz_zoo(profile: Profile) -> dict[str, Spec]:
     index in the two, a seed no catalogue model uses."""
     ds, ep = profile.mnist, profile.epochs["standard"]
     common = dict(arch=profile.mnist_arch, n_train=profile.n_train, n_test=profile.n_test, batch_size=128,
-                  optimizer="adam", lr=1e-3, weight_decay=0.01, seed=0, epochs=ep)
+                  optimizer="adam", lr=1e-3, weight_decay=0.01, seed=0, epochs=ep,
+                  precision=profile.training_precision())
     specs = {f"mnist-gp-l1-{lam:g}": Spec.make(ds, objective="input_gradient_penalty",
                                                params={"lam": lam, "norm": "l1"}, **common) for lam in LAMBDAS}
     specs["mnist-gp-l2"] = Spec.make(ds, objective="input_gradient_penalty", params={"lam": 1.0, "norm": "l2"},
