@@ -9,6 +9,9 @@ live with that chapter, keyed by the profile's name (for example ``rilib.chapter
   ``RILIB_DATA_DIR``). Scarce data, not the model, holds the ``cpu`` models' robustness back; the papers trained
   on the full set. Hours on a 2-core CPU.
 - ``paper``: full MNIST and CIFAR-10 through torchvision with the papers' recipes, sized for a GPU.
+
+``precision``: ``smoke``, ``cpu`` and ``full`` train the MNIST chapters' models with ``auto``, bf16 mixed precision
+where the CPU has native bfloat16 and float32 elsewhere; ``paper`` trains in float32 (see :mod:`rilib.train`).
 """
 
 from __future__ import annotations
