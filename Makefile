@@ -57,6 +57,7 @@ benchmark: install  ## print the speed benchmarks, each with its ratio to a refe
 	$(BIN)/python benchmarks/channels_last.py
 	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/batch_size.py
+	$(BIN)/python benchmarks/saliency_batches.py
 	$(BIN)/python benchmarks/processes.py
 	$(BIN)/python benchmarks/attack_strength.py --profile $(PROFILE)
 	$(BIN)/python benchmarks/margin_stage.py --profile $(PROFILE)

@@ -69,7 +69,7 @@ METRICS = ("pointing game", "weak localisation", "energy in mask", "deletion", "
 BINARY = ("pointing game", "weak localisation")
 #: The threshold-free metrics of the sweeps.
 SWEEP_METRICS = ("pointing game", "energy in mask", "gini")
-_VERSION = 8
+_VERSION = 9
 
 
 def ball_key(gamma: float, layers: int) -> str:
