@@ -102,6 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "in book/.NAME.log (default: one per CPU core on a CPU, 1 on a GPU); the longest chapters "
                           "recorded in book/chapter-timings.json start first, the synthesis page after the others")
     _add_profile(run)
+    pre = book_sub.add_parser("precompute", help="fill the caches a chapter names in its front matter (`rilib: "
+                                                 "precompute: module:function`), as `book run` does beside the "
+                                                 "other chapters",
+                              description="Run a chapter's precomputation: the part of its measurements that `rilib "
+                                          "book run` computes in a process of its own while the other chapters run, "
+                                          "so that a long chapter spreads over two cores. The chapter loads what it "
+                                          "finds cached and waits for a part still being computed.")
+    pre.add_argument("notebook", metavar="NOTEBOOK", help="a chapter name, e.g. 03_saliency")
+    pre.add_argument("--root", default=None, help="project folder (default: this checkout)")
+    _add_profile(pre)
     repo_help = ("where the book is published, owner/name on GitHub (default: RILIB_REPOSITORY, else the "
                  "placeholder in _config.yml); sets the launch links and html.baseurl")
     bld = book_sub.add_parser("build", help="build the HTML book into _build/html (the chapters executed so far)")
@@ -372,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
             from .book import runner
             runner.run(args.notebooks, args.profile, args.root, force=args.force, log_output=args.log_output,
                        jobs=args.jobs)
+        elif args.command == "book" and args.action == "precompute":
+            from .book import runner
+            runner.precompute(args.notebook, args.profile, args.root)
         elif args.command == "book" and args.action == "publish":
             from .book import publish, runner
             root = runner.project(args.root)

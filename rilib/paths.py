@@ -183,8 +183,9 @@ def cached(path: Path, compute: Callable[[], Any], *, load: Callable[[Path], Any
 
     With ``lock``, processes that need the value at the same time compute it once: the first holds a file lock
     (``.locks/`` beside ``path``) while it computes, the others wait, then load what it stored. Only for a
-    ``compute`` that takes no lock of its own (a dataset made from another one, say, not a chapter's measurement that
-    trains models under their locks), so that two processes can never wait for each other."""
+    ``compute`` whose own locks are never held by a process that then asks for this value, so that two processes
+    can never wait for each other: a dataset made from another one, or a chapter's measurement (it may train models
+    under the zoo's locks, but training never asks for a chapter's measurement)."""
     value = load_cache(path, load)
     if value is not None:
         return value
@@ -205,12 +206,12 @@ def _compute_and_store(path: Path, compute: Callable[[], Any], dump: Callable[[A
     return value
 
 
-def cached_record(path: Path, compute: Callable[[], Any], record: type, name: str = "") -> Any:
+def cached_record(path: Path, compute: Callable[[], Any], record: type, name: str = "", lock: bool = False) -> Any:
     """:func:`cached` for a dataclass of tensors and plain containers (a chapter's results): stored with
-    :func:`torch_bytes` of its fields, loaded with ``weights_only=True`` back into ``record``."""
+    :func:`torch_bytes` of its fields, loaded with ``weights_only=True`` back into ``record``; ``lock`` as there."""
     from dataclasses import asdict
     return cached(path, compute, load=lambda p: record(**torch_load(p)), dump=lambda r: torch_bytes(asdict(r)),
-                  name=name)
+                  name=name, lock=lock)
 
 
 def torch_load(path: Path) -> Any:

@@ -225,6 +225,65 @@ def test_parallel_chapters_run_together_and_the_synthesis_page_after_them(tmp_pa
         assert (root / "book" / f"{name}.ipynb").exists() and (root / "book" / f".{name}.log").exists()
 
 
+@pytest.mark.slow
+def test_a_chapters_precomputation_runs_first_beside_the_other_chapters(tmp_path, monkeypatch):
+    """A chapter whose front matter names a precomputation (``rilib: {precompute: module:function}``): ``jobs=2``
+    runs it in a process of its own before the chapters that wait for a lane, with the profile; the chapter finds its
+    result; the timing log counts it as a chapter job, and the recorded chapter time includes it."""
+    from rilib.book import assignments, runner
+    root = _book(tmp_path, [])
+    helper = tmp_path / "helpers"
+    helper.mkdir()
+    (helper / "precompute_probe.py").write_text(textwrap.dedent(f"""\
+        import pathlib, time
+        def fill(profile):
+            t0 = time.time()
+            time.sleep(2)
+            pathlib.Path({str(root)!r}, "filled").write_text(f"{{profile}} {{t0}} {{time.time()}}")
+        """))
+    monkeypatch.setenv("PYTHONPATH", str(helper))
+    log = tmp_path / "timings.jsonl"
+    monkeypatch.setenv("RILIB_TIMINGS", str(log))
+    stamp = ("import time, pathlib\nt0 = time.time()\nfound = pathlib.Path({root!r}, 'filled').read_text()\n"
+             "pathlib.Path('{name}.times').write_text(f'{{t0}} {{time.time()}} {{found}}')")
+    page = (root / "notebooks" / "01_page.md").read_text()
+    for name, precomputed in (("01_page", False), ("02_other", True)):
+        text = page + f"```{{code-cell}} ipython3\nimport time; time.sleep(4)\n```\n"
+        if precomputed:  # reads what its precomputation wrote, after the first chapter freed a lane
+            text = text.replace("kernelspec:", "rilib: {precompute: 'precompute_probe:fill'}\nkernelspec:", 1)
+            text += f"```{{code-cell}} ipython3\n{stamp.format(root=str(root), name=name)}\n```\n"
+        (root / "notebooks" / f"{name}.md").write_text(text)
+    assert runner.precompute_target(root / "notebooks" / "02_other.md") == "precompute_probe:fill"
+    assert runner.precompute_target(root / "notebooks" / "01_page.md") is None
+    runner.run(None, "smoke", root, jobs=2)
+    profile, t0, t1 = (root / "filled").read_text().split()
+    chapter_start = float((root / "book" / "02_other.times").read_text().split()[0])
+    assert profile == "smoke" and float(t1) < chapter_start
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    pre = [r for r in records if r["name"] == "02_other (precompute)"]
+    assert len(pre) == 1 and pre[0]["kind"] == "chapter" and pre[0]["precompute"] and pre[0]["seconds"] >= 2
+    from rilib import timing
+    path = assignments.record_chapter_timings(timing.report(log), root=root)
+    recorded = json.loads(path.read_text())["chapters"]
+    chapter = next(r for r in records if r["name"] == "02_other")
+    assert set(recorded) == {"01_page", "02_other"}
+    assert recorded["02_other"]["seconds"] == pytest.approx(chapter["seconds"] + pre[0]["seconds"], abs=0.01)
+
+
+def test_a_precomputation_that_is_not_module_function_is_a_clear_error(tmp_path):
+    from rilib.book import runner
+    root = _book(tmp_path, [])
+    src = root / "notebooks" / "01_page.md"
+    src.write_text(src.read_text().replace("kernelspec:", "rilib: {precompute: no_colon}\nkernelspec:", 1))
+    with pytest.raises(RilibError, match="module:function"):
+        runner.precompute_target(src)
+    with pytest.raises(RilibError, match="module:function"):
+        runner.precompute("01_page", "smoke", root)
+    src.write_text(src.read_text().replace("no_colon", "'no_such_module_here:fill'"))
+    with pytest.raises(RilibError, match="cannot be found"):
+        runner.precompute("01_page", "smoke", root)
+
+
 def test_parallel_runs_start_the_longest_recorded_chapters_first(tmp_path):
     """Longest processing time first, from the recorded chapter timings; a chapter without a record goes ahead of
     the recorded ones in its own order; an unreadable record leaves the order alone."""

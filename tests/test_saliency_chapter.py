@@ -74,3 +74,31 @@ def test_new_chapter_figures_have_labelled_axes():
     table = table.assign(alignment=table["logit"], **{"ci95 low": table["logit low"], "ci95 high": table["logit high"]})
     left, right = ch3.alignment_figure("smoke", table).axes[:2]
     assert "L∞" in left.get_xlabel() and "L2" in right.get_xlabel() and "pixel units" in left.get_ylabel()
+
+
+def test_measure_is_two_cached_parts_and_precompute_fills_the_second(tmp_path, monkeypatch):
+    """:func:`measure` joins two parts, each computed once and cached: the precomputation fills the second (the last
+    chapter models, the seed replicates, the gradient-penalty arms), so the chapter then computes only the first;
+    every chapter model is in exactly one part."""
+    from rilib.profiles import get_profile
+    monkeypatch.setenv("RILIB_CACHE", str(tmp_path))
+    prof = get_profile("smoke")
+    names = ch3.chapter_models(prof)
+    first, second = (ch3._part_models(prof, "mnist", p) for p in ch3.PARTS)
+    assert first + second == names and second == names[-ch3.SECOND_PART_MODELS:]
+    calls = []
+
+    def fake(prof_, progress, family="mnist", part=ch3.PARTS[0]):
+        calls.append(part)
+        models = ch3._part_models(prof_, family, part) + (["replicate"] if part == ch3.PARTS[1] else [])
+        return ch3.SaliencyResults({n: torch.full((3,), float(len(calls))) for n in models}, {n: {} for n in models})
+
+    monkeypatch.setattr(ch3, "_measure", fake)
+    ch3.precompute(prof, progress=False)
+    assert calls == ["second"]
+    results = ch3.measure(prof, progress=False)
+    assert calls == ["second", "first"]
+    assert list(results.alignment) == [*first, *second, "replicate"]
+    assert all(float(results.alignment[n][0]) == 1.0 for n in (*second, "replicate"))  # the precomputed values
+    ch3.measure(prof, progress=False)
+    assert calls == ["second", "first"]  # both parts cached

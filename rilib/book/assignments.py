@@ -412,12 +412,17 @@ def record_timings(reports: dict[str, Sequence[Report]], root=None, note: str = 
 
 def record_chapter_timings(report: dict, root=None, note: str = "") -> Path:
     """Keep the seconds each chapter took to execute in a run's timing ``report`` (:func:`rilib.timing.report`;
-    chapters not executed in it are left out) with its profile, the date, the machine's core count and ``note``, in
-    :data:`CHAPTER_TIMINGS_FILE`."""
+    chapters not executed in it are left out; a chapter's precomputation is added to it) with its profile, the
+    date, the machine's core count and ``note``, in :data:`CHAPTER_TIMINGS_FILE`."""
     import datetime
     import os
-    chapters = {r["name"]: {"seconds": r["seconds"], "profile": r.get("profile")} for r in report["records"]
-                if r["kind"] == "chapter" and r.get("executed")}
+    executed = [r for r in report["records"] if r["kind"] == "chapter" and r.get("executed")]
+    chapters = {r["name"]: {"seconds": r["seconds"], "profile": r.get("profile")} for r in executed
+                if not r.get("precompute")}
+    for r in executed:  # a chapter run alone computes what `book run` precomputed beside it
+        owner = r["name"].removesuffix(" (precompute)")
+        if r.get("precompute") and owner in chapters:
+            chapters[owner]["seconds"] = round(chapters[owner]["seconds"] + r["seconds"], 3)
     if not chapters:
         raise RilibError("The timing log records no executed chapter: run `make book` (or `rilib book run` with "
                          "RILIB_TIMINGS set) first.")

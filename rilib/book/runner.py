@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -204,6 +205,43 @@ def _runs_after_all(src: Path) -> bool:
     return jupytext.read(src).metadata.get("rilib", {}).get("after") == "all"
 
 
+def precompute_target(src: Path) -> Optional[str]:
+    """The function a chapter's front matter names as its precomputation (``rilib: {precompute: module:function}``),
+    or None. The function takes the profile and fills caches the chapter reads (under a file lock, so that the
+    chapter waits for a value the precomputation is still computing rather than computing it twice)."""
+    import jupytext
+    target = jupytext.read(src).metadata.get("rilib", {}).get("precompute")
+    if target is not None and (not isinstance(target, str) or target.count(":") != 1):
+        raise RilibError(f"{src.name}: `rilib: precompute` must be 'module:function', not {target!r}.")
+    return target
+
+
+def precompute(name: str, profile: str, root: Optional[str | Path] = None) -> float:
+    """Run chapter ``name``'s precomputation (:func:`precompute_target`) under ``profile``; return its seconds. It
+    is logged as a chapter job called ``<name> (precompute)``, so that the timing report and its replay count it
+    among the chapters' jobs."""
+    import importlib
+    get_profile(profile)
+    (src,) = select([name], root)
+    target = precompute_target(src)
+    if target is None:
+        raise RilibError(f"{src.name} names no precomputation in its front matter (`rilib: precompute: "
+                         f"module:function`). Chapters that do: "
+                         f"{', '.join(s.stem for s in sources(root) if precompute_target(s)) or 'none'}.")
+    module, function = target.split(":")
+    try:
+        fn = getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as exc:
+        raise RilibError(f"{src.name}: its precomputation {target!r} cannot be found ({exc}).") from None
+    t0 = time.perf_counter()
+    print(f"[rilib] precomputing for {src.name} (profile {profile}): {target}", flush=True)
+    fn(profile)
+    seconds = time.perf_counter() - t0
+    timing.record("chapter", f"{src.stem} (precompute)", seconds, executed=True, profile=profile, precompute=True)
+    print(f"[rilib] precomputation for {src.name} done in {seconds:.0f} s", flush=True)
+    return seconds
+
+
 def _run_parallel(todo: Sequence[Path], profile: str, root: Path, jobs: int, force: bool,
                   log_output: bool = False) -> None:
     """Execute the chapters ``todo`` ``jobs`` at a time, each by a ``rilib book run NAME`` process with cores/jobs
@@ -213,7 +251,11 @@ def _run_parallel(todo: Sequence[Path], profile: str, root: Path, jobs: int, for
     (each keeps its ``.failed`` notebook, as :func:`run` says)."""
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    waves = [longest_first([s for s in todo if not _runs_after_all(s)], root), [s for s in todo if _runs_after_all(s)]]
+    first = [s for s in todo if not _runs_after_all(s)]
+    # Precomputations first: they must be done before their chapter needs them, and they run beside the longest
+    # chapters on the other cores.
+    waves = [[_Precompute(s) for s in first if precompute_target(s)] + longest_first(first, root),
+             [s for s in todo if _runs_after_all(s)]]
     running: dict = {}
     failed: list[str] = []
     t_start = beat = time.perf_counter()
@@ -223,14 +265,18 @@ def _run_parallel(todo: Sequence[Path], profile: str, root: Path, jobs: int, for
                 while waiting and len(running) < jobs and not failed:
                     src = waiting.pop(0)
                     log = root / "book" / f".{src.stem}.log"
-                    cmd = [sys.executable, "-m", "rilib", "book", "run", src.stem, "--profile", profile,
-                           "--root", str(root), "--jobs", "1"] + (["--force"] if force else []) + (
-                        ["--log-output"] if log_output else [])
+                    if isinstance(src, _Precompute):
+                        cmd = [sys.executable, "-m", "rilib", "book", "precompute", src.source.stem, "--profile",
+                               profile, "--root", str(root)]
+                    else:
+                        cmd = [sys.executable, "-m", "rilib", "book", "run", src.stem, "--profile", profile,
+                               "--root", str(root), "--jobs", "1"] + (["--force"] if force else []) + (
+                            ["--log-output"] if log_output else [])
                     fh = open(log, "w")
                     running[src] = (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
                                                      preexec_fn=_default_sigint), fh, time.perf_counter(), log)
-                    print(f"[rilib] executing {src.name} (profile {profile}, {threads} thread(s)); its log: "
-                          f"{log.relative_to(root)}", flush=True)
+                    print(f"[rilib] {'starting' if isinstance(src, _Precompute) else 'executing'} {src.name} "
+                          f"(profile {profile}, {threads} thread(s)); its log: {log.relative_to(root)}", flush=True)
                 time.sleep(0.5)
                 for src, (proc, fh, t0, log) in list(running.items()):
                     if proc.poll() is None:
@@ -264,6 +310,21 @@ def _run_parallel(todo: Sequence[Path], profile: str, root: Path, jobs: int, for
             fh.close()
     if failed:
         raise RilibError("Chapter(s) failed: " + "\n".join(failed))
+
+
+@dataclass(frozen=True)
+class _Precompute:
+    """A chapter's precomputation (:func:`precompute`) as a job of :func:`_run_parallel`."""
+
+    source: Path
+
+    @property
+    def name(self) -> str:
+        return f"the precomputation of {self.source.name}"
+
+    @property
+    def stem(self) -> str:
+        return f"{self.source.stem}.precompute"
 
 
 def _default_sigint() -> None:

@@ -24,7 +24,7 @@ Boychev's L2 ε 0.5 model the same way, less what only a digit has (:func:`cifar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -119,7 +119,7 @@ def gp_spec(profile, name: str):
     if name not in specs:
         raise UnknownNameError(f"Unknown model {name!r} in zoo group {GP_GROUP!r}. Valid: {', '.join(specs)}.")
     return specs[name]
-_VERSION = 6                # bump when a measurement changes, so cached results are recomputed
+_VERSION = 7                # bump when a measurement changes, so cached results are recomputed
 
 
 def chapter_models(profile, family: str = "mnist") -> list[str]:
@@ -270,17 +270,35 @@ def _seed_replicates(prof: Profile) -> list[str]:
     return [n for arm in SEED_ARMS for n in seed_names(prof, arm)[1:]]
 
 
-def _cache_path(prof: Profile, family: str = "mnist"):
+#: How many of the chapter's models (the last of :func:`chapter_models`) the second part of :func:`measure` holds,
+#: with the seed replicates and the gradient-penalty arms: the part :func:`precompute` measures in a process of its
+#: own while the book's other chapters run.
+SECOND_PART_MODELS = 2
+#: The two parts of :func:`measure`, each cached on its own.
+PARTS = ("first", "second")
+
+
+def _part_models(prof: Profile, family: str, part: str) -> list[str]:
+    """The chapter models of ``family`` that ``part`` of :func:`measure` measures (:data:`SECOND_PART_MODELS`)."""
+    names = chapter_models(prof, family)
+    cut = max(0, len(names) - SECOND_PART_MODELS)
+    return names[:cut] if part == PARTS[0] else names[cut:]
+
+
+def _cache_path(prof: Profile, family: str = "mnist", part: str = PARTS[0]):
     specs = all_specs(prof)
+    models = _part_models(prof, family, part)
     if family != "mnist":  # the CIFAR-10 models alone: no seed replicates, no gradient-penalty arms
         settings = {"version": _VERSION, "profile": prof.name, "family": family, "sizes": vars(sizes(prof)),
-                    "models": {n: specs[n].key() for n in chapter_models(prof, family)},
+                    "part": part, "models": {n: specs[n].key() for n in models},
                     "settings": [SMOOTHGRAD_NOISE, SMOOTHGRAD_SAMPLES, SHAP_SAMPLES, SHAP_BACKGROUND, N_BASELINES,
                                  RANDOMIZED_LAYERS, DELETION_STEPS, IG_ZERO_STEPS]}
         return paths.results_path(f"saliency-{family}", prof.name, settings, ".pt")
-    gp = {n: gp_spec(prof, n).key() for n in (*GP_SWEEP, GP_L2)}
-    settings = {"version": _VERSION, "profile": prof.name, "sizes": vars(sizes(prof)),
-                "models": {n: specs[n].key() for n in (*chapter_models(prof), *_seed_replicates(prof))}, "gp": gp,
+    second = part == PARTS[1]
+    gp = {n: gp_spec(prof, n).key() for n in (*GP_SWEEP, GP_L2)} if second else {}
+    settings = {"version": _VERSION, "profile": prof.name, "sizes": vars(sizes(prof)), "part": part,
+                "models": {n: specs[n].key() for n in (*models, *(_seed_replicates(prof) if second else ()))},
+                "gp": gp,
                 "settings": [SMOOTHGRAD_NOISE, SMOOTHGRAD_SAMPLES, SHAP_SAMPLES, SHAP_BACKGROUND, N_BASELINES,
                              RANDOMIZED_LAYERS, DELETION_STEPS, IG_ZERO_STEPS, STROKE_INK]}
     return paths.results_path("saliency", prof.name, settings, ".pt")
@@ -291,11 +309,30 @@ def measure(profile, progress: bool = True, family: str = "mnist") -> SaliencyRe
     computed on the first ``sizes(profile).n`` test images, the randomisation checks on the first ``sanity_n`` of
     them; cached. On CIFAR-10 (``family="cifar10"``, profiles with CIFAR-10 only) the MNIST-specific parts are left
     out: the stroke share and the ink-order baseline (they read a digit's ink), the seed replicates and chapter
-    5's gradient-penalty arms (trained on MNIST only)."""
+    5's gradient-penalty arms (trained on MNIST only).
+
+    The measurements come in two parts (:data:`PARTS`), each cached on its own and computed under a file lock: the
+    second holds the last :data:`SECOND_PART_MODELS` chapter models, the seed replicates and the gradient-penalty
+    arms. :func:`precompute` measures it in a process of its own, so that ``rilib book run`` spreads the chapter
+    over two cores; a process that needs a part another one is computing waits for it, then loads it."""
     prof = get_profile(profile)
     family_dataset(prof, family)  # a profile without the family: a clear error, before any cache is looked up
-    return paths.cached_record(_cache_path(prof, family), lambda: _measure(prof, progress, family), SaliencyResults,
-                               name="saliency.measure")
+    first, second = (_measure_part(prof, family, part, progress) for part in PARTS)
+    return SaliencyResults(**{f.name: {**getattr(first, f.name), **getattr(second, f.name)} for f in fields(first)})
+
+
+def _measure_part(prof: Profile, family: str, part: str, progress: bool) -> SaliencyResults:
+    # The lock is safe: the computation takes no cache lock, only the zoo's training locks, and a process waiting
+    # here holds none.
+    return paths.cached_record(_cache_path(prof, family, part), lambda: _measure(prof, progress, family, part),
+                               SaliencyResults, name=f"saliency.measure ({part} part)", lock=True)
+
+
+def precompute(profile, progress: bool = True) -> None:
+    """The second part of :func:`measure` for MNIST (:data:`PARTS`), cached: what the chapter's front matter asks
+    ``rilib book run`` to compute in a process of its own while the other chapters run (``rilib book precompute``)."""
+    prof = get_profile(profile)
+    _measure_part(prof, "mnist", PARTS[1], progress)
 
 
 def cascade(model, x: torch.Tensor, target: torch.Tensor | None = None) -> dict:
@@ -325,11 +362,12 @@ def _baseline_maps(x: torch.Tensor, family: str = "mnist") -> dict:
     return maps
 
 
-def _measure(prof: Profile, progress: bool, family: str = "mnist") -> SaliencyResults:
+def _measure(prof: Profile, progress: bool, family: str = "mnist", part: str = PARTS[0]) -> SaliencyResults:
     from tqdm import tqdm
 
     mnist = family == "mnist"
-    names = chapter_models(prof, family)
+    second = part == PARTS[1]
+    names = _part_models(prof, family, part)
     models = load_models(prof, names, progress=progress)
     size = sizes(prof)
     ds = test_data(prof, family)
@@ -374,14 +412,14 @@ def _measure(prof: Profile, progress: bool, family: str = "mnist") -> SaliencyRe
         bar.update()
     bar.close()
     # The seed replicates of the seeded arms: alignment on every image, Boychev's maps' Gini on the first seed_n.
-    replicates = load_models(prof, _seed_replicates(prof), progress=progress) if mnist else {}
+    replicates = load_models(prof, _seed_replicates(prof), progress=progress) if mnist and second else {}
     for name, model in tqdm(replicates.items(), desc="seed replicates", disable=not progress):
         xm = to_model(x, model)
         align[name] = alignment(model, xm)
         etmann[name] = _etmann(model, xm, y)
         seeds[name] = {m: gini(make_method(m, model, prof).attribute(xm[:size.seed_n])) for m in GINI_METHODS}
     # Chapter 5's gradient-penalty arms (Etmann et al.'s own test of alignment).
-    for name in (*GP_SWEEP, GP_L2) if mnist else ():
+    for name in (*GP_SWEEP, GP_L2) if mnist and second else ():
         model = zoo.get(gp_spec(prof, name), prof, progress=progress)
         xm = to_model(x, model)
         align[name] = alignment(model, xm)
