@@ -37,7 +37,7 @@ from ..errors import RilibError
 from ..paths import atomic_write_text
 from ..profiles import get_profile
 from . import exercises as ex
-from .runner import CHAPTER_TIMINGS_FILE, project, recorded_chapter_timings, select
+from .runner import CHAPTER_TIMINGS_FILE, PRECOMPUTE_SUFFIX, project, recorded_chapter_timings, select
 
 EDITIONS = ("student", "instructor")
 EXERCISES_HEADING = "## Exercises"
@@ -420,7 +420,7 @@ def record_chapter_timings(report: dict, root=None, note: str = "") -> Path:
     chapters = {r["name"]: {"seconds": r["seconds"], "profile": r.get("profile")} for r in executed
                 if not r.get("precompute")}
     for r in executed:  # a chapter run alone computes what `book run` precomputed beside it
-        owner = r["name"].removesuffix(" (precompute)")
+        owner = r["name"].removesuffix(PRECOMPUTE_SUFFIX)
         if r.get("precompute") and owner in chapters:
             chapters[owner]["seconds"] = round(chapters[owner]["seconds"] + r["seconds"], 3)
     if not chapters:

@@ -199,18 +199,26 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
     return executed
 
 
+def _front_matter(src: Path) -> dict:
+    """The ``rilib:`` entry of a chapter's front matter (``after``, ``precompute``), or an empty dict."""
+    import jupytext
+    return jupytext.read(src).metadata.get("rilib", {})
+
+
 def _runs_after_all(src: Path) -> bool:
     """Whether a chapter's front matter asks to run after every other chapter (``rilib: {after: all}``)."""
-    import jupytext
-    return jupytext.read(src).metadata.get("rilib", {}).get("after") == "all"
+    return _front_matter(src).get("after") == "all"
+
+
+#: What a chapter's precomputation is called in the timing log, after the chapter's name.
+PRECOMPUTE_SUFFIX = " (precompute)"
 
 
 def precompute_target(src: Path) -> Optional[str]:
     """The function a chapter's front matter names as its precomputation (``rilib: {precompute: module:function}``),
     or None. The function takes the profile and fills caches the chapter reads (under a file lock, so that the
     chapter waits for a value the precomputation is still computing rather than computing it twice)."""
-    import jupytext
-    target = jupytext.read(src).metadata.get("rilib", {}).get("precompute")
+    target = _front_matter(src).get("precompute")
     if target is not None and (not isinstance(target, str) or target.count(":") != 1):
         raise RilibError(f"{src.name}: `rilib: precompute` must be 'module:function', not {target!r}.")
     return target
@@ -218,7 +226,7 @@ def precompute_target(src: Path) -> Optional[str]:
 
 def precompute(name: str, profile: str, root: Optional[str | Path] = None) -> float:
     """Run chapter ``name``'s precomputation (:func:`precompute_target`) under ``profile``; return its seconds. It
-    is logged as a chapter job called ``<name> (precompute)``, so that the timing report and its replay count it
+    is logged as a chapter job called ``<name>`` + :data:`PRECOMPUTE_SUFFIX`, so that the timing report and its replay count it
     among the chapters' jobs."""
     import importlib
     get_profile(profile)
@@ -237,7 +245,7 @@ def precompute(name: str, profile: str, root: Optional[str | Path] = None) -> fl
     print(f"[rilib] precomputing for {src.name} (profile {profile}): {target}", flush=True)
     fn(profile)
     seconds = time.perf_counter() - t0
-    timing.record("chapter", f"{src.stem} (precompute)", seconds, executed=True, profile=profile, precompute=True)
+    timing.record("chapter", src.stem + PRECOMPUTE_SUFFIX, seconds, executed=True, profile=profile, precompute=True)
     print(f"[rilib] precomputation for {src.name} done in {seconds:.0f} s", flush=True)
     return seconds
 
