@@ -349,6 +349,19 @@ class WorstOf:
     def cache_key(self) -> dict:
         return {"attack": "WorstOf", "attacks": [a.cache_key() for a in self.attacks]}
 
+    def stage(self, i: int, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+              alive: torch.Tensor) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """Run the chain's ``i``-th attack on the images of ``x`` (on the model's device) that ``alive`` (a boolean
+        mask) marks as still classified correctly, and clear the mask where it fools the model. Returns (indices
+        attacked, their adversarial images), or None if no image was left."""
+        idx = alive.nonzero().flatten()
+        if not len(idx):
+            return None
+        adv = self.attacks[i](model, x[idx], y[idx])
+        with torch.no_grad(), eval_mode(model):
+            alive[idx] = model(adv).argmax(1) == y[idx]
+        return idx, adv
+
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             seconds: Optional[list] = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(adversarial images, per attack a mask of the images still classified correctly after it and every
@@ -359,14 +372,11 @@ class WorstOf:
         with torch.no_grad(), eval_mode(model):
             alive = model(x).argmax(1) == y
         masks = []
-        for i, attack in enumerate(self.attacks):
-            idx = alive.nonzero().flatten()
+        for i in range(len(self.attacks)):
             t0 = time.perf_counter()
-            if len(idx):
-                adv = attack(model, x[idx], y[idx])
-                x_adv[idx] = adv
-                with torch.no_grad(), eval_mode(model):
-                    alive[idx] = model(adv).argmax(1) == y[idx]
+            done = self.stage(i, model, x, y, alive)
+            if done is not None:
+                x_adv[done[0]] = done[1]
             if seconds is not None:
                 seconds[i] += time.perf_counter() - t0
             masks.append(alive.clone())

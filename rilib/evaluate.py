@@ -6,6 +6,7 @@ random restarts (Madry et al. 2018). A point counts as robust only if every rest
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import torch
@@ -54,15 +55,29 @@ def staged_robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, a
                            progress: bool = True, desc: str = "attack") -> tuple[list[float], list[float]]:
     """For a chain of attacks (:class:`rilib.attacks.WorstOf`, each attack run on the images every earlier one
     failed on): after each attack of the chain, the share of images still classified correctly, and the seconds
-    each attack took. The last share is the chain's robust accuracy, the worst case per image."""
+    each attack took. The last share is the chain's robust accuracy, the worst case per image.
+
+    The chain runs attack by attack: every batch through the first attack, then every batch's survivors through the
+    second, and so on. So the first attack draws its random starts exactly as it would alone in
+    :func:`robust_accuracy` from the same random state, and the first share *is* that attack's robust accuracy,
+    not a second draw of it (``tests/test_attacks.py``)."""
     from tqdm import tqdm
 
-    k = len(attack.attacks)
+    k, starts = len(attack.attacks), range(0, len(y), batch_size)
     correct, seconds = [0] * k, [0.0] * k
+
+    def batch(i):
+        return to_model(x[i:i + batch_size], model), to_model(y[i:i + batch_size], model)
+
     with eval_mode(model):
-        for i in tqdm(range(0, len(y), batch_size), desc=desc, leave=False, disable=not progress):
-            xb, yb = to_model(x[i:i + batch_size], model), to_model(y[i:i + batch_size], model)
-            _, masks = attack.run(model, xb, yb, seconds=seconds)
-            for j, m in enumerate(masks):
-                correct[j] += int(m.sum())
+        with torch.no_grad():
+            alive = [model(xb).argmax(1) == yb for xb, yb in map(batch, starts)]
+        with tqdm(total=k * len(starts), desc=desc, leave=False, disable=not progress) as bar:
+            for j in range(k):
+                t0 = time.perf_counter()
+                for b, i in enumerate(starts):
+                    attack.stage(j, model, *batch(i), alive[b])
+                    bar.update(1)
+                seconds[j] = time.perf_counter() - t0
+                correct[j] = sum(int(a.sum()) for a in alive)
     return [c / max(1, len(y)) for c in correct], seconds

@@ -425,7 +425,11 @@ def evaluation(name_or_spec: str | Spec, attack, profile: str | Profile, n: Opti
                progress: bool = True) -> dict:
     """The cached record behind :func:`evaluate`: ``robust_acc``, ``attack`` (its description), ``n`` and
     ``seconds``. For a chain of attacks (:class:`rilib.attacks.WorstOf`) also ``stages``: per attack of the chain,
-    its description, the accuracy left after it and every earlier one, and its seconds."""
+    its description, the accuracy left after it and every earlier one, and its seconds.
+
+    A chain's first attack runs exactly as it would alone (:func:`rilib.evaluate.staged_robust_accuracy`), so its
+    result is cached as that attack's own record too, marked ``from`` the chain: asking for it later (chapter 1's
+    strong PGD beside its headline chain) reads the same number instead of running the attack again."""
     spec = resolve(name_or_spec, profile)
     train(spec, progress=progress)  # trained on first use; a cached model is verified by its sha256
     key = json.dumps({**attack.cache_key(), "n": n}, sort_keys=True)
@@ -437,20 +441,24 @@ def evaluation(name_or_spec: str | Spec, attack, profile: str | Profile, n: Opti
     ds = load_dataset(spec.dataset, spec.n_train, spec.n_test)
     x, y = ds.x_test[:n], ds.y_test[:n]
     t0 = time.perf_counter()
-    record = {"attack": attack.describe(), "n": len(y)}
+    record, first = {"attack": attack.describe(), "n": len(y)}, {}
     with seeded(0), timing.timed("evaluate", f"{spec.folder().name}: {attack.describe()}"):
         if hasattr(attack, "run"):
             shares, seconds = staged_robust_accuracy(model, x, y, attack, progress=progress, desc=attack.describe())
             record["robust_acc"] = shares[-1]
             record["stages"] = [{"attack": a.describe(), "robust_acc": s, "seconds": t}
                                 for a, s, t in zip(attack.attacks, shares, seconds)]
+            a = attack.attacks[0]
+            first = {json.dumps({**a.cache_key(), "n": n}, sort_keys=True): {
+                "attack": a.describe(), "n": len(y), "robust_acc": shares[0], "seconds": seconds[0],
+                "from": f"the first attack of {attack.describe()}"}}
         else:
             record["robust_acc"] = robust_accuracy(model, x, y, attack, progress=progress, desc=attack.describe())
     record["seconds"] = time.perf_counter() - t0
     # Another process (a chapter running beside this one) may have added entries meanwhile: re-read and merge under
     # a lock, so neither one's entry is lost.
     with paths.file_lock(paths.zoo_dir() / ".locks" / f"{spec.folder().name}.evals.lock", required=False):
-        cached = paths.load_cache(path, paths.read_json) or {}
+        cached = {**first, **(paths.load_cache(path, paths.read_json) or {})}
         cached[key] = record
         paths.store_cache(path, json.dumps(cached, indent=2).encode())
     return record

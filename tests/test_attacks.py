@@ -195,3 +195,21 @@ def test_staged_accuracy_falls_stage_by_stage_and_ends_at_the_chain(tiny_standar
         first = robust_accuracy(tiny_standard, x, y, chain.attacks[0], progress=False)
     assert shares == sorted(shares, reverse=True) and len(seconds) == 3 and all(s >= 0 for s in seconds)
     assert shares[-1] == pytest.approx(final) and shares[0] == pytest.approx(first)
+
+
+def test_a_chain_over_several_batches_gives_its_first_attack_the_random_starts_it_would_draw_alone(tiny_standard,
+                                                                                                    mnist_small):
+    """The chain runs attack by attack over the batches, so its first share is the first attack's own accuracy from
+    the same random state, not a second draw: zoo.evaluation caches it as that attack's record."""
+    from rilib.attacks import WorstOf, margin_loss
+    from rilib.evaluate import robust_accuracy, staged_robust_accuracy
+    from rilib.rng import seeded
+    x, y = mnist_small.x_test[:120], mnist_small.y_test[:120]
+    # a weak first attack with a random start, so the draw decides which images it fools
+    chain = WorstOf((PGD(eps=0.08, steps=2, step_size=0.02), PGD(eps=0.08, steps=2, step_size=0.02, loss=margin_loss)))
+    with seeded(0):
+        shares, _ = staged_robust_accuracy(tiny_standard, x, y, chain, batch_size=25, progress=False)
+    with seeded(0):
+        first = robust_accuracy(tiny_standard, x, y, chain.attacks[0], batch_size=25, progress=False)
+    assert shares[0] == first
+    assert shares[1] <= shares[0]

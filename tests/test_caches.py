@@ -39,6 +39,25 @@ def test_two_losses_with_the_same_name_get_their_own_evaluations():
     assert len(cache) == 2, list(cache)
 
 
+def test_a_chains_first_attack_is_cached_as_its_own_evaluation_with_the_same_number():
+    from rilib.attacks import WorstOf, margin_loss
+    from rilib.evaluate import robust_accuracy
+    from rilib.rng import seeded
+    spec = rilib.Spec.make("mnist-5k", "tiny-cnn", "standard", epochs=1, n_train=200, n_test=50, batch_size=64,
+                           seed=22)
+    first = PGD(eps=0.05, steps=2, step_size=0.01)
+    chain = WorstOf((first, PGD(eps=0.05, steps=2, step_size=0.01, loss=margin_loss)))
+    record = zoo.evaluation(spec, chain, "smoke", n=40, progress=False)
+    cache = json.loads((spec.folder() / "evals.json").read_text())
+    assert len(cache) == 2, list(cache)
+    alone = zoo.evaluation(spec, first, "smoke", n=40, progress=False)  # read, not run
+    assert alone["robust_acc"] == record["stages"][0]["robust_acc"] and "from" in alone
+    ds = rilib.load_dataset(spec.dataset, spec.n_train, spec.n_test)
+    with seeded(0):  # what running the attack alone gives
+        assert robust_accuracy(zoo.load(spec), ds.x_test[:40], ds.y_test[:40], first, progress=False) == \
+            alone["robust_acc"]
+
+
 def test_editing_a_loaded_dataset_in_place_leaves_the_next_load_unchanged():
     first = rilib.load_dataset("mnist-5k")
     total = float(first.x_train.sum())
