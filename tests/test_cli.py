@@ -63,9 +63,11 @@ def test_seeded_arms_differ_in_seed_between_and_within_arms():
     assert len(names) == 3 * len(catalog.SEEDED)
     seeds = [specs[n].seed for n in names if specs[n].seed != 0]
     assert len(seeds) == len(set(seeds)) == 2 * len(catalog.SEEDED), "replicate seeds differ between and within arms"
-    for arm in catalog.SEEDED:   # a replicate is its arm's recipe with only the seed changed
-        first, *rest = (specs[n] for n in catalog.seed_names("cpu", arm))
-        assert all(r.to_dict() | {"seed": 0} == first.to_dict() for r in rest)
+    for arm in catalog.SEEDED:   # a replicate is its arm's recipe with only the seed changed (and no training
+        first, *rest = (specs[n] for n in catalog.seed_names("cpu", arm))   # monitor, which changes no weight)
+        assert all(r.monitor_eps is None for r in rest)
+        assert all(r.to_dict() | {"seed": 0, "monitor_eps": None} == first.to_dict() | {"monitor_eps": None}
+                   for r in rest)
     with pytest.raises(RilibError, match="Valid: headline, strong, weak"):
         catalog.evaluation("cpu", "mnist-pgd-0.3", attack="autoattack")
 

@@ -207,3 +207,28 @@ def test_a_model_missing_in_one_precision_points_to_the_zoo_copy_in_the_other(mo
     with pytest.raises(RilibError, match="RILIB_TRAIN=0 forbids") as err:
         zoo.train(_spec(seed=16, precision="bf16"), progress=False)
     assert "RILIB_PRECISION" not in str(err.value)
+
+
+def test_the_training_monitor_changes_no_weight(mnist_small):
+    """The book sets ``monitor_eps`` only where a page draws the learning curve (chapters.catalog): dropping the
+    PGD-10 monitor, whose random starts draw from the global generator, must leave the trained weights unchanged."""
+    ds = mnist_small.subset(n_train=256, n_test=64)
+
+    def weights(monitor_eps):
+        torch.manual_seed(3)
+        model = rilib.create_model("tiny-cnn", ds.shape, 10, ds.mean, ds.std)
+        hist = fit(model, ds, objective="pgd", params={"eps": 0.1, "steps": 2}, epochs=3, seed=5,
+                   monitor_eps=monitor_eps, monitor_n=32, progress=False)
+        return model.state_dict(), [h["monitor_robust_acc"] for h in hist]
+
+    (plain, none), (watched, curve) = weights(None), weights(0.1)
+    assert none == [None] * 3 and all(0 <= a <= 1 for a in curve)
+    assert all(torch.equal(plain[k], watched[k]) for k in plain)
+
+
+def test_only_the_models_whose_learning_curves_a_page_draws_run_the_monitor():
+    import rilib.chapters  # noqa: F401  (registers the book's zoo groups)
+    from rilib.chapters import standard_and_robust as ch1
+    prof = rilib.get_profile("cpu")
+    monitored = {n for n, s in zoo.zoo_specs(prof).items() if s.monitor_eps is not None}
+    assert monitored and monitored <= set(ch1.chapter_models(prof)), sorted(monitored - set(ch1.chapter_models(prof)))

@@ -92,7 +92,8 @@ _VERSION = 3          # bump when a computation changes, so cached images are re
 
 @ZOO_GROUPS.register("inversion-judges")
 def judges_zoo(profile: Profile) -> dict[str, Spec]:
-    """The independent judges: LeNet-5 with seed 1, trained standard and with PGD-AT (ε = 0.3)."""
+    """The independent judges: LeNet-5 with seed 1, trained standard and with PGD-AT (ε = 0.3), without the
+    training monitor (no page draws their learning curves)."""
     ep = profile.epochs
     common = dict(arch="lenet", n_train=profile.n_train, n_test=profile.n_test, batch_size=128,
                   optimizer="adam", lr=1e-3, weight_decay=0.01, seed=1, precision=profile.training_precision())
@@ -100,7 +101,7 @@ def judges_zoo(profile: Profile) -> dict[str, Spec]:
     return {
         JUDGE_STANDARD: Spec.make(profile.mnist, objective="standard", epochs=ep["standard"], **common),
         JUDGE_ROBUST: Spec.make(profile.mnist, objective="pgd", params={"eps": 0.3, "steps": steps},
-                                epochs=ep["pgd"], eps_warmup=max(1, ep["pgd"] // 5), monitor_eps=0.3, **common),
+                                epochs=ep["pgd"], eps_warmup=max(1, ep["pgd"] // 5), **common),
     }
 
 

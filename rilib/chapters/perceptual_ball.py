@@ -124,13 +124,14 @@ def sizes(profile) -> PerceptualSizes:
 @ZOO_GROUPS.register("perceptual-ball")
 def perceptual_zoo(profile: Profile) -> dict[str, Spec]:
     """A standard and a PGD-AT (ε = :data:`EPS`, PGD-7, ε warm-up over 2 epochs) ``canvas-cnn`` on
-    ``mnist-canvas``, AdamW lr 1e-3, weight decay 0.01, like the catalogue's models."""
+    ``mnist-canvas``, AdamW lr 1e-3, weight decay 0.01, like the catalogue's models; no training monitor (no page
+    draws their learning curves)."""
     size = sizes(profile)
     common = dict(arch=ARCH, n_train=size.n_train, n_test=None, batch_size=128, optimizer="adam", lr=1e-3,
                   weight_decay=0.01, seed=0)
     return {STANDARD: Spec.make(DATASET, objective="standard", epochs=size.epochs, **common),
             ROBUST: Spec.make(DATASET, objective="pgd", params={"eps": EPS, "steps": 7}, epochs=size.robust_epochs,
-                              eps_warmup=min(2, size.robust_epochs), monitor_eps=EPS, **common)}
+                              eps_warmup=min(2, size.robust_epochs), **common)}
 
 
 plotting.STYLES.add(STANDARD, plotting.Style("canvas standard", plotting.OBJECTIVE_COLORS["standard"]))
