@@ -421,6 +421,11 @@ def evaluate(name_or_spec: str | Spec, attack, profile: str | Profile, n: Option
     return evaluation(name_or_spec, attack, profile, n, progress)["robust_acc"]
 
 
+def _evaluation_key(attack, n: Optional[int]) -> str:
+    """The key of ``attack``'s evaluation on the first ``n`` test images in a model's ``evals.json``."""
+    return json.dumps({**attack.cache_key(), "n": n}, sort_keys=True)
+
+
 def evaluation(name_or_spec: str | Spec, attack, profile: str | Profile, n: Optional[int] = None,
                progress: bool = True) -> dict:
     """The cached record behind :func:`evaluate`: ``robust_acc``, ``attack`` (its description), ``n`` and
@@ -432,7 +437,7 @@ def evaluation(name_or_spec: str | Spec, attack, profile: str | Profile, n: Opti
     strong PGD beside its headline chain) reads the same number instead of running the attack again."""
     spec = resolve(name_or_spec, profile)
     train(spec, progress=progress)  # trained on first use; a cached model is verified by its sha256
-    key = json.dumps({**attack.cache_key(), "n": n}, sort_keys=True)
+    key = _evaluation_key(attack, n)
     path = spec.folder() / "evals.json"
     cached = paths.load_cache(path, paths.read_json) or {}
     if key in cached:  # the model is loaded only when there is something to compute
@@ -449,7 +454,7 @@ def evaluation(name_or_spec: str | Spec, attack, profile: str | Profile, n: Opti
             record["stages"] = [{"attack": a.describe(), "robust_acc": s, "seconds": t}
                                 for a, s, t in zip(attack.attacks, shares, seconds)]
             a = attack.attacks[0]
-            first = {json.dumps({**a.cache_key(), "n": n}, sort_keys=True): {
+            first = {_evaluation_key(a, n): {
                 "attack": a.describe(), "n": len(y), "robust_acc": shares[0], "seconds": seconds[0],
                 "from": f"the first attack of {attack.describe()}"}}
         else:

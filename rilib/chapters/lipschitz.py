@@ -133,8 +133,8 @@ def lipschitz_zoo(profile: Profile) -> dict[str, Spec]:
     specs[DISTILLED] = Spec.make(ds, objective="distillation", params={"temperature": TEMPERATURE}, teacher=teacher,
                                  **common)
     specs[RANDOM_KL] = Spec.make(ds, objective="ce_random_kl", params={"eps": 0.3, "beta": 6.0}, **common)
-    # TRADES at ε = 0.1: the catalogue's TRADES recipe (β = 6, its inner steps, epochs and ε warm-up), only ε changed
-    # (and no training monitor: no page draws this model's learning curves).
+    # TRADES at ε = 0.1: the catalogue's TRADES recipe (β = 6, its inner steps, epochs and ε warm-up), only ε
+    # changed (and no training monitor: no page draws this model's learning curves).
     trades = catalog_zoo(profile)["mnist-trades"]
     specs[TRADES_EPS] = replace(trades, params=tuple(sorted({**trades.param_dict, "eps": EPS}.items())),
                                 monitor_eps=None)
