@@ -221,7 +221,18 @@ def test_activations_are_the_relu_outputs_and_the_ball_holds_them(tiny_standard)
     assert (plain.margin < 0).float().mean() >= 0.8, "the decision flips"
 
 
-def test_batched_lbfgs_is_pytorch_lbfgs_run_on_each_image_alone(tiny_standard):
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, as ``make test``'s workers run: how the rounding of a batch of 12 and of
+    one image part ways depends on the thread count, and L-BFGS amplifies it (run alone on 2 threads, 8 of the 12
+    images stayed within 1e-4 of PyTorch's L-BFGS run image by image, and the test failed; on 1 thread, 11)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_batched_lbfgs_is_pytorch_lbfgs_run_on_each_image_alone(tiny_standard, one_thread):
     x = data.load_dataset("mnist-5k").x_test[:12]
     s = perceptual.PerceptualBall(layers=2, gamma=100.0, iterations=30, sigma=0, keep_best=False)
     ours = perceptual.explain(tiny_standard, x, s)
