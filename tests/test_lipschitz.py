@@ -210,8 +210,8 @@ def test_ce_random_kl_adds_beta_times_the_kl_to_a_uniform_neighbour_of_a_linear_
 
 def test_the_chapter_arms_and_replicates_have_the_recipes_they_claim():
     """TRADES at ε = 0.1 is the catalogue's TRADES with ε changed (and without its monitor), nothing else; the
-    replicates of the seeded arms are their arm with a seed no other model of the book uses; every claim arm has the profile's
-    seeds, the arm's own name first."""
+    replicates of the seeded arms are their arm with a seed no other model of the book uses; every claim arm has the
+    profile's seeds, the arm's own name first."""
     import rilib.chapters  # noqa: F401
     from rilib.chapters import catalog
     from rilib.chapters import lipschitz as ch5
