@@ -11,7 +11,9 @@ live with that chapter, keyed by the profile's name (for example ``rilib.chapter
 - ``paper``: full MNIST and CIFAR-10 through torchvision with the papers' recipes, sized for a GPU.
 
 ``precision``: ``smoke``, ``cpu`` and ``full`` train the MNIST chapters' models with ``auto``, bf16 mixed precision
-where the CPU has native bfloat16 and float32 elsewhere; ``paper`` trains in float32 (see :mod:`rilib.train`).
+where the CPU has native bfloat16 and float32 elsewhere; ``paper`` trains in float32 (see :mod:`rilib.train`). The
+book's evaluation attacks take their gradient steps in the same precision and decide in float32
+(:meth:`Profile.attack_precision`, :mod:`rilib.attacks`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ class Profile:
         ``RILIB_PRECISION``; ``auto`` is bf16 where the CPU has native bfloat16 (:func:`rilib.train.resolve_precision`)."""
         from .train import resolve_precision
         return resolve_precision(self.precision)
+
+    def attack_precision(self) -> str:
+        """The precision of the book's evaluation attacks' gradient steps (:data:`rilib.attacks.ATTACK_PRECISIONS`):
+        the training precision, so ``auto`` runs them under bfloat16 autocast where the CPU has native bfloat16 and
+        ``RILIB_PRECISION=fp32`` keeps everything in float32. Whether an image is fooled is decided in float32."""
+        return self.training_precision()
 
 
 PROFILES.add("smoke", Profile(

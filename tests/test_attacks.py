@@ -213,3 +213,80 @@ def test_a_chain_over_several_batches_gives_its_first_attack_the_random_starts_i
         first = robust_accuracy(tiny_standard, x, y, chain.attacks[0], batch_size=25, progress=False)
     assert shares[0] == first
     assert shares[1] <= shares[0]
+
+
+class _FooledUnderAutocast(torch.nn.Module):
+    """A model that classifies correctly in float32 and wrongly under bfloat16 autocast: it tells where an attack
+    takes its decisions."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        z = self.model(x)
+        if torch.is_autocast_enabled("cpu"):
+            return z.roll(1, dims=1)  # a wrong class on top for every image the float32 model gets right
+        return z
+
+
+def test_bf16_attacks_step_under_autocast_and_decide_in_float32(tiny_standard, mnist_small):
+    """``precision="bf16"``: the gradient steps see bfloat16 activations up to the representation and float32
+    logits from it, the images come back in float32 inside
+    the ball and the box, and whether an image is fooled is decided in float32 (the early stop's, the restart's
+    and the chain's decisions), so a model that looks fooled only under autocast is attacked for every step of
+    every restart and counted as robust."""
+    from rilib.attacks import APGD, WorstOf, gradient_model
+
+    x, y = mnist_small.x_test[:40], mnist_small.y_test[:40]
+    features, head = [], []
+    hooks = [tiny_standard.features.register_forward_hook(lambda m, i, o: features.append(o.dtype)),
+             tiny_standard.head.register_forward_hook(lambda m, i, o: head.append((i[0].dtype, o.dtype)))]
+    try:
+        adv = PGD(eps=0.1, steps=5, precision="bf16")(tiny_standard, x, y)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert set(features) == {torch.bfloat16, torch.float32}  # steps in bf16, the restart's decision in float32
+    assert set(head) == {(torch.float32, torch.float32)}  # the logits always in float32
+    assert adv.dtype == torch.float32 and adv.min() >= 0 and adv.max() <= 1
+    assert (adv - x).abs().max() <= 0.1 + 1e-6
+    assert accuracy(tiny_standard, adv, y) < accuracy(tiny_standard, x, y) - 0.1
+
+    model = _FooledUnderAutocast(tiny_standard)
+    clean = model(x).argmax(1) == y
+    calls = []
+    model.register_forward_pre_hook(lambda m, i: calls.append((len(i[0]), torch.is_autocast_enabled("cpu"))))
+    _, masks = WorstOf((PGD(eps=0.1, steps=3, restarts=3, precision="bf16"),)).run(model, x, y)
+    assert torch.equal(masks[-1], clean)  # nothing the float32 model gets right was counted as fooled
+    # The chain's clean check, then three restarts on every correctly classified image. In each, every iterate
+    # that looks misclassified under autocast is checked in float32, found classified correctly, and kept in the
+    # search: all 3 steps and the final iterate's score run, then the restart's own float32 decision.
+    n = int(clean.sum())
+    restart = [(n, True), (n, False)] * 4 + [(n, False)]
+    assert calls[:1 + 3 * len(restart)] == [(len(x), False)] + restart * 3
+    # torchattacks' APGD decides under autocast, where every image looks fooled from the start: each one that is
+    # not fooled in float32 is attacked again in float32, so the result is float32 APGD's, image for image.
+    apgd = APGD(eps=0.1, steps=5, precision="bf16")
+    assert torch.equal(apgd(model, x[clean], y[clean]), APGD(eps=0.1, steps=5)(model, x[clean], y[clean]))
+    with pytest.raises(rilib.RilibError, match="Unknown attack precision 'fp16'. Valid: fp32, bf16"):
+        gradient_model(tiny_standard, "fp16")
+
+
+def test_attack_precision_names_itself_and_follows_the_profile(monkeypatch):
+    """A bf16 attack says so in its description and its cache key; a float32 attack keeps the key it had; the
+    book's attacks take the profile's precision, which ``RILIB_PRECISION`` overrides."""
+    import rilib.chapters.catalog as catalog
+    from rilib.attacks import APGD
+
+    assert "precision" not in PGD(eps=0.3).cache_key() and "precision" not in APGD(eps=0.3).cache_key()
+    assert PGD(eps=0.3, precision="bf16").cache_key()["precision"] == "bf16"
+    assert APGD(eps=0.3, precision="bf16").cache_key()["precision"] == "bf16"
+    assert "bf16 gradient steps" in PGD(eps=0.3, precision="bf16").describe()
+    assert "bf16" not in PGD(eps=0.3).describe()
+    for env in ("fp32", "bf16"):
+        monkeypatch.setenv("RILIB_PRECISION", env)
+        prof = rilib.get_profile("cpu")
+        assert prof.attack_precision() == env
+        assert {a.precision for a in catalog.evaluation_attack(prof, 0.3).attacks} == {env}
+        assert catalog.strong_attack(prof, 0.3).precision == env

@@ -65,21 +65,32 @@ L2_MODELS = tuple(f"mnist-pgd-l2-{e:g}" for e in L2_EPS)
 
 
 def strong_attack(profile: str | Profile, eps: float, norm: str = "linf") -> PGD:
-    """PGD-k with step 2.5·ε/k and the profile's random restarts (k = 40 on every profile), in ``norm``."""
+    """PGD-k with step 2.5·ε/k and the profile's random restarts (k = 40 on every profile), in ``norm``, its
+    gradient steps in the profile's :meth:`~rilib.profiles.Profile.attack_precision`."""
     prof = get_profile(profile)
     return PGD(eps=eps, steps=prof.eval_steps, step_size=STEP_FACTOR * eps / prof.eval_steps,
-               restarts=prof.eval_restarts, norm=norm)
+               restarts=prof.eval_restarts, norm=norm, precision=prof.attack_precision())
 
 
 def evaluation_attack(profile: str | Profile, eps: float, norm: str = "linf") -> WorstOf:
     """The book's headline attack: per image, the worst case of :func:`strong_attack`, PGD-k on the margin loss
     (step 2.5·ε/k, one start), APGD-CE (100 steps) and APGD-T (100 steps, :data:`APGD_TARGETS` target classes),
-    each run on the images every earlier one failed to fool; all four in ``norm`` (``linf`` or ``l2``)."""
+    each run on the images every earlier one failed to fool; all four in ``norm`` (``linf`` or ``l2``), their
+    gradient steps in the profile's :meth:`~rilib.profiles.Profile.attack_precision` and every decision in float32."""
     prof = get_profile(profile)
-    k = prof.eval_steps
+    k, p = prof.eval_steps, prof.attack_precision()
     return WorstOf((strong_attack(prof, eps, norm),
-                    PGD(eps=eps, steps=k, step_size=STEP_FACTOR * eps / k, loss=margin_loss, norm=norm),
-                    APGD(eps=eps, loss="ce", norm=norm), APGD(eps=eps, loss="targeted", targets=APGD_TARGETS, norm=norm)))
+                    PGD(eps=eps, steps=k, step_size=STEP_FACTOR * eps / k, loss=margin_loss, norm=norm, precision=p),
+                    APGD(eps=eps, loss="ce", norm=norm, precision=p),
+                    APGD(eps=eps, loss="targeted", targets=APGD_TARGETS, norm=norm, precision=p)))
+
+
+def attack_precision_note(profile: str | Profile) -> str:
+    """For the recipe tables: how the profile's evaluation attacks compute, or "" in float32."""
+    if get_profile(profile).attack_precision() != "bf16":
+        return ""
+    return ("; gradient steps under bfloat16 autocast (logits and every decision in float32: about a third of the "
+            "time, the same robust images within a few in 1,000, benchmarks/attack_precision.py)")
 
 
 def weak_attack(eps: float) -> PGD:

@@ -51,8 +51,8 @@ from ..profiles import Profile, get_profile
 from ..registry import Registry
 from ..rng import seeded
 from ..zoo import ZOO_GROUPS, Spec
-from .catalog import (EVAL_EPS, NO_CIFAR10, SEEDED, STANDARD, catalog_zoo, evaluation_attack, family_dataset,
-                      has_family, model_names, protocol_differs, seed_name, seed_names, strong_attack, train_eps,
+from .catalog import (EVAL_EPS, NO_CIFAR10, SEEDED, STANDARD, attack_precision_note, catalog_zoo, evaluation_attack,
+                      family_dataset, has_family, model_names, protocol_differs, seed_name, seed_names, strong_attack, train_eps,
                       train_zoo)
 
 
@@ -508,8 +508,14 @@ class _Tempered(torch.nn.Module):
         super().__init__()
         self.model, self.temperature = model, temperature
 
+    def representation(self, x):
+        return self.model.representation(x)
+
+    def head(self, h):
+        return self.model.head(h) / self.temperature
+
     def forward(self, x):
-        return self.model(x) / self.temperature
+        return self.head(self.representation(x))
 
 
 def table(profile, results: ArmResults):
@@ -587,7 +593,8 @@ def recipe_table(profile):
          "Madry et al. 2018: PGD-40; Zhang et al. 2019: 40 inner steps", "PGD-7 keeps the zoo's training on 2 cores"),
         ("evaluation", f"L∞ ε = {EPS:g}: PGD-{prof.eval_steps} with {prof.eval_restarts} restarts, and the book's "
          f"headline attack (its worst case with PGD-{prof.eval_steps} on the margin loss, APGD-CE and APGD-T); "
-         f"{eval_n(prof)} test images", "each paper's own attack (FGSM, JSMA, PGD, C&W) and ε",
+         f"{eval_n(prof)} test images{attack_precision_note(prof)}",
+         "each paper's own attack (FGSM, JSMA, PGD, C&W) and ε",
          "one attack at one ε for every arm, with a guard against gradient masking"),
         ("intervals", (f"Student-t over {seeds} per arm of the claims" if prof.seeds > 1 else
                        "one training seed, so no interval over seeds") + "; paired per-image intervals for seed 0",
