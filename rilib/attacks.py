@@ -263,8 +263,8 @@ ATTACK_PRECISIONS = {"fp32": "float32 throughout",
 
 
 class _Autocast(nn.Module):
-    """``model`` with its forward pass under bfloat16 autocast: the model an attack's gradient steps use in
-    precision ``bf16``. bfloat16 has float32's exponent range, so small gradients do not underflow as they would in
+    """``model`` with its forward pass under bfloat16 autocast, its output in the model's own dtype (float32): the
+    model an attack's gradient steps use in precision ``bf16``. bfloat16 has float32's exponent range, so small gradients do not underflow as they would in
     float16; only their mantissa is shorter (8 bits), and an L∞ step uses only their sign.
 
     A model with a ``representation`` and a ``head`` (every :class:`~rilib.models.Classifier`: ``forward`` is
@@ -278,12 +278,13 @@ class _Autocast(nn.Module):
         super().__init__()
         self.model = model
         self.split = callable(getattr(model, "representation", None)) and callable(getattr(model, "head", None))
+        self.dtype = next(model.parameters(), torch.empty(0)).dtype  # the dtype the output goes back to
         self.train(model.training)  # so that eval_mode restores the wrapped model's own mode
 
     def forward(self, x):
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
             out = self.model.representation(x) if self.split else self.model(x)
-        return self.model.head(out.float()) if self.split else out.float()
+        return self.model.head(out.to(self.dtype)) if self.split else out.to(self.dtype)
 
 
 def gradient_model(model: nn.Module, precision: str) -> nn.Module:
