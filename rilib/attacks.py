@@ -264,15 +264,16 @@ ATTACK_PRECISIONS = {"fp32": "float32 throughout",
 
 class _Autocast(nn.Module):
     """``model`` with its forward pass under bfloat16 autocast, its output in the model's own dtype (float32): the
-    model an attack's gradient steps use in precision ``bf16``. bfloat16 has float32's exponent range, so small gradients do not underflow as they would in
-    float16; only their mantissa is shorter (8 bits), and an L∞ step uses only their sign.
+    model an attack's gradient steps use in precision ``bf16``. bfloat16 has float32's exponent range, so small
+    gradients do not underflow as they would in float16; only their mantissa is shorter (8 bits), and an L∞ step
+    uses only their sign.
 
     A model with a ``representation`` and a ``head`` (every :class:`~rilib.models.Classifier`: ``forward`` is
     ``head(representation(x))``) computes its representation under autocast and its logits from it in float32.
     bfloat16 logits round to 1/16–1/8 at the size of a standard model's logits, which blurs the differences of
-    logits that the margin and DLR losses and APGD's step-size rule compare: with bfloat16 logits, the book's
-    headline attack left up to 4 more robust images in 1,000 than in float32 (``benchmarks/attack_precision.py``).
-    Any other model runs whole under autocast, its output cast to float32."""
+    logits that the margin and DLR losses and APGD's step-size rule compare: with bfloat16 logits (its decisions
+    already in float32), the book's headline attack left up to 4 more robust images in 1,000 than in float32
+    (``benchmarks/attack_precision.py``). Any other model runs whole under autocast, its output cast back."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -371,7 +372,8 @@ class PGD:
         start = "random start" if self.random_start else "no random start"
         loss = f", {self.loss.__name__.replace('_', ' ')}" if self.loss is not None else ""
         return (f"PGD-{self.steps} ({self.norm}, ε={self.eps:g}, step {self.alpha:.4g}, "
-                f"{self.restarts} restart{'s' if self.restarts != 1 else ''}, {start}{loss}{_precision_label(self)})")
+                f"{self.restarts} restart{'s' if self.restarts != 1 else ''}, {start}{loss}"
+                f"{_precision_label(self)})")
 
     def cache_key(self) -> dict:
         """Every setting as a JSON-able dict; a custom loss by :func:`loss_id`."""

@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Environment: RILIB_CACHE (model zoo), RILIB_DATA_DIR (torchvision data root), "
                "RILIB_DOWNLOAD=1 (allow downloads of datasets and packed zoos), RILIB_TRAIN=0 (never train: a "
                "missing model is an error), RILIB_PRECISION=fp32|bf16|auto (the precision of training and of "
-               "the attacks' gradient steps; auto: bf16 where the CPU has native bfloat16), RILIB_REPOSITORY=owner/name (where the book is "
-               "published).")
+               "the attacks' gradient steps; auto: bf16 where the CPU has native bfloat16), "
+               "RILIB_REPOSITORY=owner/name (where the book is published).")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"rilib {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

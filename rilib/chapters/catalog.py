@@ -89,8 +89,8 @@ def attack_precision_note(profile: str | Profile) -> str:
     """For the recipe tables: how the profile's evaluation attacks compute, or "" in float32."""
     if get_profile(profile).attack_precision() != "bf16":
         return ""
-    return ("; gradient steps under bfloat16 autocast (logits and every decision in float32: about a third of the "
-            "time, the same robust images within a few in 1,000, benchmarks/attack_precision.py)")
+    return ("; gradient steps under bfloat16 autocast (logits and every decision in float32: 0.41 of the time, "
+            "robust images equal within 2 in 1,000 per model, benchmarks/attack_precision.py)")
 
 
 def weak_attack(eps: float) -> PGD:

@@ -52,8 +52,8 @@ from ..registry import Registry
 from ..rng import seeded
 from ..zoo import ZOO_GROUPS, Spec
 from .catalog import (EVAL_EPS, NO_CIFAR10, SEEDED, STANDARD, attack_precision_note, catalog_zoo, evaluation_attack,
-                      family_dataset, has_family, model_names, protocol_differs, seed_name, seed_names, strong_attack, train_eps,
-                      train_zoo)
+                      family_dataset, has_family, model_names, protocol_differs, seed_name, seed_names, strong_attack,
+                      train_eps, train_zoo)
 
 
 EPS = 0.1                      #: the chapter's L∞ radius: evaluation, Lipschitz ball and the main penalty weight

@@ -185,7 +185,8 @@ def recipe_table(profile):
          "same optimiser, schedule and α; 6,000 steps of 100 on 60,000 digits",
          "the recipe fixes epochs, so a smaller training set takes fewer steps" if len(ds.y_train) < 60_000 else
          "–"),
-        ("evaluation", f"worst case of 4 attacks on {prof.eval_n:,} test images{catalog.attack_precision_note(prof)}",
+        ("evaluation",
+         f"worst case of 4 attacks on {prof.eval_n:,} test images{catalog.attack_precision_note(prof)}",
          "Madry: PGD-100 with 50 restarts (MNIST challenge); Wong: PGD-50 with 10 restarts, 10,000 images",
          "APGD-T with 3 target classes, not 9: 4 times cheaper; benchmarks/attack_strength.py measures the gap"),
         ("seeds", f"{prof.seeds} per arm ({', '.join(SEEDED)})", "1 reported run",
