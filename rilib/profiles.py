@@ -70,7 +70,8 @@ PROFILES.add("cpu", Profile(
     mnist="mnist-5k", n_train=None, n_test=None,
     epochs={"standard": 15, "pgd": 15, "trades": 12, "fgsm_rs": 15},
     eval_n=1000, eval_steps=40, eval_restarts=5, seeds=3, precision="auto",
-    expected_minutes="about 64 for the whole book cold on 2 cores, 53 without chapter 6 (see the README)"))
+    expected_minutes="about 42 for the whole book cold on 2 cores with AMX, 32 without chapter 6; 64 before the "
+                     "attacks took bf16 steps, on 2 cores without AMX (see the README)"))
 
 PROFILES.add("full", Profile(
     name="full", description="the cpu recipes on the full MNIST training set (torchvision); hours on a CPU",
