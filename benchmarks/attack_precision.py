@@ -18,8 +18,9 @@ A bfloat16 attack that was weaker would leave more robust images: the column ``f
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import replace
+
+from margin_stage import robust_set  # this script's folder is on sys.path when it runs
 
 import rilib.chapters  # noqa: F401  (registers the book's zoo)
 from rilib import zoo
@@ -28,7 +29,6 @@ from rilib.chapters import lipschitz as ch5
 from rilib.chapters.catalog import evaluation_attack, family_dataset
 from rilib.models import to_model
 from rilib.profiles import get_profile
-from rilib.rng import seeded
 
 MODELS = ("mnist-standard", "mnist-pgd-0.1", "mnist-pgd-0.3", "mnist-trades", "mnist-fgsm-rs", "mnist-gp-l1-0.1",
           "mnist-distilled-t20")
@@ -42,14 +42,6 @@ def in_precision(attack: WorstOf, precision: str) -> WorstOf:
 def model_eps(spec) -> float:
     """The ε a model is attacked at: its training ε if it was adversarially trained, else chapter 5's ε."""
     return float(spec.param_dict["eps"]) if spec.objective in ("pgd", "trades", "fgsm_rs") else ch5.EPS
-
-
-def robust_set(attack: WorstOf, model, x, y) -> tuple[set, float]:
-    """The indices of the images every stage failed on, and the seconds the attack took (seeded as the chapters)."""
-    t0 = time.perf_counter()
-    with seeded(0):
-        _, masks = attack.run(model, x, y)
-    return set(masks[-1].nonzero().flatten().tolist()), time.perf_counter() - t0
 
 
 def main(argv=None) -> None:
