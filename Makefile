@@ -62,6 +62,7 @@ benchmark: install  ## print the speed benchmarks, each with its ratio to a refe
 	$(BIN)/python benchmarks/attack_strength.py --profile $(PROFILE)
 	$(BIN)/python benchmarks/margin_stage.py --profile $(PROFILE)
 	$(BIN)/python benchmarks/attack_precision.py --profile $(PROFILE)
+	$(BIN)/python benchmarks/gradient_free.py --profile $(PROFILE)
 	$(BIN)/python benchmarks/localisation.py
 	$(BIN)/python benchmarks/perceptual_ball.py
 
