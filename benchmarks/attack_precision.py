@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from margin_stage import robust_set  # this script's folder is on sys.path when it runs
+from margin_stage import check_models, robust_set  # this script's folder is on sys.path when it runs
 
 import rilib.chapters  # noqa: F401  (registers the book's zoo)
 from rilib import zoo
@@ -54,9 +54,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     prof = get_profile(args.profile)
     specs = zoo.zoo_specs(prof)
-    unknown = sorted(set(args.models) - set(specs))
-    if unknown:
-        parser.error(f"unknown models {', '.join(unknown)}. Valid: {', '.join(specs)}.")
+    check_models(parser, args.models, specs)
     ds = family_dataset(prof, "mnist")
     print(f"Headline attack: {in_precision(evaluation_attack(prof, 0.3), 'fp32').describe()}\nFirst {args.n} test "
           f"images (profile {prof.name}); robust images left by each precision, images only one of them fools, "

@@ -34,7 +34,7 @@ from rilib.chapters.catalog import all_specs, evaluation_attack, family_dataset
 from rilib.models import to_model
 from rilib.profiles import get_profile
 
-from margin_stage import robust_set
+from margin_stage import check_models, robust_set
 
 QUERIES = 5000
 
@@ -66,9 +66,7 @@ def main(argv=None) -> None:
     prof = get_profile(args.profile)
     models = {**{n: s for n, s in all_specs(prof).items() if s.dataset.startswith("mnist")},
               **ch5.stronger_attacked(prof)}
-    unknown = sorted(set(args.models or ()) - set(models))
-    if unknown:
-        parser.error(f"unknown models {', '.join(unknown)}. Valid: {', '.join(models)}.")
+    check_models(parser, args.models, models)
     ds, n = family_dataset(prof, "mnist"), args.n or ch5.eval_n(prof)
     headline = evaluation_attack(prof, args.eps)
     print(f"Headline: {headline.describe()}\nThen Square Attack (L∞, ε = {args.eps:g}, {QUERIES:,} queries, float32) on "

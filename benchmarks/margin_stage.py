@@ -47,6 +47,14 @@ def robust_set(attack: WorstOf, model, x, y) -> tuple[set, float]:
     return set(masks[-1].nonzero().flatten().tolist()), time.perf_counter() - t0
 
 
+def check_models(parser: argparse.ArgumentParser, asked, valid) -> None:
+    """Stop with the valid names if ``asked`` (``None`` for the default) names a model ``valid`` does not hold. The
+    other benchmarks that take ``--models`` use it too."""
+    unknown = sorted(set(asked or ()) - set(valid))
+    if unknown:
+        parser.error(f"unknown models {', '.join(unknown)}. Valid: {', '.join(valid)}.")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,9 +63,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     prof = get_profile(args.profile)
     models = ch5.stronger_attacked(prof)
-    unknown = sorted(set(args.models or ()) - set(models))
-    if unknown:
-        parser.error(f"unknown models {', '.join(unknown)}. Valid: {', '.join(models)}.")
+    check_models(parser, args.models, models)
     ds, n = family_dataset(prof, "mnist"), ch5.eval_n(prof)
     former, headline = former_attack(prof), ch5.stronger_attack(prof)
     print(f"Former: {former.describe()}\nHeadline: {headline.describe()}\nFirst {n} test images (profile "

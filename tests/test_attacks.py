@@ -232,10 +232,9 @@ class _FooledUnderAutocast(torch.nn.Module):
 
 def test_bf16_attacks_step_under_autocast_and_decide_in_float32(tiny_standard, mnist_small):
     """``precision="bf16"``: the gradient steps see bfloat16 activations up to the representation and float32
-    logits from it, the images come back in float32 inside
-    the ball and the box, and whether an image is fooled is decided in float32 (the early stop's, the restart's
-    and the chain's decisions), so a model that looks fooled only under autocast is attacked for every step of
-    every restart and counted as robust."""
+    logits from it, the images come back in float32 inside the ball and the box, and whether an image is fooled is
+    decided in float32 (the early stop's, the restart's and the chain's decisions), so a model that looks fooled
+    only under autocast is attacked for every step of every restart and counted as robust."""
     from rilib.attacks import APGD, WorstOf, gradient_model
 
     x, y = mnist_small.x_test[:40], mnist_small.y_test[:40]
