@@ -5,7 +5,7 @@ Every model is a :class:`Classifier`: ``normalize`` → ``features`` (image → 
 wherever the architecture allows, so the filter statistics of Gavrikov & Keuper (2022) apply.
 
 Registered names: ``small-cnn`` (28×28×1 or 32×32×3), ``canvas-cnn`` (objects anywhere on a larger canvas),
-``tiny-cnn`` (for tests), ``lenet`` (LeCun et al. 1998;
+``wong-mnist`` (Wong et al. 2020's MNIST network, 4×4 convolutions), ``tiny-cnn`` (for tests), ``lenet`` (LeCun et al. 1998;
 the inversion chapter's independent judge), ``preact-resnet18`` (He et al. 2016, as used by Wong et al. 2020 and
 Rice et al. 2020 for CIFAR-10).
 """
@@ -159,6 +159,21 @@ def deep_cnn(in_shape, num_classes, mean, std) -> Classifier:
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             nn.init.zeros_(m.bias)
     return model
+
+
+@ARCHITECTURES.register("wong-mnist")
+def wong_mnist(in_shape, num_classes, mean, std) -> Classifier:
+    """The MNIST network of Wong et al. (2020), ``mnist_net`` in their ``fast_adversarial`` code (the network of
+    Wong & Kolter 2018 too): two 4×4 convolutions with stride 2 (16, 32 channels), FC-100, FC-classes, on the raw
+    [0, 1] image (their code normalises nothing, so ``mean`` and ``std`` are ignored). The network on which they
+    report that FGSM with a random start matches PGD adversarial training on MNIST."""
+    c, h, w = in_shape
+    convs = nn.Sequential(nn.Conv2d(c, 16, 4, stride=2, padding=1), nn.ReLU(inplace=True),
+                          nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(inplace=True))
+    with torch.no_grad():
+        flat = convs(torch.zeros(1, c, h, w)).numel()
+    features = nn.Sequential(*convs, nn.Flatten(), nn.Linear(flat, 100), nn.ReLU(inplace=True))
+    return Classifier(Normalize([0.0] * c, [1.0] * c), features, nn.Linear(100, num_classes))
 
 
 @ARCHITECTURES.register("tiny-cnn")

@@ -93,9 +93,22 @@ def trades(model, x, y, *, eps: float, beta: float = 6.0, steps: int = 10,
 
 
 @OBJECTIVES.register("fgsm_rs")
-def fgsm_rs(model, x, y, *, eps: float, alpha: Optional[float] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """FGSM with a random start (Wong et al. 2020): one sign step of α = 1.25·ε from a uniform start."""
+def fgsm_rs(model, x, y, *, eps: float, alpha: Optional[float] = None,
+            box_start: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """FGSM with a random start (Wong et al. 2020): one sign step of α = 1.25·ε from a uniform start.
+
+    ``box_start=False`` takes the gradient as Wong et al.'s MNIST code does (``fast_adversarial/MNIST/
+    train_mnist.py``): at x + δ with δ uniform in [−ε, ε], before the start is clipped to the image box [0, 1];
+    only the step's result is clipped to the ε-ball and the box. Their CIFAR-10 code clips the start first, as
+    ``box_start=True`` (the default) does. On MNIST the difference decides whether the recipe overfits
+    catastrophically (chapter 1's FGSM-RS arm on Wong et al.'s recipe)."""
     alpha = alpha if alpha is not None else 1.25 * eps
+    if not box_start:
+        delta = torch.empty_like(x).uniform_(-eps, eps).requires_grad_(True)
+        grad, = torch.autograd.grad(F.cross_entropy(model(x + delta), y), delta)
+        x_adv = (x + (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)).clamp(0, 1).detach()
+        logits = model(x_adv)
+        return F.cross_entropy(logits, y), logits
     x_adv = projected_gradient(model, x, y, eps=eps, step_size=alpha, steps=1, random_start=True,
                                use_best=False)
     logits = model(x_adv)

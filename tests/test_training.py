@@ -38,6 +38,32 @@ def test_every_objective_trains(mnist_small, objective, params):
     assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in hist)
 
 
+class _Recording(torch.nn.Module):
+    """A linear classifier that records the smallest and largest pixel value of every input it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(28 * 28, 10)
+        self.seen: list[tuple[float, float]] = []
+
+    def forward(self, x):
+        self.seen.append((float(x.detach().min()), float(x.detach().max())))
+        return self.linear(x.flatten(1))
+
+
+@pytest.mark.parametrize("box_start", [True, False])
+def test_fgsm_rs_takes_its_gradient_where_wong_et_al_take_it(box_start):
+    """Wong et al.'s MNIST code takes FGSM's gradient at the random start before it is clipped to the image box;
+    their CIFAR-10 code (and ``box_start=True``) clips first. Both return a point in the ε-ball and the box."""
+    torch.manual_seed(0)
+    model, x, y = _Recording(), torch.zeros(8, 1, 28, 28), torch.arange(8)
+    loss, logits = OBJECTIVES["fgsm_rs"](model, x, y, eps=0.3, alpha=0.375, box_start=box_start)
+    (gradient_at, _), trained_on = model.seen[0], model.seen[-1]
+    assert (gradient_at < -0.2) is not box_start, model.seen   # x = 0: an unclipped start goes below 0
+    assert 0.0 <= trained_on[0] and trained_on[1] <= 0.3 + 1e-6, trained_on
+    assert torch.isfinite(loss) and logits.shape == (8, 10)
+
+
 def _spec(**kw):
     base = dict(arch="tiny-cnn", objective="standard", epochs=2, n_train=300, n_test=100, batch_size=64)
     base.update(kw)
