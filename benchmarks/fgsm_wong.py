@@ -17,7 +17,13 @@ Wong et al. trained on all 60,000 digits, so the default profile is ``full`` (a 
 ``RILIB_DATA_DIR``; ``RILIB_DOWNLOAD=1`` lets torchvision download MNIST). Every variant is a spec of its own, cached
 in the zoo like any model; on 2 cores one variant trains in 2–4 minutes at one thread.
 
+``--released DIR`` also evaluates Wong et al.'s own released MNIST models, ``fgsm.pth`` and ``pgd_madry.pth`` from
+``fast_adversarial/MNIST/models`` in their repository (put them in DIR; the book ships no third-party weights),
+loaded into ``wong-mnist``: under the headline attack and under their own evaluation (PGD-50, step 0.01, 10
+restarts).
+
     python benchmarks/fgsm_wong.py [--profile full] [--seeds 0 1] [--variants clipped-start bf16 small-cnn]
+                                   [--released DIR]
 """
 
 from __future__ import annotations
@@ -25,10 +31,14 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import rilib.chapters  # noqa: F401  (registers the book's zoo)
 from rilib import zoo
-from rilib.chapters.catalog import FGSM_WONG, all_specs, evaluation_attack, seed_name
+from rilib.attacks import PGD
+from rilib.chapters.catalog import FGSM_WONG, all_specs, evaluation_attack, family_dataset, seed_name
+from rilib.evaluate import accuracy, robust_accuracy
+from rilib.models import create_model
 from rilib.profiles import get_profile
 
 #: Each variant: what it changes in the spec of :data:`~rilib.chapters.catalog.FGSM_WONG`.
@@ -37,6 +47,38 @@ VARIANTS = {
     "bf16": lambda s: replace(s, precision="bf16"),
     "small-cnn": lambda s: replace(s, arch="small-cnn"),
 }
+
+
+#: Wong et al.'s released MNIST models (``fast_adversarial/MNIST/models``).
+RELEASED = ("fgsm.pth", "pgd_madry.pth")
+#: Their ``mnist_net`` is an ``nn.Sequential``; its layers 0, 2, 5 and 7 are ``wong-mnist``'s.
+RELEASED_LAYERS = {"0": "features.0", "2": "features.2", "5": "features.5", "7": "head"}
+
+
+def load_released(path: Path):
+    """One of Wong et al.'s released MNIST state dicts (saved from a GPU), loaded with ``weights_only=True`` onto the
+    CPU into ``wong-mnist``."""
+    import torch
+    model = create_model("wong-mnist", (1, 28, 28), 10, [0.0], [1.0])
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    state = {RELEASED_LAYERS[k.split(".", 1)[0]] + "." + k.split(".", 1)[1]: v for k, v in saved.items()}
+    model.load_state_dict({**{k: v for k, v in model.state_dict().items() if k.startswith("normalize")}, **state})
+    return model.eval()
+
+
+def evaluate_released(folder: Path, prof, n: int, attack) -> None:
+    """Clean accuracy (every test image), and accuracy under the headline attack and under Wong et al.'s own
+    evaluation on the first ``n``, of each released model in ``folder``."""
+    ds = family_dataset(prof, "mnist")
+    theirs = PGD(eps=0.3, steps=50, step_size=0.01, restarts=10)
+    print(f"\nWong et al.'s released models ({folder}); their evaluation: {theirs.describe()}.")
+    print(f"{'model':<22} {'clean':>7} {'headline':>9} {'theirs':>7}")
+    for name in RELEASED:
+        model = load_released(folder / name)
+        x, y = ds.x_test[:n], ds.y_test[:n]
+        print(f"{name:<22} {accuracy(model, ds.x_test, ds.y_test):>7.3f} "
+              f"{robust_accuracy(model, x, y, attack, progress=False):>9.3f} "
+              f"{robust_accuracy(model, x, y, theirs, progress=False):>7.3f}", flush=True)
 
 
 def main(argv=None) -> None:
@@ -48,7 +90,12 @@ def main(argv=None) -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="details to change, one at a time (default: all)")
     parser.add_argument("--n", type=int, default=1000, help="test images the headline attack runs on (default 1000)")
+    parser.add_argument("--released", type=Path, metavar="DIR",
+                        help=f"also evaluate Wong et al.'s released models: a folder holding {' and '.join(RELEASED)}")
     args = parser.parse_args(argv)
+    if args.released and not all((args.released / f).is_file() for f in RELEASED):
+        parser.error(f"--released {args.released}: the folder must hold {' and '.join(RELEASED)}, from "
+                     f"fast_adversarial/MNIST/models in Wong et al.'s repository")
     prof = get_profile(args.profile)
     specs = all_specs(prof)
     seeds = max(args.seeds) + 1
@@ -69,6 +116,8 @@ def main(argv=None) -> None:
             robust = zoo.evaluation(spec, attack, prof, n=args.n, progress=False)["robust_acc"]
             print(f"{variant:<22} {spec.seed:>5} {zoo.metrics(spec)['clean_acc']:>7.3f} {robust:>9.3f} "
                   f"{seconds:>8.0f}", flush=True)
+    if args.released:
+        evaluate_released(args.released, prof, args.n, attack)
 
 
 if __name__ == "__main__":
