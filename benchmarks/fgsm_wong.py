@@ -8,14 +8,14 @@ prints each variant's clean accuracy and its accuracy under the book's headline 
 four attacks, ``rilib.chapters.catalog.evaluation_attack``), beside the recipe as their code runs it, measured in the
 same run:
 
-- ``clipped start``: the start clipped to the box before the gradient (``box_start=True``), as their CIFAR-10 code
+- ``clipped-start``: the start clipped to the box before the gradient (``box_start=True``), as their CIFAR-10 code
   and the book's common FGSM-RS recipe do;
 - ``bf16``: bfloat16 mixed precision, which the book's other MNIST models use where the CPU has it natively;
-- ``small CNN``: the book's own network (``small-cnn``) in place of theirs.
+- ``small-cnn``: the book's own network (``small-cnn``) in place of theirs.
 
 Wong et al. trained on all 60,000 digits, so the default profile is ``full`` (a torchvision data root in
 ``RILIB_DATA_DIR``; ``RILIB_DOWNLOAD=1`` lets torchvision download MNIST). Every variant is a spec of its own, cached
-in the zoo like any model; on 2 cores one variant trains in 2–4 minutes at one thread.
+in the zoo like any model; on 2 cores one variant trains in 1–4 minutes at one thread.
 
 ``--released DIR`` also evaluates Wong et al.'s own released MNIST models, ``fgsm.pth`` and ``pgd_madry.pth`` from
 ``fast_adversarial/MNIST/models`` in their repository (put them in DIR; the book ships no third-party weights),

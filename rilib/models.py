@@ -5,8 +5,8 @@ Every model is a :class:`Classifier`: ``normalize`` → ``features`` (image → 
 wherever the architecture allows, so the filter statistics of Gavrikov & Keuper (2022) apply.
 
 Registered names: ``small-cnn`` (28×28×1 or 32×32×3), ``canvas-cnn`` (objects anywhere on a larger canvas),
-``wong-mnist`` (Wong et al. 2020's MNIST network, 4×4 convolutions), ``tiny-cnn`` (for tests), ``lenet`` (LeCun et al. 1998;
-the inversion chapter's independent judge), ``preact-resnet18`` (He et al. 2016, as used by Wong et al. 2020 and
+``wong-mnist`` (Wong et al. 2020's MNIST network, 4×4 convolutions), ``tiny-cnn`` (for tests), ``lenet`` (LeCun et
+al. 1998; the inversion chapter's independent judge), ``preact-resnet18`` (He et al. 2016, as used by Wong et al. 2020 and
 Rice et al. 2020 for CIFAR-10).
 """
 

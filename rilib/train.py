@@ -100,8 +100,8 @@ def fgsm_rs(model, x, y, *, eps: float, alpha: Optional[float] = None,
     ``box_start=False`` takes the gradient as Wong et al.'s MNIST code does (``fast_adversarial/MNIST/
     train_mnist.py``): at x + δ with δ uniform in [−ε, ε], before the start is clipped to the image box [0, 1];
     only the step's result is clipped to the ε-ball and the box. Their CIFAR-10 code clips the start first, as
-    ``box_start=True`` (the default) does. On MNIST the difference decides whether the recipe overfits
-    catastrophically (chapter 1's FGSM-RS arm on Wong et al.'s recipe)."""
+    ``box_start=True`` (the default) does. On MNIST the difference decides whether their recipe overfits
+    catastrophically (``benchmarks/fgsm_wong.py``; chapter 1's FGSM-RS arm on Wong et al.'s recipe)."""
     alpha = alpha if alpha is not None else 1.25 * eps
     if not box_start:
         delta = torch.empty_like(x).uniform_(-eps, eps).requires_grad_(True)

@@ -18,9 +18,8 @@ from ..models import to_model
 from ..profiles import Profile, get_profile
 from . import catalog
 from .catalog import (EVAL_EPS, EVAL_EPS_L2, FGSM_WONG, L2_MODELS, PGD_WONG_NET, SEEDED, STANDARD, evaluation,
-                      evaluation_attack,
-                      fmt_eps, model_names, protocol_differs, robust_acc, seed_names, threat, train_eps, train_zoo,
-                      weak_attack)
+                      evaluation_attack, fmt_eps, model_names, protocol_differs, robust_acc, seed_names, threat,
+                      train_eps, train_zoo, weak_attack)
 
 #: The columns of :func:`results_table` that follow the headline attack's stages, in its order.
 STAGES = ("PGD-40×5", "+ margin PGD", "+ APGD-CE", "+ APGD-T (headline)")
