@@ -214,10 +214,11 @@ def cached_record(path: Path, compute: Callable[[], Any], record: type, name: st
                   name=name, lock=lock)
 
 
-def torch_load(path: Path) -> Any:
-    """A file written with :func:`torch_bytes`, loaded with ``weights_only=True`` (tensors and plain containers)."""
+def torch_load(path: Path, map_location: Any = None) -> Any:
+    """A file written with :func:`torch_bytes` (or any ``torch.save`` of tensors and plain containers), loaded with
+    ``weights_only=True``; ``map_location`` as in :func:`torch.load` (``"cpu"`` for tensors saved from a GPU)."""
     import torch
-    return torch.load(path, weights_only=True)
+    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def torch_bytes(obj) -> bytes:

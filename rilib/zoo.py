@@ -83,6 +83,11 @@ class Spec:
     def param_dict(self) -> dict:
         return dict(self.params)
 
+    def with_params(self, **changes) -> "Spec":
+        """This spec with the objective's parameters ``changes`` set (the others kept), stored as :meth:`make`
+        stores them."""
+        return replace(self, params=tuple(sorted({**self.param_dict, **changes}.items())))
+
     def to_dict(self) -> dict:
         """Every field as plain JSON, the teacher's spec nested. ``teacher``, ``grad_clip`` and ``precision`` appear
         only when set (a precision other than ``fp32``), so that a spec without them hashes as it always has."""

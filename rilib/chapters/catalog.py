@@ -186,18 +186,12 @@ def l2_zoo(profile: Profile) -> dict[str, Spec]:
     :func:`catalog_zoo`)."""
     base = catalog_zoo(profile)
     pgd = base["mnist-pgd-0.3"]
-    specs = {name: replace(pgd, params=_params({**pgd.param_dict, "eps": eps, "norm": "l2"}), monitor_eps=None)
+    specs = {name: replace(pgd.with_params(eps=eps, norm="l2"), monitor_eps=None)
              for name, eps in zip(L2_MODELS, L2_EPS)}
     if profile.cifar10:
         c = base["cifar10-pgd-8/255"]
-        specs["cifar10-pgd-l2-0.5"] = replace(c, params=_params({"eps": 0.5, "steps": 10, "step_size": 0.1,
-                                                                 "norm": "l2"}), monitor_eps=None)
+        specs["cifar10-pgd-l2-0.5"] = replace(c.with_params(eps=0.5, step_size=0.1, norm="l2"), monitor_eps=None)
     return specs
-
-
-def _params(d: dict) -> tuple:
-    """A spec's ``params`` field from a dict (as :meth:`Spec.make` stores it)."""
-    return tuple(sorted(d.items()))
 
 
 def threat(spec: Spec, family_name: str = "mnist") -> tuple[str, float]:

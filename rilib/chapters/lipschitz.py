@@ -136,8 +136,7 @@ def lipschitz_zoo(profile: Profile) -> dict[str, Spec]:
     # TRADES at ε = 0.1: the catalogue's TRADES recipe (β = 6, its inner steps, epochs and ε warm-up), only ε
     # changed (and no training monitor: no page draws this model's learning curves).
     trades = catalog_zoo(profile)["mnist-trades"]
-    specs[TRADES_EPS] = replace(trades, params=tuple(sorted({**trades.param_dict, "eps": EPS}.items())),
-                                monitor_eps=None)
+    specs[TRADES_EPS] = replace(trades.with_params(eps=EPS), monitor_eps=None)
     for i, arm in enumerate((*SEEDED_ARMS, *SWEEP_SEEDED)):
         for r in range(1, profile.seeds):
             specs[seed_name(arm, r)] = replace(specs[arm], seed=100 * r + 50 + i)
