@@ -29,7 +29,6 @@ restarts).
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,11 +38,13 @@ from rilib.attacks import PGD
 from rilib.chapters.catalog import FGSM_WONG, all_specs, evaluation_attack, family_dataset, seed_name
 from rilib.evaluate import accuracy, robust_accuracy
 from rilib.models import create_model
+from rilib.paths import torch_load
 from rilib.profiles import get_profile
+from rilib.rng import seeded
 
 #: Each variant: what it changes in the spec of :data:`~rilib.chapters.catalog.FGSM_WONG`.
 VARIANTS = {
-    "clipped-start": lambda s: replace(s, params=tuple(sorted({**s.param_dict, "box_start": True}.items()))),
+    "clipped-start": lambda s: s.with_params(box_start=True),
     "bf16": lambda s: replace(s, precision="bf16"),
     "small-cnn": lambda s: replace(s, arch="small-cnn"),
 }
@@ -58,27 +59,31 @@ RELEASED_LAYERS = {"0": "features.0", "2": "features.2", "5": "features.5", "7":
 def load_released(path: Path):
     """One of Wong et al.'s released MNIST state dicts (saved from a GPU), loaded with ``weights_only=True`` onto the
     CPU into ``wong-mnist``."""
-    import torch
     model = create_model("wong-mnist", (1, 28, 28), 10, [0.0], [1.0])
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    state = {RELEASED_LAYERS[k.split(".", 1)[0]] + "." + k.split(".", 1)[1]: v for k, v in saved.items()}
+    state = {}
+    for key, value in torch_load(path, map_location="cpu").items():
+        layer, name = key.split(".", 1)
+        state[f"{RELEASED_LAYERS[layer]}.{name}"] = value
     model.load_state_dict({**{k: v for k, v in model.state_dict().items() if k.startswith("normalize")}, **state})
     return model.eval()
 
 
 def evaluate_released(folder: Path, prof, n: int, attack) -> None:
     """Clean accuracy (every test image), and accuracy under the headline attack and under Wong et al.'s own
-    evaluation on the first ``n``, of each released model in ``folder``."""
+    evaluation on the first ``n``, of each released model in ``folder``; the attacks' random starts seeded, so that
+    a rerun prints the same numbers."""
     ds = family_dataset(prof, "mnist")
+    x, y = ds.x_test[:n], ds.y_test[:n]
     theirs = PGD(eps=0.3, steps=50, step_size=0.01, restarts=10)
     print(f"\nWong et al.'s released models ({folder}); their evaluation: {theirs.describe()}.")
     print(f"{'model':<22} {'clean':>7} {'headline':>9} {'theirs':>7}")
     for name in RELEASED:
         model = load_released(folder / name)
-        x, y = ds.x_test[:n], ds.y_test[:n]
-        print(f"{name:<22} {accuracy(model, ds.x_test, ds.y_test):>7.3f} "
-              f"{robust_accuracy(model, x, y, attack, progress=False):>9.3f} "
-              f"{robust_accuracy(model, x, y, theirs, progress=False):>7.3f}", flush=True)
+        with seeded(0):
+            ours = robust_accuracy(model, x, y, attack, progress=False)
+        with seeded(0):
+            wong = robust_accuracy(model, x, y, theirs, progress=False)
+        print(f"{name:<22} {accuracy(model, ds.x_test, ds.y_test):>7.3f} {ours:>9.3f} {wong:>7.3f}", flush=True)
 
 
 def main(argv=None) -> None:
@@ -98,8 +103,7 @@ def main(argv=None) -> None:
                      f"fast_adversarial/MNIST/models in Wong et al.'s repository")
     prof = get_profile(args.profile)
     specs = all_specs(prof)
-    seeds = max(args.seeds) + 1
-    if seeds > prof.seeds:
+    if max(args.seeds) >= prof.seeds:
         parser.error(f"profile {prof.name} trains replicates 0–{prof.seeds - 1} of {FGSM_WONG}; "
                      f"choose --seeds among them")
     attack = evaluation_attack(prof, 0.3)
@@ -110,12 +114,11 @@ def main(argv=None) -> None:
         for r in args.seeds:
             spec = specs[seed_name(FGSM_WONG, r)]
             spec = spec if variant not in VARIANTS else VARIANTS[variant](spec)
-            t0 = time.perf_counter()
             zoo.train(spec, progress=False)
-            seconds = zoo.metrics(spec).get("train_seconds", time.perf_counter() - t0)
+            info = zoo.metrics(spec)
             robust = zoo.evaluation(spec, attack, prof, n=args.n, progress=False)["robust_acc"]
-            print(f"{variant:<22} {spec.seed:>5} {zoo.metrics(spec)['clean_acc']:>7.3f} {robust:>9.3f} "
-                  f"{seconds:>8.0f}", flush=True)
+            print(f"{variant:<22} {spec.seed:>5} {info['clean_acc']:>7.3f} {robust:>9.3f} "
+                  f"{info['train_seconds']:>8.0f}", flush=True)
     if args.released:
         evaluate_released(args.released, prof, args.n, attack)
 
