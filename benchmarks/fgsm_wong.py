@@ -22,7 +22,7 @@ in the zoo like any model; on 2 cores one variant trains in 1–4 minutes at one
 loaded into ``wong-mnist``: under the headline attack and under their own evaluation (PGD-50, step 0.01, 10
 restarts).
 
-    python benchmarks/fgsm_wong.py [--profile full] [--seeds 0 1] [--variants clipped-start bf16 small-cnn]
+    python benchmarks/fgsm_wong.py [--profile full] [--seeds 0 1] [--variants [clipped-start bf16 small-cnn]]
                                    [--released DIR]
 """
 
@@ -35,7 +35,7 @@ from pathlib import Path
 import rilib.chapters  # noqa: F401  (registers the book's zoo)
 from rilib import zoo
 from rilib.attacks import PGD
-from rilib.chapters.catalog import FGSM_WONG, all_specs, evaluation_attack, family_dataset, seed_name
+from rilib.chapters.catalog import FGSM_WONG, evaluation_attack, family_dataset, seed_name, seeds_zoo
 from rilib.evaluate import accuracy, robust_accuracy
 from rilib.models import create_model
 from rilib.paths import torch_load
@@ -91,9 +91,10 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="full", help="rilib profile (default: full, all 60,000 digits)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
-                        help="replicates of the arm to train each variant at (default: 0 1; 0 is the arm itself)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                        help="details to change, one at a time (default: all)")
+                        help="replicates of the arm to train each variant at (default: 0 1; 0 is the arm itself). "
+                             "Replicates beyond the profile's are seeded as the catalogue seeds its replicates")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="details to change, one at a time (default: all; none given: the recipe alone)")
     parser.add_argument("--n", type=int, default=1000, help="test images the headline attack runs on (default 1000)")
     parser.add_argument("--released", type=Path, metavar="DIR",
                         help=f"also evaluate Wong et al.'s released models: a folder holding {' and '.join(RELEASED)}")
@@ -102,10 +103,10 @@ def main(argv=None) -> None:
         parser.error(f"--released {args.released}: the folder must hold {' and '.join(RELEASED)}, from "
                      f"fast_adversarial/MNIST/models in Wong et al.'s repository")
     prof = get_profile(args.profile)
-    specs = all_specs(prof)
-    if max(args.seeds) >= prof.seeds:
-        parser.error(f"profile {prof.name} trains replicates 0–{prof.seeds - 1} of {FGSM_WONG}; "
-                     f"choose --seeds among them")
+    if min(args.seeds) < 0:
+        parser.error(f"--seeds: replicates are numbered from 0, not {min(args.seeds)}")
+    # the catalogue's replicates, as many as asked for: replicate r of the profile's own range is its zoo model
+    specs = seeds_zoo(replace(prof, seeds=max(prof.seeds, max(args.seeds) + 1)))
     attack = evaluation_attack(prof, 0.3)
     print(f"FGSM-RS on Wong et al.'s MNIST recipe (profile {prof.name}), one detail changed at a time. Headline "
           f"attack at ε = 0.3 on the first {args.n} test images: {attack.describe()}.")

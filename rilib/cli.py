@@ -358,9 +358,31 @@ def _assignments(args) -> int:
     return 1 if any(r.failed for r in reports) else 0
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``), raised where Ctrl-C would raise KeyboardInterrupt, so that it stops a run the same
+    way: training processes at their last epoch checkpoint, chapters with their partial notebook kept."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    try:
+        return _main(args)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         from . import chapters, profiles  # noqa: F401  (chapters: register the book's models and claims)
         if getattr(args, "profile", None) is not None:
@@ -419,10 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     except RilibError as exc:
         print(f"rilib: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("rilib: interrupted; a training run resumes from its last epoch checkpoint next time.",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"rilib: {how}; a training run resumes from its last epoch checkpoint next time.", file=sys.stderr)
+        return 143 if isinstance(exc, _Terminated) else 130
     return 0
 
 

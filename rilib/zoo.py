@@ -492,8 +492,48 @@ def _cost(spec: Spec) -> float:
     return spec.epochs * (spec.n_train or 60000) * passes
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent: int) -> None:
+    """Set up a :func:`train_many` worker: ``threads`` threads, and a way to stop when the run is stopped.
+
+    - SIGINT and SIGTERM raise KeyboardInterrupt in the model being trained, once: it stops as under Ctrl-C (a
+      retraining puts the old model back; the checkpoint of the last complete epoch stays). A second signal (Ctrl-C
+      reaches every process of the terminal's group, then :func:`_interrupt_workers` signals again) is ignored.
+    - If the process that started it (``parent``) is gone, killed however it was killed, the worker interrupts
+      itself the same way and exits 10 s later: a worker never trains on for nobody, holding its model's lock."""
+    import signal
+    import threading
+
     torch.set_num_threads(threads)
+    interrupted = threading.Event()
+
+    def interrupt(signum, frame):
+        if not interrupted.is_set():
+            interrupted.set()
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        print(f"rilib: the process that started this training run ({parent}) is gone; stopping. The model resumes "
+              f"from its last epoch checkpoint next time.", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(10.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="rilib-parent-watch", daemon=True).start()
+
+
+def _interrupt_workers() -> None:
+    """Signal every worker process of this process's pool (its live children) to stop, as Ctrl-C would: the
+    interrupt may have reached only this process (``kill PID`` sends SIGTERM to one process)."""
+    import multiprocessing
+    import signal
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(OSError):
+            os.kill(child.pid, signal.SIGINT)
 
 
 def _epoch_line(name: str, epochs: int):
@@ -515,6 +555,17 @@ def _train_one(name: str, spec: Spec, retrain: bool) -> tuple[str, bool, float]:
     return name, cached, time.perf_counter() - t0
 
 
+@contextlib.contextmanager
+def _stopping_workers_on_interrupt():
+    """Around the loop of :func:`train_many`, inside its pool: on an interrupt, signal the workers before the pool
+    waits for them, so that it waits seconds, not until their models are trained."""
+    try:
+        yield
+    except BaseException:
+        _interrupt_workers()
+        raise
+
+
 def train_many(specs: dict[str, Spec], *, jobs: Optional[int] = None, retrain: bool = False,
                report: Callable[[str, Spec, bool, float], None] = lambda *a: None) -> None:
     """Train every spec of ``specs`` (name → spec) that is not cached, ``jobs`` at a time (default
@@ -526,6 +577,8 @@ def train_many(specs: dict[str, Spec], *, jobs: Optional[int] = None, retrain: b
     - Each spec is trained by :func:`train`, with its per-spec lock and checkpoint: a run interrupted here resumes
       next time, and another process training the same spec meanwhile is waited for, not duplicated.
     - The first failure stops the models not yet started and is raised once the running ones have finished.
+    - An interrupt (Ctrl-C, or SIGTERM turned into one by the command line) stops the running ones too, each at
+      its last epoch checkpoint; so does the death of this process (:func:`_worker_init`).
     ``jobs=1`` trains in this process, one after the other, with a progress bar.
     """
     import os
@@ -555,7 +608,7 @@ def train_many(specs: dict[str, Spec], *, jobs: Optional[int] = None, retrain: b
     waiting, running, failure = list(order), {}, None
     # spawn, not fork: a forked child of a process whose OpenMP pool already ran can hang in its first parallel op.
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-                             initargs=(threads,)) as pool:
+                             initargs=(threads, os.getpid())) as pool, _stopping_workers_on_interrupt():
         while waiting or running:
             if failure is None:
                 for name in [n for n in waiting if specs[n].teacher is None or specs[n].teacher not in pending]:

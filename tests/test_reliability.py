@@ -378,6 +378,105 @@ def test_train_many_raises_the_first_failure_after_the_others_finish(tmp_path, m
         zoo.train_many({"good": good}, jobs=0)
 
 
+def _children(pid: int) -> list[int]:
+    """The pids of the live processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+_SLOW_PAIR = """
+    import sys
+    import rilib
+    from rilib import chapters, zoo  # noqa: F401 (the book's groups first, as the command line registers them)
+
+    @zoo.ZOO_GROUPS.register("test-slow-pair")
+    def _slow(profile):
+        return {f"slow-{seed}": rilib.Spec.make("mnist-5k", "tiny-cnn", "standard", epochs=10000, n_train=200,
+                                                n_test=100, batch_size=64, seed=seed) for seed in (61, 62)}
+
+    from rilib.cli import main
+    sys.exit(main(["zoo", "train", "slow-61", "slow-62", "--profile", "smoke", "--jobs", "2"]))
+"""
+
+
+def _start_slow_pair(tmp_path) -> tuple[subprocess.Popen, list[int], list[pathlib.Path]]:
+    """`rilib zoo train` of two endless models with --jobs 2, returned once both workers have a checkpoint."""
+    env = {**os.environ, "RILIB_CACHE": str(tmp_path / "cache")}
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_SLOW_PAIR)], env=env,
+                              stdout=open(tmp_path / "out.txt", "w"), stderr=open(tmp_path / "err.txt", "w"))
+    folders = [tmp_path / "cache" / "zoo" / _spec(seed, epochs=10000, n_train=200).folder_name()
+               for seed in (61, 62)]
+    deadline = time.time() + 180
+    while not all((f / "checkpoint.pt").exists() for f in folders):
+        assert parent.poll() is None and time.time() < deadline, (tmp_path / "err.txt").read_text()
+        time.sleep(0.2)
+    workers = _children(parent.pid)
+    return parent, workers, folders
+
+
+def _kill_all(parent: subprocess.Popen, workers: list[int]) -> None:
+    """Whatever a test of stopping found: nothing of it may train on after the test."""
+    for pid in [parent.pid, *workers]:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    parent.wait(timeout=60)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_pid_of_a_parallel_zoo_train_stops_its_workers_at_their_checkpoints(tmp_path):
+    """`kill PID` (SIGTERM) to `rilib zoo train --jobs 2` alone: the command exits 143 within seconds, saying so,
+    its two training processes are gone too (before, they trained their models to the end for nobody, holding
+    the models' locks), and each model keeps its last epoch checkpoint, so the next run resumes it."""
+    parent, workers, folders = _start_slow_pair(tmp_path)
+    try:
+        assert len(workers) >= 2
+        t0 = time.time()
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=60)
+        assert parent.returncode == 143 and time.time() - t0 < 30, (tmp_path / "err.txt").read_text()
+        assert "terminated (SIGTERM)" in (tmp_path / "err.txt").read_text()
+        assert not [w for w in workers if _alive(w)], "a training process outlived the command"
+    finally:
+        _kill_all(parent, workers)
+    for folder in folders:
+        assert (folder / "checkpoint.pt").exists() and not (folder / "model.pt").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_workers_of_a_killed_zoo_train_stop_by_themselves(tmp_path):
+    """`kill -9` of `rilib zoo train --jobs 2`: no handler runs in it, yet its training processes notice that it is
+    gone and stop within seconds, saying why."""
+    parent, workers, folders = _start_slow_pair(tmp_path)
+    try:
+        assert len(workers) >= 2
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=60)
+        deadline = time.time() + 30
+        while [w for w in workers if _alive(w)]:
+            assert time.time() < deadline, "a training process outlived its killed parent by 30 s"
+            time.sleep(0.2)
+    finally:
+        _kill_all(parent, workers)
+    assert "is gone; stopping" in (tmp_path / "err.txt").read_text()
+    for folder in folders:
+        assert (folder / "checkpoint.pt").exists() and not (folder / "model.pt").exists()
+
+
 # ---------------------------------------------------------------------------------------------------
 # Two processes at once
 
