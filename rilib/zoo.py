@@ -557,8 +557,9 @@ def _train_one(name: str, spec: Spec, retrain: bool) -> tuple[str, bool, float]:
 
 @contextlib.contextmanager
 def _stopping_workers_on_interrupt():
-    """Around the loop of :func:`train_many`, inside its pool: on an interrupt, signal the workers before the pool
-    waits for them, so that it waits seconds, not until their models are trained."""
+    """Around the loop of :func:`train_many`, inside its pool: on an interrupt (or any error raised by the loop
+    itself), signal the workers before the pool waits for them, so that it waits seconds, not until their models
+    are trained. A model's own failure is not raised here: the loop keeps it until the running ones finish."""
     try:
         yield
     except BaseException:

@@ -349,7 +349,7 @@ def _wong_differs(profile: Profile) -> str:
        statement="FGSM-RS on Wong et al.'s MNIST recipe (their network, ε = 0.3, α = 0.375, cyclic learning rate up "
                  "to 5e-3, 10 epochs) comes within 5 points of PGD-AT (ε = 0.3) on the same network under the "
                  "strongest attack.",
-       papers="wong2020", differs=lambda p: _wong_differs(p))
+       papers="wong2020", differs=_wong_differs)
 def _claim_fgsm_wong(profile: Profile) -> Measurement:
     pgd, fgsm, diff = _paired_seeds(profile, PGD_WONG_NET, FGSM_WONG, "headline")
     verdict = seed_verdict("pgd-0.3 (Wong's network) − fgsm-rs (Wong)", [a - b for a, b in zip(pgd, fgsm)], diff,
