@@ -371,10 +371,14 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
+    from . import stopping
+
     parser = build_parser()
     args = parser.parse_args(argv)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    if in_main:  # a chapter of a parallel `rilib book run` stops when that run is gone, even after kill -9
+        stopping.stop_with_parent_from_env(then="Its partial work is kept as after Ctrl-C.", grace=30.0)
     try:
         return _main(args)
     finally:

@@ -32,7 +32,7 @@ from typing import Callable, Optional
 
 import torch
 
-from . import paths, timing
+from . import paths, stopping, timing
 from .data import load_dataset
 from .errors import RilibError, UnknownNameError
 from .evaluate import robust_accuracy, staged_robust_accuracy
@@ -495,35 +495,15 @@ def _cost(spec: Spec) -> float:
 def _worker_init(threads: int, parent: int) -> None:
     """Set up a :func:`train_many` worker: ``threads`` threads, and a way to stop when the run is stopped.
 
-    - SIGINT and SIGTERM raise KeyboardInterrupt in the model being trained, once: it stops as under Ctrl-C (a
-      retraining puts the old model back; the checkpoint of the last complete epoch stays). A second signal (Ctrl-C
-      reaches every process of the terminal's group, then :func:`_interrupt_workers` signals again) is ignored.
+    - SIGINT and SIGTERM raise KeyboardInterrupt in the model being trained, once (:func:`stopping.interrupt_once`):
+      it stops as under Ctrl-C (a retraining puts the old model back; the checkpoint of the last complete epoch
+      stays).
     - If the process that started it (``parent``) is gone, killed however it was killed, the worker interrupts
-      itself the same way and exits 10 s later: a worker never trains on for nobody, holding its model's lock."""
-    import signal
-    import threading
-
+      itself the same way and exits 10 s later (:func:`stopping.stop_with_parent`): a worker never trains on for
+      nobody, holding its model's lock."""
     torch.set_num_threads(threads)
-    interrupted = threading.Event()
-
-    def interrupt(signum, frame):
-        if not interrupted.is_set():
-            interrupted.set()
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        print(f"rilib: the process that started this training run ({parent}) is gone; stopping. The model resumes "
-              f"from its last epoch checkpoint next time.", file=sys.stderr, flush=True)
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(10.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="rilib-parent-watch", daemon=True).start()
+    stopping.interrupt_once()
+    stopping.stop_with_parent(parent, then="The model resumes from its last epoch checkpoint next time.")
 
 
 def _interrupt_workers() -> None:

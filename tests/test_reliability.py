@@ -1,7 +1,7 @@
 """Reliability: a run that is killed, a corrupt artefact, two processes at once, a read-only or full cache.
 
 Each case ends in a clear message or a correct recomputation, and each checks that nothing that existed before is
-lost. Models are tiny and trained on a few hundred digits, so the whole file runs in well under a minute.
+lost. Models are tiny and trained on a few hundred digits; the chapters that are stopped sleep in one cell.
 """
 
 from __future__ import annotations
@@ -313,18 +313,16 @@ def test_a_failing_parallel_chapter_is_named_with_its_log_and_stops_the_synthesi
     assert not (root / "book" / "99_last.ipynb").exists()
 
 
-@pytest.mark.slow
-def test_an_interrupted_parallel_run_stops_its_chapters_and_publishes_nothing(tmp_path):
-    """Ctrl-C (SIGINT) to `rilib book run` alone, while two chapters run in their own processes: both stop within
-    seconds, each leaves its partial notebook as .failed, and neither leaves a notebook the build would publish."""
+def _start_parallel_book(tmp_path) -> tuple[subprocess.Popen, pathlib.Path]:
+    """`rilib book run --jobs 2` of two chapters that sleep for two minutes, returned once both kernels sleep."""
     root = _book(tmp_path, ["import time\ntime.sleep(120)"])
     page = (root / "notebooks" / "01_page.md").read_text()
     (root / "notebooks" / "02_other.md").write_text(page)
     parent = _python(f"""
-        import signal
+        import signal, sys
         signal.signal(signal.SIGINT, signal.default_int_handler)  # even if this test runs with SIGINT ignored
-        from rilib.book import runner
-        runner.run(None, "smoke", {str(root)!r}, jobs=2)
+        from rilib.cli import main
+        sys.exit(main(["book", "run", "--profile", "smoke", "--root", {str(root)!r}, "--jobs", "2"]))
     """, {})
     book = root / "book"
     deadline = time.time() + 120
@@ -332,13 +330,53 @@ def test_an_interrupted_parallel_run_stops_its_chapters_and_publishes_nothing(tm
         assert parent.poll() is None and time.time() < deadline, parent.communicate()
         time.sleep(0.2)
     time.sleep(3)  # the kernels are in the sleeping cell
-    t0 = time.time()
-    parent.send_signal(signal.SIGINT)
-    parent.communicate(timeout=60)
-    assert parent.returncode != 0 and time.time() - t0 < 45
+    return parent, book
+
+
+def _assert_stopped_and_kept(book: pathlib.Path) -> None:
+    """Each chapter keeps its partial notebook as .failed and leaves no notebook the build would publish."""
     for name in ("01_page", "02_other"):
         assert not (book / f"{name}.ipynb").exists() and not (book / f".{name}.running.ipynb").exists()
         assert (book / f".{name}.failed.ipynb").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "kill-pid"])
+def test_an_interrupted_parallel_run_stops_its_chapters_and_publishes_nothing(tmp_path, how, code):
+    """Ctrl-C (SIGINT) or `kill PID` (SIGTERM) to `rilib book run` alone, while two chapters run in their own
+    processes: both stop within seconds, the command exits with the shell's code for the signal, and each chapter
+    leaves its partial notebook as .failed and no notebook the build would publish."""
+    parent, book = _start_parallel_book(tmp_path)
+    t0 = time.time()
+    parent.send_signal(how)
+    _, err = parent.communicate(timeout=60)
+    assert parent.returncode == code and time.time() - t0 < 45, err
+    _assert_stopped_and_kept(book)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_chapters_of_a_killed_book_run_stop_by_themselves(tmp_path):
+    """`kill -9` of `rilib book run --jobs 2`: no handler runs in it, yet its chapters' processes and their kernels
+    notice that it is gone and stop within seconds, saying why, each keeping its partial notebook."""
+    parent, book = _start_parallel_book(tmp_path)
+    chapters = _children(parent.pid)
+    kernels = [k for c in chapters for k in _children(c)]
+    try:
+        assert len(chapters) == 2 and len(kernels) >= 2
+        parent.send_signal(signal.SIGKILL)
+        parent.communicate(timeout=60)
+        deadline = time.time() + 45
+        while [p for p in chapters + kernels if _alive(p)]:
+            assert time.time() < deadline, "a chapter or its kernel outlived its killed parent by 45 s"
+            time.sleep(0.2)
+    finally:
+        for pid in chapters + kernels:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    _assert_stopped_and_kept(book)
+    for name in ("01_page", "02_other"):
+        assert "is gone; stopping" in (book / f".{name}.log").read_text()
 
 
 def test_train_many_trains_a_teacher_before_its_student_in_parallel_processes(tmp_path, monkeypatch, capfd):
@@ -391,6 +429,13 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _alive(pid: int) -> bool:
     try:
         state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -425,7 +470,8 @@ def _start_slow_pair(tmp_path) -> tuple[subprocess.Popen, list[int], list[pathli
     while not all((f / "checkpoint.pt").exists() for f in folders):
         assert parent.poll() is None and time.time() < deadline, (tmp_path / "err.txt").read_text()
         time.sleep(0.2)
-    workers = _children(parent.pid)
+    # the training processes, not multiprocessing's resource tracker, which exits on its own once the run has ended
+    workers = [pid for pid in _children(parent.pid) if b"resource_tracker" not in _cmdline(pid)]
     return parent, workers, folders
 
 
@@ -444,7 +490,7 @@ def test_kill_pid_of_a_parallel_zoo_train_stops_its_workers_at_their_checkpoints
     the models' locks), and each model keeps its last epoch checkpoint, so the next run resumes it."""
     parent, workers, folders = _start_slow_pair(tmp_path)
     try:
-        assert len(workers) >= 2
+        assert len(workers) == 2
         t0 = time.time()
         parent.send_signal(signal.SIGTERM)
         parent.wait(timeout=60)
@@ -463,7 +509,7 @@ def test_the_workers_of_a_killed_zoo_train_stop_by_themselves(tmp_path):
     gone and stop within seconds, saying why."""
     parent, workers, folders = _start_slow_pair(tmp_path)
     try:
-        assert len(workers) >= 2
+        assert len(workers) == 2
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=60)
         deadline = time.time() + 30
@@ -767,3 +813,19 @@ def test_a_run_replayed_without_some_jobs_keeps_its_lanes_order_and_waves(tmp_pa
     assert "(  150 s): the measured 210 s less the 60 s the replay saves" in text
     with pytest.raises(ValueError, match=r"--without nope matches no training or chapter .* 99_synthesis, a, b, c"):
         timing.format_replay(timing.report(log), ("b", "nope"))
+
+
+def test_only_a_parent_that_asked_is_watched_and_its_request_is_not_inherited(monkeypatch):
+    """A ``rilib`` command watches its parent only when started with ``stopping.child_env``; the request leaves the
+    command's environment, so a kernel or a training worker it starts does not take the parent as its own."""
+    from rilib import stopping
+    monkeypatch.delenv(stopping.PARENT_ENV, raising=False)
+    assert not stopping.stop_with_parent_from_env()
+    monkeypatch.setenv(stopping.PARENT_ENV, "not-a-pid")
+    assert not stopping.stop_with_parent_from_env() and stopping.PARENT_ENV not in os.environ
+    env = stopping.child_env({"A": "1"})
+    assert env == {"A": "1", stopping.PARENT_ENV: str(os.getpid())}
+    watched = []
+    monkeypatch.setattr(stopping, "stop_with_parent", lambda parent, **kw: watched.append(parent))
+    monkeypatch.setenv(stopping.PARENT_ENV, "4242")
+    assert stopping.stop_with_parent_from_env() and stopping.PARENT_ENV not in os.environ and watched == [4242]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .. import timing
+from .. import stopping, timing
 from ..errors import RilibError, UnknownNameError
 from ..paths import atomic_write_text, project_root
 from ..profiles import get_profile
@@ -258,7 +258,8 @@ def _run_parallel(todo: Sequence[Path], profile: str, root: Path, jobs: int, for
     failure stops chapters not yet started and is raised when the running ones end; an interrupt stops them all
     (each keeps its ``.failed`` notebook, as :func:`run` says)."""
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    # stopping.child_env: each chapter's process stops when this one is gone, however it was killed
+    env = stopping.child_env(dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads))
     first = [s for s in todo if not _runs_after_all(s)]
     # Precomputations first: they must be done before their chapter needs them, and they run beside the longest
     # chapters on the other cores.
