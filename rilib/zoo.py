@@ -233,6 +233,10 @@ def check(spec: Spec) -> dict:
             out["model"] = "ok"
         except RilibError as exc:
             out.update(model="corrupt", detail=str(exc), problem=True)
+    elif _set_aside(folder).exists():
+        out["model"] = "interrupted"
+        out["detail"] = (f"a retraining was killed; the previous model is set aside in {_set_aside(folder).name}, and "
+                         f"`rilib zoo train NAME` puts it back")
     elif (folder / "checkpoint.pt").exists():
         out["model"] = "interrupted"
         out["detail"] = "an interrupted run; `rilib zoo train NAME` resumes it after its last complete epoch"
@@ -261,26 +265,35 @@ def train(spec: Spec, *, progress: bool = True, on_epoch_end=None, retrain: bool
     - Training holds a per-spec file lock: a second process asking for the same spec waits, then finds it trained;
       if the first process died, the second resumes its run.
     - An interrupted run (a ``checkpoint.pt`` without ``model.pt``) resumes after its last complete epoch.
+    - A retraining keeps the previous model until the new one is complete: an interrupted or failed retraining puts
+      it back, and so does the next run after a killed one (:func:`_settle_killed_retraining`).
     - With ``RILIB_TRAIN=0`` a model that is not in the zoo raises :class:`RilibError` instead of training.
     """
     folder = spec.folder()
-    if not retrain and is_trained(spec):
+    if not retrain and is_trained(spec) and not _set_aside(folder).exists():
         verify(spec)
         return folder
-    if not paths.training_allowed():
-        raise RilibError(f"{folder.name} is not in the zoo ({paths.zoo_dir()}), and RILIB_TRAIN=0 forbids training "
-                         f"it. Unpack a packed zoo that holds it (`rilib zoo unpack FILE|URL`), or unset RILIB_TRAIN "
-                         f"to train it.{_other_precision_hint(spec)}")
+    if not paths.training_allowed() and not _set_aside(folder).exists():
+        raise _training_forbidden(spec)
     if spec.teacher is not None:
         train(spec.teacher, progress=progress)
     with paths.file_lock(_lock_path(spec), waiting=f"rilib: waiting for another process that trains {folder.name}"):
+        _settle_killed_retraining(folder)
         if not retrain and is_trained(spec):  # trained by another process while this one waited for the lock
             verify(spec)
             return folder
+        if not paths.training_allowed():
+            raise _training_forbidden(spec)
         with _kept_until_replaced(folder) if retrain else contextlib.nullcontext():
             with timing.timed("train", folder.name):
                 _train(spec, folder, progress, on_epoch_end)
     return folder
+
+
+def _training_forbidden(spec: Spec) -> RilibError:
+    return RilibError(f"{spec.folder().name} is not in the zoo ({paths.zoo_dir()}), and RILIB_TRAIN=0 forbids "
+                      f"training it. Unpack a packed zoo that holds it (`rilib zoo unpack FILE|URL`), or unset "
+                      f"RILIB_TRAIN to train it.{_other_precision_hint(spec)}")
 
 
 def _other_precision_hint(spec: Spec) -> str:
@@ -293,13 +306,35 @@ def _other_precision_hint(spec: Spec) -> str:
     return ""
 
 
+def _set_aside(folder: Path) -> Path:
+    """Where a retraining keeps the previous ``folder`` until the new model is complete."""
+    return folder.with_name(f".{folder.name}.before-retrain")
+
+
+def _settle_killed_retraining(folder: Path) -> None:
+    """Called with the spec's lock held. A folder set aside (:func:`_kept_until_replaced`) that is still there means
+    that a retraining was killed (``kill -9``, a power cut) before it could put the previous model back or delete
+    it. If the new model was completed, the previous one is obsolete and deleted. Otherwise the previous folder is
+    put back, as an interrupted retraining puts it back, and the partial new run is discarded: a killed retraining
+    loses nothing, and a second retraining cannot delete the only complete model."""
+    old = _set_aside(folder)
+    if not old.exists():
+        return
+    if (folder / "model.pt").exists() and (folder / "metrics.json").exists():
+        shutil.rmtree(old)
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(old, folder)
+    print(f"rilib: a retraining of {folder.name} was killed before it completed; its previous folder is restored.",
+          file=sys.stderr, flush=True)
+
+
 @contextlib.contextmanager
 def _kept_until_replaced(folder: Path):
     """For a retraining: move ``folder`` aside, and delete it only once the body (the new training) has completed;
-    if the body fails or is interrupted, put the old folder back, so a failed retraining loses nothing."""
-    old = folder.with_name(f".{folder.name}.before-retrain")
-    if old.exists():
-        shutil.rmtree(old)
+    if the body fails or is interrupted, put the old folder back, so a failed retraining loses nothing (and if the
+    process is killed, the next one to take the spec's lock puts it back: :func:`_settle_killed_retraining`)."""
+    old = _set_aside(folder)
     if folder.exists():
         os.replace(folder, old)
     try:
@@ -404,10 +439,12 @@ def delete(spec: Spec) -> bool:
     """Remove a spec's folder from the zoo, so that it is trained again; False if there was nothing to remove.
     Raises :class:`RilibError` if the folder exists but cannot be removed."""
     folder = spec.folder()
-    if not folder.exists():
+    if not folder.exists() and not _set_aside(folder).exists():
         return False
     try:
-        shutil.rmtree(folder)
+        shutil.rmtree(_set_aside(folder), ignore_errors=True)  # what a killed retraining set aside: else put back
+        if folder.exists():
+            shutil.rmtree(folder)
     except OSError as exc:
         raise RilibError(f"Could not delete {folder} ({type(exc).__name__}: {exc}). Check its permissions, "
                          f"remove it by hand, and train again.") from None

@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,6 +105,61 @@ def test_a_retraining_that_fails_puts_the_old_model_back():
     assert _files(folder) == before, "a failed retraining must leave the previous model as it was"
     assert zoo.check(spec)["model"] == "ok"
     assert not list(folder.parent.glob(f".{folder.name}*")), "nothing set aside is left behind"
+
+
+def _killed_retraining(spec: rilib.Spec) -> tuple[pathlib.Path, dict]:
+    """Train ``spec``, then leave its zoo as a retraining killed in its first epoch leaves it (its previous folder
+    set aside, the new one holding a checkpoint and no model); returns the folder and the previous model's files."""
+    folder = zoo.train(spec, progress=False)
+    before = _files(folder)
+    state = folder.parent.parent / "killed-state"
+
+    def kill(epoch, record):  # what is on disk at this moment is what kill -9 would leave
+        shutil.copytree(folder.parent, state)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        zoo.train(spec, progress=False, retrain=True, on_epoch_end=kill)
+    shutil.rmtree(folder.parent)
+    os.replace(state, folder.parent)
+    assert (folder / "checkpoint.pt").exists() and not (folder / "model.pt").exists()
+    assert _files(zoo._set_aside(folder)) == before
+    return folder, before
+
+
+def test_a_killed_retraining_is_settled_by_the_next_run_and_loses_nothing(capfd, monkeypatch):
+    """kill -9 runs no handler, so the retraining cannot put the previous model back itself: the next process that
+    takes the model's lock puts it back. Before, a second retraining deleted the only complete model."""
+    spec = _spec(46, epochs=2)
+    folder, before = _killed_retraining(spec)
+    assert zoo.check(spec)["model"] == "interrupted" and "puts it back" in zoo.check(spec)["detail"]
+    with monkeypatch.context() as m:
+        m.setenv("RILIB_TRAIN", "0")  # it finds the previous model, and trains nothing
+        zoo.train(spec, progress=False)
+    assert _files(folder) == before and zoo.check(spec)["model"] == "ok"
+    assert "was killed before it completed; its previous folder is restored" in capfd.readouterr().err
+    assert not list(folder.parent.glob(f".{folder.name}*")), "nothing set aside is left behind"
+
+    folder, before = _killed_retraining(spec)  # then a second retraining, itself interrupted
+
+    def interrupt(epoch, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        zoo.train(spec, progress=False, retrain=True, on_epoch_end=interrupt)
+    assert _files(folder) == before, "the only complete model must survive two failed retrainings"
+    assert not list(folder.parent.glob(f".{folder.name}*"))
+
+
+def test_a_retraining_killed_after_it_completed_keeps_the_new_model_and_delete_removes_what_was_set_aside():
+    spec = _spec(46, epochs=1)
+    folder = zoo.train(spec, progress=False, retrain=True)
+    new = _files(folder)
+    shutil.copytree(folder, zoo._set_aside(folder))  # killed after the new model, before deleting the previous one
+    zoo.train(spec, progress=False)
+    assert _files(folder) == new and not zoo._set_aside(folder).exists()
+    _killed_retraining(spec)
+    assert zoo.delete(spec) and not folder.exists() and not zoo._set_aside(folder).exists()
 
 
 def test_an_unreadable_metrics_file_is_a_clear_error():
