@@ -43,6 +43,11 @@ from .rng import seeded
 from .train import fit
 
 
+def _stored(params: dict) -> tuple:
+    """An objective's parameters as a :class:`Spec` stores them: sorted (name, value) pairs, hashable."""
+    return tuple(sorted(params.items()))
+
+
 @dataclass(frozen=True)
 class Spec:
     """Everything that determines a trained model. Equal specs hash equal; see :meth:`key`."""
@@ -70,14 +75,14 @@ class Spec:
     @classmethod
     def make(cls, dataset: str, arch: str, objective: str, params: Optional[dict] = None, **kw) -> "Spec":
         """Build a spec with ``params`` given as a dict."""
-        return cls(dataset, arch, objective, tuple(sorted((params or {}).items())), **kw)
+        return cls(dataset, arch, objective, _stored(params or {}), **kw)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Spec":
         """The spec :meth:`to_dict` wrote (a teacher's spec included)."""
         d = dict(d)
         teacher = cls.from_dict(d.pop("teacher")) if d.get("teacher") else None
-        return cls(**{**d, "params": tuple(sorted(d["params"].items())), "teacher": teacher})
+        return cls(**{**d, "params": _stored(d["params"]), "teacher": teacher})
 
     @property
     def param_dict(self) -> dict:
@@ -86,7 +91,7 @@ class Spec:
     def with_params(self, **changes) -> "Spec":
         """This spec with the objective's parameters ``changes`` set (the others kept), stored as :meth:`make`
         stores them."""
-        return replace(self, params=tuple(sorted({**self.param_dict, **changes}.items())))
+        return replace(self, params=_stored({**self.param_dict, **changes}))
 
     def to_dict(self) -> dict:
         """Every field as plain JSON, the teacher's spec nested. ``teacher``, ``grad_clip`` and ``precision`` appear
