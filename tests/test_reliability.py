@@ -435,6 +435,41 @@ def test_the_chapters_of_a_killed_book_run_stop_by_themselves(tmp_path):
         assert "is gone; stopping" in (book / f".{name}.log").read_text()
 
 
+@pytest.mark.slow
+def test_two_runs_of_one_chapter_at_once_execute_it_once(tmp_path):
+    """Two `rilib book run` of the same chapter in one checkout (two `make book`): the second waits for the first,
+    which holds the chapter until the second has said that it waits, then finds the chapter executed and does not
+    execute it again. (Before, both kernels ran and wrote one hidden notebook.)"""
+    root = _book(tmp_path, [textwrap.dedent("""\
+        import os, pathlib, time
+        with open(os.environ["RUNS"], "a") as fh:
+            fh.write("ran\\n")
+        pathlib.Path(os.environ["STARTED"]).touch()
+        t0 = time.time()
+        while not pathlib.Path(os.environ["ASKED"]).exists() and time.time() - t0 < 60:
+            time.sleep(0.1)""")])
+    env = {**os.environ, "RUNS": str(tmp_path / "runs"), "STARTED": str(tmp_path / "started"),
+           "ASKED": str(tmp_path / "asked")}
+    cmd = [sys.executable, "-m", "rilib", "book", "run", "01_page", "--profile", "smoke", "--root", str(root),
+           "--jobs", "1"]
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "first.err", "w"))
+    deadline = time.time() + 120
+    while not (tmp_path / "started").exists():
+        assert first.poll() is None and time.time() < deadline, (tmp_path / "first.err").read_text()
+        time.sleep(0.1)
+    second = subprocess.Popen(cmd, env=env, stdout=open(tmp_path / "second.out", "w"),
+                              stderr=open(tmp_path / "second.err", "w"))
+    while "waiting for another process" not in (tmp_path / "second.err").read_text():
+        if second.poll() is not None or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    (tmp_path / "asked").touch()
+    assert [first.wait(timeout=120), second.wait(timeout=120)] == [0, 0], (tmp_path / "second.err").read_text()
+    assert (tmp_path / "runs").read_text() == "ran\n", "the chapter was executed twice at once"
+    assert "executed by another process meanwhile" in (tmp_path / "second.out").read_text()
+    assert (root / "book" / "01_page.ipynb").exists() and not list((root / "book").glob(".01_page.*.ipynb"))
+
+
 def test_train_many_trains_a_teacher_before_its_student_in_parallel_processes(tmp_path, monkeypatch, capfd):
     """``jobs=2``: every spec ends trained and verified, a distillation student starts only after its teacher has
     finished (else one process would wait on the teacher's lock held by the other, and say so), and a cached model

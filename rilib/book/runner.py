@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 from .. import stopping, timing
 from ..errors import RilibError, UnknownNameError
-from ..paths import atomic_write_text, project_root
+from ..paths import atomic_write_text, file_lock, project_root
 from ..profiles import get_profile
 
 SOURCE_SUFFIXES = (".md", ".py")
@@ -192,11 +192,27 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
     if jobs < 1:
         raise RilibError(f"jobs must be 1 or more, not {jobs}.")
     if jobs > 1 and len(todo) > 1:
-        _run_parallel(todo, profile, root_path, jobs, force=True, log_output=log_output)
+        _run_parallel(todo, profile, root_path, jobs, force=force, log_output=log_output)
     else:
         for src in todo:
-            _execute(src, profile, root_path, run_key(src, profile, library), log_output, progress)
+            _execute_once(src, profile, root_path, run_key(src, profile, library), force, log_output, progress)
     return executed
+
+
+def _execute_once(src: Path, profile: str, root_path: Path, key: str, force: bool, log_output: bool,
+                  progress: bool) -> None:
+    """:func:`_execute` holding the chapter's lock: a second process asking for the same chapter (two ``make book``
+    in one checkout) waits, then finds it executed and does not execute it again (unless ``force``). Without the
+    lock both kernels would write the same hidden notebook, and the first to finish could publish the other's
+    partial one."""
+    target = root_path / "book" / f"{src.stem}.ipynb"
+    with file_lock(root_path / "book" / ".locks" / f"{src.stem}.lock",
+                   waiting=f"[rilib] waiting for another process that executes {src.name}"):
+        if not force and _executed_key(target) == key:
+            print(f"[rilib] {src.name} was executed by another process meanwhile: not executed again", flush=True)
+            timing.record("chapter", src.stem, 0.0, executed=False, profile=profile)
+            return
+        _execute(src, profile, root_path, key, log_output, progress)
 
 
 def _front_matter(src: Path) -> dict:
