@@ -2,8 +2,8 @@
 
 The layers, from the bottom:
 
-- **core**: ``rilib`` itself and its top-level modules (registry, errors, paths, rng, timing, profiles, data,
-  models, attacks, train, evaluate, zoo, pack);
+- **core**: ``rilib`` itself and its top-level modules (registry, errors, paths, rng, timing, stopping,
+  profiles, data, models, attacks, train, evaluate, zoo, pack);
 - **lenses**: ``rilib.lenses.*``, the measurements on a trained model;
 - **book**: ``rilib.book.*``, the papermill runner, display helpers, plotting and the claims ledger;
 - **chapters**: ``rilib.chapters.*``, the shared catalogue and one module per page;
@@ -20,8 +20,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "rilib"
 
 LAYERS = ("core", "lenses", "book", "chapters", "entry points")
-CORE = {"rilib"} | {f"rilib.{m}" for m in ("registry", "errors", "paths", "rng", "timing", "profiles", "data", "canvas",
-                                           "models", "attacks", "train", "evaluate", "zoo", "pack")}
+CORE = {"rilib"} | {f"rilib.{m}" for m in ("registry", "errors", "paths", "rng", "timing", "stopping", "profiles", "data",
+                                           "canvas", "models", "attacks", "train", "evaluate", "zoo", "pack")}
 ENTRY_POINTS = {"rilib.cli", "rilib.__main__"}
 
 
