@@ -164,7 +164,8 @@ def run(names: Sequence[str] | None, profile: str, root: Optional[str | Path] = 
     A chapter whose executed notebook is up to date (same source, profile and library, see :func:`run_key`) is
     not executed again unless ``force``. A chapter executes into a hidden file that replaces ``book/<name>.ipynb``
     only when it completes: an interrupted or failing run leaves ``book/.<name>.failed.ipynb`` for a look and never
-    a partial notebook that ``build`` would publish.
+    a partial notebook that ``build`` would publish. Two processes asking for one chapter take turns, and the second
+    finds it executed (:func:`_execute_once`).
 
     ``jobs`` chapters execute at once (default :func:`rilib.zoo.default_jobs`: one per CPU core on a CPU), each by
     its own ``rilib book run`` process whose kernel has cores/jobs threads, logging to ``book/.<name>.log``; the
