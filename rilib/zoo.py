@@ -275,10 +275,11 @@ def train(spec: Spec, *, progress: bool = True, on_epoch_end=None, retrain: bool
     - With ``RILIB_TRAIN=0`` a model that is not in the zoo raises :class:`RilibError` instead of training.
     """
     folder = spec.folder()
-    if not retrain and is_trained(spec) and not _set_aside(folder).exists():
+    killed_retraining = _set_aside(folder).exists()  # settled below, under the lock
+    if not retrain and is_trained(spec) and not killed_retraining:
         verify(spec)
         return folder
-    if not paths.training_allowed() and not _set_aside(folder).exists():
+    if not paths.training_allowed() and not killed_retraining:
         raise _training_forbidden(spec)
     if spec.teacher is not None:
         train(spec.teacher, progress=progress)
@@ -444,12 +445,13 @@ def delete(spec: Spec) -> bool:
     """Remove a spec's folder from the zoo, so that it is trained again; False if there was nothing to remove.
     Raises :class:`RilibError` if the folder exists but cannot be removed."""
     folder = spec.folder()
-    if not folder.exists() and not _set_aside(folder).exists():
+    # with what a killed retraining set aside, which the next training would otherwise put back
+    present = [f for f in (folder, _set_aside(folder)) if f.exists()]
+    if not present:
         return False
     try:
-        shutil.rmtree(_set_aside(folder), ignore_errors=True)  # what a killed retraining set aside: else put back
-        if folder.exists():
-            shutil.rmtree(folder)
+        for f in present:
+            shutil.rmtree(f)
     except OSError as exc:
         raise RilibError(f"Could not delete {folder} ({type(exc).__name__}: {exc}). Check its permissions, "
                          f"remove it by hand, and train again.") from None
