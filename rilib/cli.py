@@ -447,9 +447,21 @@ def _main(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt as exc:
         how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
-        print(f"rilib: {how}; a training run resumes from its last epoch checkpoint next time.", file=sys.stderr)
+        print(f"rilib: {how}{_kept_after_interrupt(args)}", file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
     return 0
+
+
+def _kept_after_interrupt(args: argparse.Namespace) -> str:
+    """The end of an interrupted command's last message: what it keeps, for the commands that train models or
+    execute chapters (the others have no partial work to resume)."""
+    trains = "a model being trained resumes from its last epoch checkpoint next time"
+    if args.command == "book" and args.action == "run":
+        return (f"; a chapter that did not complete keeps its partial notebook as book/.<chapter>.failed.ipynb "
+                f"(its last complete run, if any, stays in book/), and {trains}.")
+    if (args.command, getattr(args, "action", None)) in {("claims", None), ("zoo", "train"), ("book", "precompute")}:
+        return f"; {trains}."
+    return "."
 
 
 if __name__ == "__main__":

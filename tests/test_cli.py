@@ -108,3 +108,23 @@ def test_claims_strict_exits_1_when_a_claim_fails(passed, code, cli, monkeypatch
     monkeypatch.setattr(ledger, "format_ledger", lambda results: "ledger")
     assert cli("claims", "--profile", "smoke").returncode == 0
     assert cli("claims", "--profile", "smoke", "--strict").returncode == code
+
+
+@pytest.mark.parametrize("args,says,not_says", [
+    (("zoo", "list"), "rilib: interrupted.", "checkpoint"),
+    (("zoo", "train", "--profile", "smoke"), "resumes from its last epoch checkpoint", "failed.ipynb"),
+    (("book", "run", "--profile", "smoke"), "book/.<chapter>.failed.ipynb", "nothing"),
+], ids=["zoo-list", "zoo-train", "book-run"])
+def test_an_interrupt_says_what_the_command_keeps(args, says, not_says, cli, monkeypatch):
+    """Ctrl-C exits 130 with a last line about the command's own partial work: checkpoints only for commands that
+    train, the kept notebooks for `book run`, nothing more for a command that has no partial work."""
+    from rilib import cli as cli_module
+    from rilib.book import runner
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    for module, name in ((cli_module, "_zoo_list"), (cli_module, "_zoo_train"), (runner, "run")):
+        monkeypatch.setattr(module, name, interrupted)
+    out = cli(*args)
+    assert out.returncode == 130 and says in out.stderr and not_says not in out.stderr, out.stderr

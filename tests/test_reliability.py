@@ -920,3 +920,171 @@ def test_only_a_parent_that_asked_is_watched_and_its_request_is_not_inherited(mo
     monkeypatch.setattr(stopping, "stop_with_parent", lambda parent, **kw: watched.append(parent))
     monkeypatch.setenv(stopping.PARENT_ENV, "4242")
     assert stopping.stop_with_parent_from_env() and stopping.PARENT_ENV not in os.environ and watched == [4242]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building the book while something else writes to it
+
+def _executed_book(tmp_path) -> pathlib.Path:
+    """A book of an introduction and one executed chapter, book/01_page.ipynb (its run says "old run")."""
+    root = tmp_path / "built"
+    for folder in ("book", "notebooks"):
+        (root / folder).mkdir(parents=True)
+    (root / "pyproject.toml").write_text("")
+    (root / "_config.yml").write_text("title: A book\n")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/01_page\n")
+    (root / "book" / "intro.md").write_text("# Introduction\n")
+    _write_run(root, "old run")
+    return root
+
+
+def _write_run(root: pathlib.Path, text: str) -> None:
+    """Publish an executed run of book/01_page.ipynb whose output cell says ``text`` (as the runner does)."""
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('profile = "smoke"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_markdown_cell(text)])
+    tmp = root / "book" / ".01_page.running.ipynb"
+    nbformat.write(nb, tmp)
+    os.replace(tmp, root / "book" / "01_page.ipynb")
+
+
+def _fake_jupyter_book(monkeypatch, calls: list, gate=None) -> None:
+    """Replace the jupyter-book process by one that records its call, waits for ``gate`` (if any) and writes an
+    index.html; every other subprocess runs for real."""
+    from rilib.book import runner
+    real = subprocess.run
+
+    def run(cmd, *args, **kw):
+        if not str(cmd[0]).endswith("jupyter-book"):
+            return real(cmd, *args, **kw)
+        calls.append("start")
+        if gate is not None:
+            gate.wait(60)
+        out = pathlib.Path(cmd[cmd.index("--path-output") + 1] if "--path-output" in cmd else kw["cwd"])
+        (out / "_build" / "html").mkdir(parents=True, exist_ok=True)
+        (out / "_build" / "html" / "index.html").write_text("<html></html>")
+        calls.append("end")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(runner.subprocess, "run", run)
+
+
+def _wait_for(capsys, text: str, seconds: float = 20) -> str:
+    """What was printed until ``text`` appeared on stderr, or after ``seconds`` without it."""
+    seen, deadline = "", time.time() + seconds
+    while text not in seen and time.time() < deadline:
+        seen += capsys.readouterr().err
+        time.sleep(0.05)
+    return seen
+
+
+def test_a_build_waits_for_a_chapter_being_executed_and_adds_its_new_run(tmp_path, monkeypatch, capsys):
+    """`rilib book build` while another process executes a chapter: the build waits for the chapter, then gives
+    the new run its bootstrap cell. (Before, the build read the old run and could write it back over the new one,
+    or leave the new one without its bootstrap cell.)"""
+    import threading
+
+    import nbformat
+
+    from rilib.book import publish, runner
+    root = _executed_book(tmp_path)
+    _fake_jupyter_book(monkeypatch, calls := [])
+    errors = []
+
+    def build():
+        try:
+            runner.build(root)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    with paths.file_lock(root / "book" / ".locks" / "01_page.lock"):  # another process executes the chapter
+        builder = threading.Thread(target=build)
+        builder.start()
+        seen = _wait_for(capsys, "waiting for another process that executes 01_page")
+        _write_run(root, "new run")  # the chapter's process publishes its new run, then lets go of the lock
+    builder.join(60)
+    assert not errors and not builder.is_alive() and calls == ["start", "end"], errors
+    assert "waiting for another process that executes 01_page" in seen, seen
+    nb = nbformat.read(root / "book" / "01_page.ipynb", as_version=4)
+    sources = [c.source for c in nb.cells]
+    assert "new run" in sources, "the build wrote the old run over the new one"
+    assert any(publish.BOOTSTRAP_TAG in c.metadata.get("tags", []) for c in nb.cells), \
+        "the new run was published without its bootstrap cell"
+
+
+def test_two_builds_into_one_folder_take_turns(tmp_path, monkeypatch, capsys):
+    """Two `rilib book build` at once (two terminals, or `make book` beside a build): the second waits until the
+    first has finished writing _build, then builds. (Before, both ran jupyter-book into one folder together.)"""
+    import threading
+
+    from rilib.book import runner
+    root = _executed_book(tmp_path)
+    gate = threading.Event()
+    _fake_jupyter_book(monkeypatch, calls := [], gate)
+    builders = [threading.Thread(target=runner.build, args=(root,)) for _ in range(2)]
+    builders[0].start()
+    while not calls:
+        time.sleep(0.05)
+    builders[1].start()
+    seen = _wait_for(capsys, "waiting for another build")
+    running = list(calls)
+    gate.set()
+    for b in builders:
+        b.join(60)
+    assert "waiting for another build" in seen and running == ["start"], (running, seen)
+    assert calls == ["start", "end", "start", "end"]
+
+
+def test_a_full_disk_while_adding_the_bootstrap_cell_keeps_the_executed_chapter(tmp_path, monkeypatch):
+    """The build rewrites each executed chapter to add its bootstrap cell: a write that fails leaves the chapter as
+    it was, not half-written (which would cost executing it again)."""
+    from rilib.book import publish
+    root = _executed_book(tmp_path)
+    path = root / "book" / "01_page.ipynb"
+    before = path.read_bytes()
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    import io
+    fills = _open_that_fills_the_disk(builtins.open, path)
+    monkeypatch.setattr(builtins, "open", fills)
+    monkeypatch.setattr(io, "open", fills)  # what pathlib's Path.open calls
+    with pytest.raises((RilibError, OSError)):
+        publish.add_bootstrap(path, publish.book_config(root))
+    monkeypatch.undo()
+    assert path.read_bytes() == before, "a failed write destroyed the executed chapter"
+    assert not list(path.parent.glob(".*.tmp"))
+    assert publish.add_bootstrap(path, publish.book_config(root)) and path.read_bytes() != before
+
+
+def _open_that_fills_the_disk(real_open, path: pathlib.Path):
+    """``open`` for which writing to ``path`` itself stops half-way with ENOSPC, as on a full disk (the atomic write
+    goes to a temporary file, whose fsync the test makes fail too)."""
+    class HalfWriter:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            self.fh.write(data[: len(data) // 2])
+            self.fh.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    def fake(file, mode="r", *args, **kw):
+        fh = real_open(file, mode, *args, **kw)
+        if pathlib.Path(file) == path and ("w" in mode):
+            return HalfWriter(fh)
+        return fh
+
+    return fake

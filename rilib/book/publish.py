@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import RilibError, UsageError
+from ..paths import atomic_write_text
 
 REPOSITORY_ENV = "RILIB_REPOSITORY"
 JUPYTERHUB_ENV = "RILIB_JUPYTERHUB_URL"
@@ -76,7 +77,8 @@ def bootstrap_source(cfg: dict) -> str:
 
 def add_bootstrap(path: Path, cfg: dict) -> bool:
     """Put the bootstrap cell (tagged ``remove-cell``, so the book hides it) right after a notebook's parameters,
-    replacing an earlier one; return whether the file changed."""
+    replacing an earlier one; return whether the file changed. The notebook is replaced atomically: a build killed
+    here leaves the executed chapter as it was, never half-written."""
     import nbformat
     nb = nbformat.read(path, as_version=4)
     before = [c.source for c in nb.cells]
@@ -86,7 +88,7 @@ def add_bootstrap(path: Path, cfg: dict) -> bool:
     if [c.source for c in cells] == before:
         return False
     nb.cells = cells
-    nbformat.write(nb, path)
+    atomic_write_text(path, nbformat.writes(nb) + "\n")
     return True
 
 

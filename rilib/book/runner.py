@@ -207,13 +207,18 @@ def _execute_once(src: Path, profile: str, root_path: Path, key: str, force: boo
     lock both kernels would write the same hidden notebook, and the first to finish could publish the other's
     partial one."""
     target = root_path / "book" / f"{src.stem}.ipynb"
-    with file_lock(root_path / "book" / ".locks" / f"{src.stem}.lock",
-                   waiting=f"[rilib] waiting for another process that executes {src.name}"):
+    with _chapter_lock(root_path, src.stem, f"[rilib] waiting for another process that executes {src.name}"):
         if not force and _executed_key(target) == key:
             print(f"[rilib] {src.name} was executed by another process meanwhile: not executed again", flush=True)
             timing.record("chapter", src.stem, 0.0, executed=False, profile=profile)
             return
         _execute(src, profile, root_path, key, log_output, progress)
+
+
+def _chapter_lock(root_path: Path, stem: str, waiting: str):
+    """The lock a process holds while it executes chapter ``stem`` (``book/.locks/<stem>.lock``); :func:`build`
+    takes it too before it adds the bootstrap cell to the executed notebook."""
+    return file_lock(root_path / "book" / ".locks" / f"{stem}.lock", waiting=waiting)
 
 
 def _front_matter(src: Path) -> dict:
@@ -477,15 +482,30 @@ def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Option
     if hide_solutions:
         cfg.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
     out_root = Path(output).resolve() if output else root_path
+    generated = out_root / "_build" / ".rilib"
+    with file_lock(generated / "build.lock", waiting=f"[rilib] waiting for another build into {out_root / '_build'}"):
+        return _build_locked(root_path, out_root, cmd, cfg, toc, pages, missing, broken, profile)
+
+
+def _build_locked(root_path: Path, out_root: Path, cmd: list[str], cfg: dict, toc: dict, pages: list[Path],
+                  missing: list[Path], broken: list[Path], profile: Optional[str]) -> Path:
+    """The part of :func:`build` that writes, run by one build at a time per output folder (two builds at once
+    would write one ``_build`` together). Each executed chapter gets its bootstrap cell while :func:`build` holds
+    that chapter's lock, so a chapter that another process is executing is added once it is published, and the
+    build never writes its old version over the new one."""
+    import yaml
+
+    from . import publish
     for page in pages[1:]:
         if page.suffix == ".ipynb" and page.exists() and page not in broken:
-            publish.add_bootstrap(page, cfg)
+            with _chapter_lock(root_path, page.stem, f"[rilib] waiting for another process that executes "
+                                                     f"{page.stem} before the build adds it"):
+                publish.add_bootstrap(page, cfg)
     generated = out_root / "_build" / ".rilib"
-    generated.mkdir(parents=True, exist_ok=True)
     atomic_write_text(generated / "_config.yml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     atomic_write_text(generated / "_toc.yml", yaml.safe_dump(_toc_without(toc, root_path, missing), sort_keys=False))
-    cmd += ["--config", str(generated / "_config.yml"), "--toc", str(generated / "_toc.yml")]
-    if output:
+    cmd = [*cmd, "--config", str(generated / "_config.yml"), "--toc", str(generated / "_toc.yml")]
+    if out_root != root_path:
         cmd += ["--path-output", str(out_root)]
     env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1")
     with timing.timed("build", "jupyter-book"):
