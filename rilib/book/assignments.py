@@ -448,11 +448,14 @@ def chapter_timing_table(root=None):
 
 
 def timing_note(timings) -> str:
-    """A line that says when and where :func:`timing_table`'s ``timings`` were measured, or how to measure them."""
+    """A line that says when and where :func:`timing_table`'s ``timings`` were measured, or how to measure them,
+    shown as prose on the page (:class:`rilib.book.display.Sentence`)."""
+    from .display import Sentence
     if timings is None:
-        return ("Not measured yet: rilib assignments check dist/*/*.ipynb --profile cpu --record (worksheets), "
-                "rilib book timings _build/timings.jsonl --record-chapters (chapters)")
-    return f"Measured {timings.attrs['measured']} on {timings.attrs['cores']} cores. {timings.attrs['note']}"
+        return Sentence("Not measured yet: `rilib assignments check dist/*/*.ipynb --profile cpu --record` "
+                        "(worksheets), `rilib book timings _build/timings.jsonl --record-chapters` (chapters)")
+    return Sentence(f"Measured {timings.attrs['measured']} on {timings.attrs['cores']} cores. "
+                    f"{timings.attrs['note']}")
 
 
 def timing_table(root=None):

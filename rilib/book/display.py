@@ -8,6 +8,7 @@ keep the keys and the formats the same on every page:
   glue a table's cells, one number per model, intervals, plain values, figures;
 - :func:`mean_pm`: a table of means and half-widths as ``mean ± half-width`` strings;
 - :func:`recipe_table`: "the recipe here vs the paper", one row per aspect, with why each difference exists;
+- :class:`Sentence`: a sentence a cell shows as prose, not as a quoted Python string;
 - :func:`claims_section`: a page's claims, measured, as a table, with ``claims_passed``, ``claims_total`` and
   ``claims_profile`` glued for the sentence below it;
 - :func:`stored_claims_section`: the same claims beside a ledger measured once under another profile and shipped
@@ -100,6 +101,13 @@ def mean_pm(table, columns=None, fmt: str = ".3f"):
         if col in table:
             shown[col] = ["–" if pd.isna(m) else f"{m:{fmt}} ± {h:{fmt}}" for m, h in zip(table[col], table[f"{col} ±"])]
     return shown
+
+
+class Sentence(str):
+    """A string that a notebook cell shows as prose (Markdown), not as a quoted Python string; otherwise a str."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
 
 
 def recipe_table(rows, profile: str | Profile):

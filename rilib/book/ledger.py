@@ -167,7 +167,7 @@ def seed_verdict(name: str, diffs, iv: Interval, above: bool = True, bound: floa
     - *no difference*: every seed (pair) measures exactly ``bound``;
     - *unresolved at n seeds (limit of scale)*: every seed (or seed pair) points the claimed way, but the interval is
       too wide; or the seeds disagree (some point the claimed way, some do not), so more seeds would be needed;
-    - *finding at n seeds*: no seed points the claimed way, though their spread keeps the interval over ``bound``.
+    - *finding at n seeds*: no seed points the claimed way, though their spread keeps ``bound`` inside the interval.
     """
     if (iv.low > bound) if above else (iv.high < bound):
         return ""
@@ -181,10 +181,11 @@ def seed_verdict(name: str, diffs, iv: Interval, above: bool = True, bound: floa
         return (f"{name}: unresolved at {len(diffs)} seeds (limit of scale), every seed points the claimed way "
                 f"but the interval {iv.format('+.3f')} contains {bound:g}")
     if agree == 0:
-        return (f"{name}: finding at {len(diffs)} seeds, none points the claimed way (their spread keeps the "
-                f"interval {iv.format('+.3f')} over {bound:g})")
+        return (f"{name}: finding at {len(diffs)} seeds, none points the claimed way (their spread keeps {bound:g} "
+                f"inside the interval {iv.format('+.3f')})")
     return (f"{name}: unresolved at {len(diffs)} seeds (limit of scale), the seeds disagree: {agree} of "
-            f"{len(diffs)} point the claimed way and the interval {iv.format('+.3f')} contains {bound:g}")
+            f"{len(diffs)} {'points' if agree == 1 else 'point'} the claimed way and the interval "
+            f"{iv.format('+.3f')} contains {bound:g}")
 
 
 def paired_verdict(name: str, iv: Interval, over: str, above: bool = True, bound: float = 0.0) -> str:

@@ -99,8 +99,9 @@ def attack_precision_note(profile: str | Profile) -> str:
 
 
 def weak_attack(eps: float) -> PGD:
-    """PGD-20 with step ε/30 (0.01 at ε = 0.3) and one start: 20 steps move a pixel at most 2ε/3, so the
-    attack never reaches the edge of the ball. Shown only to demonstrate how such an attack flatters."""
+    """PGD-20 with step ε/30 (0.01 at ε = 0.3) and one random start: 20 steps move a pixel at most 2ε/3 from its
+    start, so a pixel reaches the edge of the ball the gradient pushes it towards only if it started within 2ε/3 of
+    it (one start in three). Shown only to demonstrate how such an attack flatters."""
     return PGD(eps=eps, steps=WEAK_STEPS, step_size=eps / 30, restarts=1)
 
 
@@ -272,6 +273,12 @@ def l2_names(profile: str | Profile, family_name: str = "mnist") -> list[str]:
 
 #: What a chapter's CIFAR-10 section says on a profile that trains no CIFAR-10 model.
 NO_CIFAR10 = "Profile {} trains no CIFAR-10 models."
+
+
+def no_cifar10(profile: str | Profile):
+    """:data:`NO_CIFAR10` for ``profile``, as prose on the page (:class:`rilib.book.display.Sentence`)."""
+    from ..book.display import Sentence
+    return Sentence(NO_CIFAR10.format(get_profile(profile).name))
 
 
 def has_family(profile: str | Profile, family_name: str) -> bool:

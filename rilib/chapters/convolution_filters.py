@@ -35,8 +35,8 @@ from ..models import create_model
 from ..profiles import Profile, get_profile
 from ..rng import seeded
 from ..zoo import ZOO_GROUPS, Spec
-from .catalog import (EVAL_EPS, NO_CIFAR10, STANDARD, all_specs, catalog_zoo, family_dataset, has_family,
-                      load_models, model_names, seed_name, seed_names, strong_attack, train_zoo)
+from .catalog import (EVAL_EPS, STANDARD, all_specs, catalog_zoo, family_dataset, has_family, load_models, model_names,
+                      no_cifar10, seed_name, seed_names, strong_attack, train_zoo)
 
 #: The models whose kernel bases the chapter draws.
 PCA_MODELS = (STANDARD, "mnist-pgd-0.3", "mnist-trades")
@@ -71,6 +71,12 @@ def styled_overall(table):
     return table.style.format(precision=3).set_caption(
         "Whole-network filter statistics: kernel-weighted sparsity, variance entropy weighted by non-sparse "
         "kernels, the variance entropy of the deepest 3×3 layer, and output-channel-weighted orthogonality.")
+
+
+def styled_numbers(table):
+    """A table of the chapter for the page: three decimals, but weight decays as written (5e-4 is not 0.001)."""
+    exact = {c: "{:g}" for c in table.columns if c == "weight decay"}
+    return table.style.format(exact, precision=3)
 
 
 def bootstrap_table(models: dict, resamples: int = 500):
@@ -527,7 +533,7 @@ def cifar10_section(profile, progress: bool = True):
     so. The SGD-recipe zoo and the seed replicates are MNIST's only (one CIFAR-10 model per arm)."""
     prof = get_profile(profile)
     if not has_family(prof, "cifar10"):
-        return NO_CIFAR10.format(prof.name)
+        return no_cifar10(prof)
     models = load_models(prof, model_names(prof, "cifar10"), progress=progress)
     table = bootstrap_table(models)
     damp = damping(prof, models, progress=progress, family="cifar10")
@@ -652,8 +658,8 @@ def _claim_damping(profile: Profile) -> Measurement:
     return m
 
 
-__all__ = ["per_depth", "overall", "styled_overall", "bootstrap_table", "seed_models", "movement_table",
-           "seed_table", "seed_comparison", "styled_seed_comparison", "recipe_table", "decay_budget",
+__all__ = ["per_depth", "overall", "styled_overall", "styled_numbers", "bootstrap_table", "seed_models",
+           "movement_table", "seed_table", "seed_comparison", "styled_seed_comparison", "recipe_table", "decay_budget",
            "decoupled_decay_per_step", "SEEDED_ROBUST", "MOVED_BELOW", "sgd_zoo", "sgd_models", "sgd_table",
            "sgd_comparison", "sgd_kernel_draws", "kernel_interval", "KERNEL_RESAMPLES", "sgd_movement_table",
            "sgd_quoted", "adamw_quoted", "seeds_quoted", "sgd_depth_figure", "sgd_seed_figure", "budget_figure", "SGD_ARMS", "SGD_STANDARD",

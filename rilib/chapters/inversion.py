@@ -47,8 +47,8 @@ from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
 from ..zoo import ZOO_GROUPS, Spec
-from .catalog import (L2_MODELS, NO_CIFAR10, ROBUST, STANDARD, all_specs, describe, family_dataset, has_family,
-                      l2_names, load_models, model_names, protocol_differs, seed_names, train_zoo)
+from .catalog import (L2_MODELS, ROBUST, STANDARD, all_specs, describe, family_dataset, has_family, l2_names,
+                      load_models, model_names, no_cifar10, protocol_differs, seed_names, train_zoo)
 
 
 @dataclass(frozen=True)
@@ -296,7 +296,7 @@ def cifar10_section(profile, progress: bool = True):
     import pandas as pd
     prof = get_profile(profile)
     if not has_family(prof, "cifar10"):
-        return NO_CIFAR10.format(prof.name)
+        return no_cifar10(prof)
     res = cifar10_images(prof, progress)
     rows = {}
     for name in cifar10_models(prof):

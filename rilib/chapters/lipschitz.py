@@ -51,9 +51,9 @@ from ..profiles import Profile, get_profile
 from ..registry import Registry
 from ..rng import seeded
 from ..zoo import ZOO_GROUPS, Spec
-from .catalog import (EVAL_EPS, NO_CIFAR10, SEEDED, STANDARD, attack_precision_note, catalog_zoo, evaluation_attack,
-                      family_dataset, has_family, model_names, protocol_differs, seed_name, seed_names, strong_attack,
-                      train_eps, train_zoo)
+from .catalog import (EVAL_EPS, SEEDED, STANDARD, attack_precision_note, catalog_zoo, evaluation_attack,
+                      family_dataset, has_family, model_names, no_cifar10, protocol_differs, seed_name, seed_names,
+                      strong_attack, train_eps, train_zoo)
 
 
 EPS = 0.1                      #: the chapter's L∞ radius: evaluation, Lipschitz ball and the main penalty weight
@@ -356,7 +356,7 @@ def cifar10_section(profile, progress: bool = True):
     import pandas as pd
     prof = get_profile(profile)
     if not has_family(prof, "cifar10"):
-        return NO_CIFAR10.format(prof.name)
+        return no_cifar10(prof)
     res = measure_cifar10(prof, progress)
     rows = {}
     for name, acc in res.accuracy.items():
@@ -562,7 +562,7 @@ def recipe_table(profile):
          "VanHoudnos 2021 place the arms in one frame)",
          "one recipe for every arm, so that only the objective differs"),
         ("gradient penalty, L1 (gp-l1-λ)", f"CE + λ‖∇ₓCE‖₁, λ ∈ {{{', '.join(f'{v:g}' for v in LAMBDAS)}}}, double "
-         f"backpropagation; {seeds} at λ = ε = {EPS:g}",
+         f"backpropagation; {seeds} at every λ (chapter 3 tests the sweep over seeds)",
          "Ross & Doshi-Velez 2018: CE + λ‖∇ₓCE‖₂² (double backpropagation, Drucker & LeCun 1992)",
          f"the L1 norm is the dual of the L∞ threat, so λ = ε is PGD-AT's first-order expansion (Simon-Gabriel "
          f"et al. 2019); the chapter measures at L∞ ε = {EPS:g}"),
@@ -576,8 +576,8 @@ def recipe_table(profile):
          f"{trades.param_dict.get('steps', 10)} inner steps, {trades.epochs} epochs) at ε = {EPS:g}, one seed",
          "Zhang et al. 2019: β = 6 at ε = 0.3 on MNIST, 40 inner steps",
          f"ε = {EPS:g} matches PGD-AT 0.1 and the gradient penalty λ = 0.1; the inner steps are the catalogue's"),
-        ("CE + random-δ KL (ce-random-kl)", "CE + β·KL(f(x) ‖ f(x + δ)), δ uniform in the L∞ ball of 0.3, β = 6, "
-         "one seed", "stability training (Zheng et al. 2016): Gaussian noise, a KL or L2 consistency term",
+        ("CE + random-δ KL (ce-random-kl)", f"CE + β·KL(f(x) ‖ f(x + δ)), δ uniform in the L∞ ball of "
+         f"{specs[RANDOM_KL].param_dict['eps']:g}, β = {specs[RANDOM_KL].param_dict['beta']:g}, one seed", "stability training (Zheng et al. 2016): Gaussian noise, a KL or L2 consistency term",
          "TRADES's penalty with its worst case replaced by a random δ, so only the direction of the smoothness "
          "term changes"),
         ("label smoothing", f"CE against labels smoothed by α = 0.1; {seeds}",

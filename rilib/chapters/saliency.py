@@ -43,8 +43,8 @@ from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
 from ..zoo import Spec
-from .catalog import (EVAL_EPS, EVAL_EPS_L2, L2_MODELS, NO_CIFAR10, ROBUST, STANDARD, all_specs, describe,
-                      family_dataset, has_family, l2_names, load_models, model_names, protocol_differs, seed_name,
+from .catalog import (EVAL_EPS, EVAL_EPS_L2, L2_MODELS, ROBUST, STANDARD, all_specs, describe, family_dataset,
+                      has_family, l2_names, load_models, model_names, no_cifar10, protocol_differs, seed_name,
                       seed_names)
 
 
@@ -688,7 +688,7 @@ def cifar10_section(profile, progress: bool = True):
     from ..book.display import mean_pm
     prof = get_profile(profile)
     if not has_family(prof, "cifar10"):
-        return NO_CIFAR10.format(prof.name)
+        return no_cifar10(prof)
     results = measure(prof, progress, family="cifar10")
     table = summary(prof, results, "cifar10")
     shown = mean_pm(table, [m for m in METRICS if m in table.columns])
@@ -756,6 +756,10 @@ def seeds_table(profile, results: SaliencyResults):
         f"{sizes(prof).seed_n}).")
 
 
+def _seeds_each(prof: Profile) -> str:
+    return f"{prof.seeds} training seeds each" if prof.seeds > 1 else "one training seed each"
+
+
 def recipe_table(profile):
     """The chapter's recipe under ``profile`` against Boychev's (2023) and Etmann et al.'s (2019), with why each
     difference exists."""
@@ -765,6 +769,7 @@ def recipe_table(profile):
     pgd, l2 = specs["mnist-pgd-0.3"], specs[L2_MODELS[0]]
     ds = test_data(prof)
     size = sizes(prof)
+    lams = ", ".join(f"{gp_spec(prof, n).param_dict['lam']:g}" for n in GP_SWEEP)
     return table([
         ("dataset", f"{ds.description or prof.mnist}: {len(ds.y_train):,} training digits, the first {size.n} "
                     f"test digits", "Boychev: CIFAR-10 (and ImageNet models); Etmann: MNIST and ImageNet",
@@ -782,9 +787,10 @@ def recipe_table(profile):
          "penalty", "the usual MNIST budgets in both norms"),
         ("training attack", f"PGD-{pgd.param_dict.get('steps')} (L2: PGD-{l2.param_dict.get('steps')}), step "
                             f"2.5·ε/k", "PGD-7 to PGD-10 (Engstrom et al.'s models)", "the book's budget"),
-        ("gradient-norm sweep", "chapter 5's L1 penalty λ‖∇ₓCE‖₁, λ ∈ {{0, 0.03, 0.1, 0.3}}, one seed each",
+        ("gradient-norm sweep", f"chapter 5's L1 penalty λ‖∇ₓCE‖₁, λ ∈ {{0, {lams}}} (λ = 0: the standard model), "
+                                f"{_seeds_each(prof)}",
          "Etmann: a local Lipschitz (gradient-norm) regulariser at several strengths",
-         "chapter 5 trains these arms; no seed replicates yet"),
+         "chapter 5 trains these arms, at every seed"),
         ("IG", f"{N_BASELINES} uniform baselines × {size.ig_steps_grid} steps in the grids, "
                f"× {size.ig_steps_metrics} in the metrics; trapezoid rule; softmax probability (logit as a second "
                f"variant); zero baseline on the logit",

@@ -155,7 +155,7 @@ def cifar10_section(profile):
     """The CIFAR-10 table (profile ``paper``), or a sentence saying that the profile trains no CIFAR-10 model."""
     prof = get_profile(profile)
     if not prof.cifar10:
-        return f"Profile {prof.name} trains no CIFAR-10 models."
+        return catalog.no_cifar10(prof)
     return styled_table(prof, results_table(prof, "cifar10"), "cifar10")
 
 
@@ -360,8 +360,9 @@ def _claim_fgsm_wong(profile: Profile) -> Measurement:
         n = len(load_dataset(spec.dataset, spec.n_train, spec.n_test).y_train)
         steps = -(-n // spec.batch_size) * spec.epochs
         clean = seed_values(profile, FGSM_WONG, "clean")
-        scale = (f"limit of scale: its {spec.epochs} epochs on {n:,} digits are {steps:,} steps, where Wong et al. "
-                 f"took 6,000 on 60,000 (profile full trains as they did); " if n < 60_000 else "")
+        scale = (f"limit of scale (what follows is this profile's finding, not a verdict on Wong et al.'s recipe): "
+                 f"its {spec.epochs} epochs on {n:,} digits are {steps:,} steps, where Wong et al. took 6,000 on "
+                 f"60,000 (profile full trains as they did); " if n < 60_000 else "")
         verdict = (f"{scale}{verdict}; FGSM-RS on Wong's recipe keeps {', '.join(f'{v:.3f}' for v in fgsm)} per "
                    f"seed under the headline attack (weak attack: {', '.join(f'{v:.3f}' for v in weak)}; clean: "
                    f"{', '.join(f'{v:.3f}' for v in clean)})")

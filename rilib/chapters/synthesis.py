@@ -135,11 +135,17 @@ def trends(profile: str | Profile, values: dict):
     return pd.DataFrame(rows)
 
 
+def _in_sentence(title: str) -> str:
+    """A panel's title inside a sentence: its first letter in lower case (the names inside it, such as Etmann or
+    Fréchet, keep their capitals), unless it starts with an acronym (SSIM)."""
+    return title if title[:2].isupper() else title[:1].lower() + title[1:]
+
+
 def trend_sentence(table) -> str:
     """One sentence from :func:`trends`: which curves rise with ε, which fall, which do neither."""
     def names(move):
         rows = table[table["with ε"] == move]
-        return ", ".join(f"{r.lens.lower()} ({r.curve})" for r in rows.itertuples()) or "none"
+        return ", ".join(f"{_in_sentence(r.lens)} ({r.curve})" for r in rows.itertuples()) or "none"
     return (f"Beyond their 95 % intervals, from the standard model to the most robust PGD-AT model these rise: "
             f"{names('rises')}. These fall: {names('falls')}. These do neither: {names('flat')}. "
             f"Without an interval (one trained model per ε): {names('no interval')}.")
