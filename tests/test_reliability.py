@@ -246,6 +246,22 @@ def test_a_failing_chapter_leaves_no_notebook_that_the_build_would_publish(tmp_p
 
 
 @pytest.mark.slow
+def test_a_published_chapter_keeps_what_its_cells_print_and_drops_their_stderr(tmp_path):
+    """Progress bars and library warnings go to stderr and name the machine's paths: the published notebook (which
+    Binder, Colab and the page's download open) leaves them out, as the HTML does; what a cell prints stays."""
+    import nbformat
+
+    from rilib.book import runner
+    root = _book(tmp_path, ["import sys, warnings\nprint('shown')\nprint('progress 50%', file=sys.stderr)\n"
+                            "warnings.warn('from /some/machine/path')"])
+    runner.run(["01_page"], "smoke", root)
+    nb = nbformat.read(root / "book" / "01_page.ipynb", as_version=4)
+    streams = [(o["name"], o["text"]) for c in nb.cells if c.cell_type == "code" for o in c.outputs
+               if o["output_type"] == "stream"]
+    assert ("stdout", "shown\n") in streams and not [t for name, t in streams if name == "stderr"], streams
+
+
+@pytest.mark.slow
 def test_an_up_to_date_chapter_is_not_executed_again(tmp_path, capsys):
     from rilib.book import runner
     root = _book(tmp_path, ["import time\nstamp = time.time()\nstamp"])

@@ -71,3 +71,16 @@ def test_bootstrap_interval_matches_scipys_percentile_bootstrap():
     width = ref.high - ref.low
     assert iv.mean == pytest.approx(float(np.median(x)), abs=0.01)
     assert iv.low == pytest.approx(ref.low, abs=0.1 * width) and iv.high == pytest.approx(ref.high, abs=0.1 * width)
+
+
+def test_a_seed_interval_of_a_bounded_quantity_is_cut_at_its_range():
+    """Three accuracies near 1 (or rank correlations near ±1): the Student-t interval reaches past the range the
+    quantity can take; with ``bounds`` it stops at it, and its mean and its other end do not move."""
+    seeds = [0.95, 1.0, 0.80]
+    raw, cut = stats.seed_ci(seeds), stats.seed_ci(seeds, stats.SHARE)
+    assert raw.high > 1 and cut.high == 1.0 and cut.low == raw.low and cut.mean == raw.mean
+    rhos = [1.0, -0.4, 1.0]
+    raw, cut = stats.seed_ci(rhos), stats.seed_ci(rhos, stats.SIGNED_SHARE)
+    assert raw.low < -1 and raw.high > 1 and (cut.low, cut.high) == (-1.0, 1.0)
+    inside = stats.seed_ci([0.78, 0.80, 0.79], stats.SHARE)
+    assert (inside.low, inside.high) == (stats.seed_ci([0.78, 0.80, 0.79]).low, stats.seed_ci([0.78, 0.80, 0.79]).high)

@@ -223,7 +223,6 @@ def seed_spread(panels: dict, intervals: dict, ylabel: str | dict, title: str = 
         ax.set_ylabel(ylabel[name] if isinstance(ylabel, dict) else ylabel)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 

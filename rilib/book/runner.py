@@ -423,11 +423,17 @@ def _progress_bar(name: str) -> dict:
 
 def _finish(path: Path, key: str, profile: str) -> None:
     """In one read and write of an executed notebook: hide the source's default ``parameters`` cell in the book
-    (papermill's injected cell below it shows the profile the chapter actually ran with), and record the run key
+    (papermill's injected cell below it shows the profile the chapter actually ran with), drop what the cells wrote
+    to stderr (progress bars and library warnings, which name the machine's paths; the HTML leaves them out too,
+    ``nb_output_stderr: remove``, and a failed run keeps them in its ``.failed`` notebook), and record the run key
     and the profile in its metadata."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", [])
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
     tags = [c.get("metadata", {}).get("tags", []) for c in nb.cells]
     if any("injected-parameters" in t for t in tags):
         for cell, t in zip(nb.cells, tags):

@@ -339,12 +339,14 @@ def final_distances(results: InversionImages) -> dict[str, float]:
 
 def convergence(results: InversionImages, profile) -> dict[str, dict]:
     """Per headline model: how many of its inversions the stopping rule stopped before the cap (``converged``, of
-    ``n``), and the median and largest step at which they stopped."""
+    ``n``), the median step at which those stopped (``median step``, NaN if none did), and the last step any
+    inversion ran to."""
     cap = sizes(profile).invert_steps
     out = {}
     for n in MODELS:
-        st = results.steps[n].double()
-        out[n] = {"converged": int(results.converged[n].sum()), "n": len(st), "median step": float(st.median()),
+        st, stopped = results.steps[n].double(), results.converged[n].bool()
+        out[n] = {"converged": int(stopped.sum()), "n": len(st),
+                  "median step": float(st[stopped].median()) if stopped.any() else float("nan"),
                   "last step": int(st.max()), "cap": cap}
     return out
 
@@ -359,8 +361,9 @@ def convergence_table(results: InversionImages, profile):
     """:func:`convergence` as a table, one row per model."""
     import pandas as pd
     rows = [{"model": plotting.model_label(n), **v} for n, v in convergence(results, profile).items()]
-    return pd.DataFrame(rows).set_index("model").style.set_caption(
-        "Inversions the stopping rule ended before the cap, and the step they stopped at")
+    return pd.DataFrame(rows).set_index("model").style.format(precision=0, na_rep="–").set_caption(
+        "Inversions the stopping rule ended before the cap (converged, of n), the median step at which those "
+        "stopped (– if none did), and the last step any inversion ran to")
 
 
 def generation_figures(profile, results: InversionImages) -> dict:

@@ -45,7 +45,7 @@ from ..evaluate import accuracy
 from ..lenses.lipschitz import gradient_l1, local_lipschitz, margin_ratio
 from ..lenses.metrics import alignment
 from ..lenses.saliency import Gradient
-from ..lenses.stats import Interval, mean_ci, paired_ci, proportion_ci, seed_ci
+from ..lenses.stats import SHARE, SIGNED_SHARE, Interval, mean_ci, paired_ci, proportion_ci, seed_ci
 from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
@@ -372,6 +372,8 @@ def cifar10_section(profile, progress: bool = True):
 
 #: The per-image measurements of the replicates (the ones the claims use).
 SEED_PER_IMAGE = ("margin ratio", "alignment", "confidence")
+#: The measurements that are shares (in [0, 1]), whose intervals over seeds are cut at that range.
+SHARES = ("confidence", "clean acc", "strong attack acc", "stronger attack acc")
 
 
 @dataclass
@@ -443,10 +445,10 @@ def _scalar(v) -> Interval:
     return mean_ci(v)
 
 
-def _over_seeds(per_seed: list[Interval], values: list[float]) -> Interval:
-    """:func:`seed_ci` of ``values`` (one per seed), counting the non-finite per-image values that the seeds' means
-    in ``per_seed`` left out, so that a claim built on it says so."""
-    iv = seed_ci(values)
+def _over_seeds(per_seed: list[Interval], values: list[float], bounds: tuple[float, float] | None = None) -> Interval:
+    """:func:`seed_ci` of ``values`` (one per seed, within ``bounds``), counting the non-finite per-image values that
+    the seeds' means in ``per_seed`` left out, so that a claim built on it says so."""
+    iv = seed_ci(values, bounds)
     return replace(iv, nonfinite=iv.nonfinite + sum(p.nonfinite for p in per_seed))
 
 
@@ -464,7 +466,7 @@ def seed_difference(profile, a: str, b: str, key: str, results: ArmResults | Non
     vb = seed_values(profile, b, key, results, seeds)
     pairs = [(_scalar(x), _scalar(y)) for x, y in zip(va, vb)]
     diffs = [x.mean - y.mean for x, y in pairs]
-    return diffs, _over_seeds([iv for pair in pairs for iv in pair], diffs)
+    return diffs, _over_seeds([iv for pair in pairs for iv in pair], diffs, SIGNED_SHARE if key in SHARES else None)
 
 
 def seed_table(profile, results: ArmResults | None = None, seeds: SeedResults | None = None):
@@ -481,7 +483,8 @@ def seed_table(profile, results: ArmResults | None = None, seeds: SeedResults | 
         keys = (*SEED_PER_IMAGE, *(("strong attack acc", "stronger attack acc") if arm in ATTACKED_ARMS else ()))
         for key in keys:
             per_seed = [_scalar(v) for v in seed_values(prof, arm, key, results, seeds)]
-            row[key] = _over_seeds(per_seed, [iv.mean for iv in per_seed]).format(".3f")
+            bounds = SHARE if key in SHARES else None
+            row[key] = _over_seeds(per_seed, [iv.mean for iv in per_seed], bounds).format(".3f")
         rows[arm] = row
     return pd.DataFrame(rows).T.rename_axis("model").fillna("–").style.set_caption(
         f"Per arm: mean over its {prof.seeds} training seeds and the 95 % Student-t interval over seeds of each "

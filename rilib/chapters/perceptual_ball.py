@@ -53,7 +53,8 @@ ARCH = "canvas-cnn"
 EPS = 0.1                            #: the robust model's training ε (L∞), within the 4-minute training budget
 STANDARD = "canvas-standard"
 ROBUST = f"canvas-pgd-{EPS:g}"
-GAMMAS = (0.0, 1e1, 1e2, 1e3, 1e4)   #: the γ sweep on all convolutional layers (10⁴: the authors' value)
+AUTHORS_GAMMA = 1e4                  #: Elliott, Law & Russell's γ (VGG-19-BN on ImageNet)
+GAMMAS = (0.0, 1e1, 1e2, 1e3, AUTHORS_GAMMA)  #: the γ sweep on all convolutional layers
 FLIP_SHARE = 0.95                    #: γ is the largest of the sweep that still flips this share of decisions
 MAIN_LAYERS = 5                      #: canvas-cnn's convolutional ReLU layers (its sixth ReLU follows the FC layer)
 LAYER_SWEEP = (1, 2, 3, 4, 5)        #: prefixes of the ReLU layers regularised at the chosen γ
@@ -364,7 +365,7 @@ def display_summary(profile, table):
     """:func:`summary` as ``mean ± half-width`` strings, captioned, for the book."""
     from ..book.display import mean_pm
     shown = mean_pm(table, METRICS)
-    shown.insert(0, "threshold α", table["threshold α"])
+    shown.insert(0, "threshold α", [f"{v:g}" for v in table["threshold α"]])
     size = sizes(profile)
     return shown.style.set_caption(
         f"Localisation on {size.n} test canvases (95 % intervals: Wilson for the pointing game and weak localisation, "
@@ -454,6 +455,21 @@ def quoted_rates(results: LocalisationResults) -> dict[str, float]:
     return {f"{prefix}_{key}": float(results.values[method][metric].mean())
             for prefix, metric in (("pg", "pointing game"), ("wl", "weak localisation"))
             for key, method in names.items()}
+
+
+def quoted_setup(profile, results: LocalisationResults) -> dict:
+    """The settings and first results the page quotes: the batch, the canvases (``n_canvases``,
+    ``n_calibration``, ``sweep_n``), the ball's ``iterations``, ``tolerance`` and ``sigma`` (as text), ``eps``, the
+    two models' accuracy on the canvases, the chosen ``gamma`` with the share it flips (``flipped_gamma``) and the
+    share the authors' γ = 10⁴ flips (``flipped_1e4``), both on the calibration canvases, ``flip_share`` and the
+    exercises' fixed γ (``exercise_gamma``)."""
+    size = sizes(profile)
+    return {"batch": BATCH, "n_canvases": size.n, "n_calibration": size.calibration, "sweep_n": size.sweep_n,
+            "iterations": size.iterations, "tolerance": f"{TOLERANCE:.1f}", "sigma": f"{SIGMA:.2f}", "eps": EPS,
+            "acc_standard": results.accuracy[STANDARD], "acc_robust": results.accuracy[ROBUST],
+            "gamma": results.gamma, "flip_share": FLIP_SHARE,
+            "flipped_1e4": results.flipped_calibration[AUTHORS_GAMMA],
+            "flipped_gamma": results.flipped_calibration[results.gamma], "exercise_gamma": EXERCISE_GAMMA}
 
 
 def recipe_table(profile):
@@ -576,9 +592,10 @@ def _panel_localisation(profile: Profile) -> dict:
 
 __all__ = ["SIZES", "sizes", "perceptual_zoo", "load_models", "measure", "LocalisationResults",
            "summary", "display_summary", "canvas_figure", "grid_figure", "sweep_figure", "sweep_interval",
-           "ball_table", "styled_ball_table", "paired", "quoted_margins", "quoted_rates", "recipe_table", "METHODS", "METRICS", "SWEEP_METRICS", "choose_gamma", "labels",
-           "MAIN", "ADVERSARIAL", "ONE_LAYER", "STANDARD", "ROBUST", "EPS", "GAMMAS", "LAYER_SWEEP", "ball_settings",
-           "evaluation_canvases", "interval", "exercise_canvases", "EXERCISE_N", "EXERCISE_GAMMA"]
+           "ball_table", "styled_ball_table", "paired", "quoted_margins", "quoted_rates", "recipe_table", "METHODS",
+           "METRICS", "SWEEP_METRICS", "choose_gamma", "labels", "MAIN", "ADVERSARIAL", "ONE_LAYER", "STANDARD",
+           "ROBUST", "EPS", "GAMMAS", "LAYER_SWEEP", "ball_settings", "evaluation_canvases", "interval",
+           "exercise_canvases", "EXERCISE_N", "EXERCISE_GAMMA", "blur_quoted", "robust_quoted", "quoted_setup"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -627,6 +644,34 @@ def _ex_blur(prof: Profile) -> dict:
     grad = Gradient(std).attribute(x, y).abs()
     return {"ball": _scores(blur(ball, SIGMA), data), "ball unblurred": _scores(ball, data),
             "gradient": _scores(grad, data), "gradient blurred": _scores(blur(grad, SIGMA), data)}
+
+
+def _quoted_scores(prefix: str, answer: dict, maps: dict) -> dict:
+    """Glue values ``<prefix>_<short>_<wl|pg>`` of an exercise answer's hit rates, ``maps`` naming the answer's
+    entries by their short keys."""
+    metrics = {"wl": "weak localisation", "pg": "pointing game"}
+    return {f"{prefix}_{short}_{m}": float(answer[name][metric]) for name, short in maps.items()
+            for m, metric in metrics.items()}
+
+
+def blur_quoted(answer: dict) -> dict:
+    """The numbers the solution of ex-ch6-blur quotes from an answer (:func:`_ex_blur`'s form): each map's hit
+    rates as ``exblur_<ball|ballraw|grad|gradblur>_<wl|pg>``, and on weak localisation the ball minus the blurred
+    gradient (``exblur_lead_wl``): what is left of the ball's lead once the gradient gets the same blur."""
+    maps = {"ball": "ball", "ball unblurred": "ballraw", "gradient": "grad", "gradient blurred": "gradblur"}
+    lead = answer["ball"]["weak localisation"] - answer["gradient blurred"]["weak localisation"]
+    return {**_quoted_scores("exblur", answer, maps), "exblur_lead_wl": float(lead)}
+
+
+def robust_quoted(answer: dict) -> dict:
+    """The numbers the solution of ex-ch6-robust quotes from an answer (:func:`_ex_robust`'s form): the share of
+    decisions the ball flips (``exrob_flipped``), each map's hit rates as ``exrob_<ball|adv|grad>_<wl|pg>``, and
+    the answer to its question, whether the ball localises better than the robust model's gradient on weak
+    localisation (``exrob_better``: "Yes" or "No")."""
+    maps = {"ball": "ball", "adversarial": "adv", "gradient": "grad"}
+    better = answer["ball"]["weak localisation"] > answer["gradient"]["weak localisation"]
+    return {"exrob_flipped": float(answer["flipped"]), **_quoted_scores("exrob", answer, maps),
+            "exrob_better": "Yes" if better else "No"}
 
 
 prose_exercise("ex-ch6-layers", chapter="6", title="Holding the penultimate layer too", difficulty="medium",

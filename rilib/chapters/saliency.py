@@ -38,7 +38,7 @@ from ..errors import UnknownNameError
 from ..lenses.metrics import (PSI, alignment, alignment_of, cascade_models, deletion_insertion, etmann_alignment,
                               gini, map_ssim, randomize_top_layers, sobel_map, spearman, stroke_share)
 from ..lenses.saliency import Gradient, GradientSHAP, IntegratedGradients, Method, SmoothGrad, predicted
-from ..lenses.stats import Interval, mean_ci, paired_ci, seed_ci
+from ..lenses.stats import SIGNED_SHARE, Interval, mean_ci, paired_ci, seed_ci
 from ..models import to_model
 from ..profiles import Profile, get_profile
 from ..registry import Registry
@@ -468,21 +468,23 @@ def alignment_figure(profile, table):
     import matplotlib.pyplot as plt
     import numpy as np
     plotting.use_style()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.6), gridspec_kw={"width_ratios": [1.4, 1]})
-    plotting.metric_vs_eps(table[table.norm == "L∞"], ylabel="α = |⟨x, ∇Ψ⟩| / ‖∇Ψ‖ (L2 distance, pixel units)",
-                           ax=left)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.6), gridspec_kw={"width_ratios": [1.4, 1]},
+                                      sharey=True)
+    ylabel = "α = |⟨x, ∇Ψ⟩| / ‖∇Ψ‖ (L2 distance, pixel units)"
+    plotting.metric_vs_eps(table[table.norm == "L∞"], ylabel=ylabel, ax=left)
     left.set_title("L∞ models")
     l2 = table[(table.norm == "L2") | (table.objective == "standard")].sort_values("train ε")
     err = np.vstack([l2["logit"] - l2["logit low"], l2["logit high"] - l2["logit"]])
     right.errorbar(l2["train ε"], l2["logit"], yerr=err, marker="o", capsize=3, color=plotting.model_color(L2_MODELS[-1]),
                    label="standard (ε = 0) and L2 PGD-AT")
     right.set_xlabel("training ε (L2, pixel scale [0, 1])")
+    right.set_ylabel(ylabel)
+    right.tick_params(labelleft=True)
     right.set_ylim(bottom=0)
     right.set_title("L2 models")
     right.legend(loc="best")
     fig.suptitle(f"Etmann's alignment of input gradients, Ψ = the true class's logit ({sizes(profile).n} test images)")
-    fig.tight_layout()
-    return fig
+    return fig  # laid out by the book's style (constrained layout); tight_layout would override it with a warning
 
 
 def alignment_display(table):
@@ -565,7 +567,6 @@ def cascade_figure(profile, results: SaliencyResults):
         ax.set_xticks(xs)
     axes[1].legend(loc="best", fontsize=7)
     fig.suptitle(f"Cascading randomisation of the gradient map ({sizes(prof).sanity_n} test images)")
-    fig.tight_layout()
     return fig
 
 
@@ -635,7 +636,7 @@ def sweep_trend(profile, results: SaliencyResults, psi: str, seeds: dict | None 
     lams = list(values)
     rhos = [float(st.spearmanr(lams, [values[lam][r] for lam in lams]).statistic)
             for r in range(len(values[0.0]))]
-    return rhos, seed_ci(rhos)
+    return rhos, seed_ci(rhos, SIGNED_SHARE)
 
 
 def sweep_seed_table(profile, results: SaliencyResults):

@@ -13,7 +13,7 @@ from ..book.dashboard import panel
 from ..book.exercises import exercise, property_exercise
 from ..book.ledger import Measurement, claim, seed_verdict
 from ..data import load_dataset
-from ..lenses.stats import mcnemar, proportion_ci, seed_ci
+from ..lenses.stats import SHARE, SIGNED_SHARE, mcnemar, proportion_ci, seed_ci
 from ..models import to_model
 from ..profiles import Profile, get_profile
 from . import catalog
@@ -229,7 +229,7 @@ def seed_intervals(profile, progress: bool = True, values: dict | None = None) -
     """``{"clean": {arm: Interval}, "headline": {arm: Interval}}``: the Student-t interval over training seeds of
     :func:`arm_seed_values` (or of ``values`` shaped like it)."""
     values = arm_seed_values(profile, progress) if values is None else values
-    return {what: {arm: seed_ci(v) for arm, v in per_arm.items()} for what, per_arm in values.items()}
+    return {what: {arm: seed_ci(v, SHARE) for arm, v in per_arm.items()} for what, per_arm in values.items()}
 
 
 def seeds_table(profile, progress: bool = True):
@@ -284,7 +284,7 @@ def _paired_seeds(profile: Profile, a: str, b: str, what: str):
     """(values of a, values of b, seed interval of a − b), replicate r of ``a`` paired with replicate r of ``b``
     (independent seeds, so each difference is one draw of the difference between the two procedures)."""
     va, vb = seed_values(profile, a, what), seed_values(profile, b, what)
-    return va, vb, seed_ci([x - y for x, y in zip(va, vb)])
+    return va, vb, seed_ci([x - y for x, y in zip(va, vb)], SIGNED_SHARE)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -318,8 +318,8 @@ def _claim_clean(profile: Profile) -> Measurement:
                  "the standard model keeps under 5 %.",
        papers="madry2018", differs=protocol_differs)
 def _claim_pgd_strong(profile: Profile) -> Measurement:
-    pgd = seed_ci(seed_values(profile, "mnist-pgd-0.3", "headline"))
-    std = seed_ci(seed_values(profile, STANDARD, "headline"))
+    pgd = seed_ci(seed_values(profile, "mnist-pgd-0.3", "headline"), SHARE)
+    std = seed_ci(seed_values(profile, STANDARD, "headline"), SHARE)
     atk = evaluation_attack(profile, EVAL_EPS["mnist"]).describe()
     values = seed_values(profile, "mnist-pgd-0.3", "headline")
     notes = [seed_verdict("pgd-0.3", values, pgd, above=True, bound=0.70),

@@ -135,6 +135,12 @@ def trends(profile: str | Profile, values: dict):
     return pd.DataFrame(rows)
 
 
+def display_trends(table):
+    """:func:`trends` for the page: one row per curve, numbers to three significant digits."""
+    return table.set_index(["lens", "curve"]).style.format(precision=3).format(
+        "{:.3g}", subset=["standard", "most robust"])
+
+
 def _in_sentence(title: str) -> str:
     """A panel's title inside a sentence: its first letter in lower case (the names inside it, such as Etmann or
     Fréchet, keep their capitals), unless it starts with an acronym (SSIM)."""

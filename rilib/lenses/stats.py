@@ -5,7 +5,8 @@
 - :func:`paired_ci`: the same for the per-image difference of two measurements on the same images, the test
   every "model A beats model B" claim of the book is held to;
 - :func:`seed_ci`: the mean over training seeds with its Student-t interval (t on n − 1 degrees of freedom), the
-  interval a claim about a *training procedure* is held to: each seed is one draw of the procedure;
+  interval a claim about a *training procedure* is held to: each seed is one draw of the procedure (cut at the
+  range of a bounded quantity, :data:`SHARE` or :data:`SIGNED_SHARE`);
 - :func:`proportion_ci`: a share (an accuracy) with its Wilson score interval;
 - :func:`mcnemar`: McNemar's exact test for two classifiers' predictions on the same images;
 - :func:`bootstrap_ci`: a percentile bootstrap interval of any statistic of a set of items (for example the
@@ -23,6 +24,9 @@ import numpy as np
 import torch
 
 Z95 = 1.96  #: two-sided 95 % quantile of the standard normal
+#: The ranges :func:`seed_ci` cuts its intervals at: an accuracy or another share, and a difference of two shares
+#: or a correlation.
+SHARE, SIGNED_SHARE = (0.0, 1.0), (-1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class Interval:
 def _as_double(values) -> torch.Tensor:
     if torch.is_tensor(values):
         return values.detach().cpu().double().flatten()
-    return torch.as_tensor(np.asarray(values, dtype=np.float64)).flatten()
+    return torch.from_numpy(np.array(values, dtype=np.float64)).flatten()  # a copy: the input may be read-only
 
 
 def mean_ci(values) -> Interval:
@@ -77,10 +81,14 @@ def proportion_ci(share: float, n: int) -> Interval:
     return Interval(p, centre - half, centre + half, n)
 
 
-def seed_ci(values) -> Interval:
+def seed_ci(values, bounds: tuple[float, float] | None = None) -> Interval:
     """Mean over training seeds (one value per seed) with its 95 % Student-t interval,
     mean ± t₀.₉₇₅,ₙ₋₁ · s / √n: with 3 seeds t = 4.30, so the interval is wide unless the seeds agree. NaN with
-    fewer than two finite values."""
+    fewer than two finite values.
+
+    ``bounds`` (low, high): the range the quantity cannot leave (an accuracy [0, 1], a difference of accuracies or a
+    rank correlation [−1, 1]); the interval is cut at them, since the Student-t interval of a few values can reach
+    past them. Cutting never changes whether the interval contains a value inside the range."""
     from scipy import stats as st
     v = _as_double(values)
     finite = torch.isfinite(v)
@@ -88,7 +96,10 @@ def seed_ci(values) -> Interval:
     m = float(v.mean()) if len(v) else float("nan")
     n = len(v)
     half = float(st.t.ppf(0.975, n - 1)) * float(v.std()) / math.sqrt(n) if n > 1 else float("nan")
-    return Interval(m, m - half, m + half, n, int((~finite).sum()))
+    low, high = m - half, m + half
+    if bounds is not None and n > 1:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(m, low, high, n, int((~finite).sum()))
 
 
 @dataclass(frozen=True)
