@@ -121,6 +121,11 @@ def table():
                           "difficulty": e.difficulty, "minutes": e.minutes} for e in EXERCISES.values()])
 
 
+def display_table():
+    """:func:`table` for the page, indexed by chapter and exercise label."""
+    return table().set_index(["chapter", "exercise"])
+
+
 def counts() -> dict:
     """How many exercises are registered (``n_exercises``), how many have a check (``n_code``: not prose) and over
     how many chapters (``n_chapters``)."""

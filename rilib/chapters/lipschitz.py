@@ -452,6 +452,13 @@ def _over_seeds(per_seed: list[Interval], values: list[float], bounds: tuple[flo
     return replace(iv, nonfinite=iv.nonfinite + sum(p.nonfinite for p in per_seed))
 
 
+def tempered_quoted(table) -> dict:
+    """The number the page quotes on distillation: the student's accuracy under the strong attack with its logits
+    divided by T (``acc_tempered_distilled``), the standard test of gradient masking."""
+    value = table.loc[DISTILLED, AT_TEMPERATURE]
+    return {"acc_tempered_distilled": None if value is None else float(value)}
+
+
 def attacked_rows(table):
     """The rows of :func:`table` that the stronger attack measured (it runs only on :data:`ATTACKED_ARMS` and the
     catalogue's models)."""
@@ -760,7 +767,7 @@ def _claim_gp_robust(profile: Profile) -> Measurement:
 __all__ = ["LipschitzSizes", "SIZES", "sizes", "lipschitz_zoo", "arms", "train", "load", "eval_n",
            "measure_cifar10", "cifar10_section", "stronger_attack", "stronger_attacked", "ArmResults", "measure",
            "table", "display_table", "sweep", "sweep_figure", "grad_l1_figure", "gradient_figure", "EPS", "LAMBDAS",
-           "MAIN_GP", "SWEEP_SEEDED", "TEACHER", "DISTILLED", "FROM_CATALOG",
+           "MAIN_GP", "SWEEP_SEEDED", "tempered_quoted", "TEACHER", "DISTILLED", "FROM_CATALOG",
            "ORIENTED_SMOOTH", "AT_TEMPERATURE", "LABEL_SMOOTHING", "RANDOM_KL", "TRADES_EPS", "SEEDED_ARMS",
            "CLAIM_ARMS", "ATTACKED_ARMS", "arm_seeds", "replicate_specs", "SeedResults", "measure_seeds",
            "seed_values", "seed_difference", "seed_table", "seed_spread", "recipe_table", "attacked_rows"]

@@ -143,6 +143,11 @@ def test_data(profile, family: str = "mnist"):
     return family_dataset(profile, family)
 
 
+def n_train(profile) -> int:
+    """How many digits the chapter's MNIST models were trained on under ``profile``."""
+    return len(test_data(profile).y_train)
+
+
 def grid_images(profile, per_class: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``per_class`` test images of every class, ordered by class: (x, y)."""
     ds = test_data(profile)
@@ -657,6 +662,25 @@ def sweep_seed_table(profile, results: SaliencyResults):
         f"Etmann's α along the gradient-penalty sweep, {prof.seeds} training seeds per λ, {sizes(prof).n} test images")
 
 
+def summary_quoted(table) -> dict:
+    """The numbers the page quotes from :func:`summary`: the deletion AUC of the standard model and of PGD-AT at
+    ε = 0.3 for the gradient, the random map and the ink order (``del_<std|pgd>_<grad|random|ink>``), and the
+    randomisation rank correlation of the standard model's gradient and zero-baseline IG (``rand_std_grad``,
+    ``rand_std_igzero``)."""
+    models = {"std": STANDARD, "pgd": "mnist-pgd-0.3"}
+    maps = {"grad": "gradient", "random": "random map", "ink": "ink order (the image)"}
+    out = {f"del_{m}_{k}": float(table.loc[(model, method), "deletion"])
+           for m, model in models.items() for k, method in maps.items()}
+    for k, method in (("grad", "gradient"), ("igzero", "IG, zero baseline (logit)")):
+        out[f"rand_std_{k}"] = float(table.loc[(STANDARD, method), "randomisation rank corr."])
+    return out
+
+
+def method_rows(table, method: str = "gradient"):
+    """The rows of :func:`summary` for one method, one per model (for glue by model)."""
+    return table.xs(method, level="method")
+
+
 def sweep_quoted(profile, results: SaliencyResults) -> tuple[dict, dict, float]:
     """What the page quotes of the sweep: per model of :func:`sweep_intervals` its interval of Etmann's α for the
     logit and for the margin, and the mean α (logit) of the L2 penalty's model, :data:`GP_L2`."""
@@ -923,7 +947,7 @@ def _claim_gini(profile: Profile) -> Measurement:
                        f"probability) and SHAP", not failed, "; ".join(failed), intervals=intervals)
 
 
-__all__ = ["SaliencySizes", "SIZES", "sizes", "METHODS", "METRICS", "BASELINES", "grid_images", "grid_maps",
+__all__ = ["summary_quoted", "method_rows", "n_train", "SaliencySizes", "SIZES", "sizes", "METHODS", "METRICS", "BASELINES", "grid_images", "grid_maps",
            "grid_figures", "completeness", "make_method", "SaliencyResults", "measure", "alignment_table",
            "alignment_figure", "alignment_display", "summary", "display_summary", "deletion_figure", "stroke_table",
            "cascade", "cascade_figure", "cascade_values", "sweep_intervals", "sweep_replicates", "sweep_seed_alignment", "sweep_seed_values",

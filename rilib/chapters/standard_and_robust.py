@@ -159,6 +159,16 @@ def cifar10_section(profile):
     return styled_table(prof, results_table(prof, "cifar10"), "cifar10")
 
 
+def quoted_setup(profile) -> dict:
+    """The settings the page quotes: the profile's name, evaluation images, seeds and dataset, and the steps that
+    Wong et al.'s recipe (fixed epochs) takes on this profile's training digits (``wong_steps``, ``n_train``)."""
+    prof = get_profile(profile)
+    ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
+    wong = catalog.all_specs(prof)[FGSM_WONG]
+    return {"profile_name": prof.name, "n_eval": prof.eval_n, "n_seeds": prof.seeds, "dataset": ds.description,
+            "n_train": len(ds.y_train), "wong_steps": -(-len(ds.y_train) // wong.batch_size) * wong.epochs}
+
+
 def recipe_table(profile):
     """The recipe of the chapter's models under ``profile`` against Madry et al.'s MNIST challenge and Wong et
     al.'s MNIST code, with why each difference exists."""
@@ -396,7 +406,8 @@ def _claim_fgsm_co(profile: Profile) -> Measurement:
 
 __all__ = ["zoo_table", "chapter_models", "results_table", "NORMS_MODELS", "norms_table", "styled_norms_table", "attack_seconds", "table_caption", "styled_table",
            "histories", "learning_curves_figure", "weak_vs_strong_figure", "cifar10_section", "seed_values",
-           "arm_seed_values", "seed_intervals", "seeds_table", "seeds_figure", "recipe_table", "STAGES", "ROBUST_SEEDED"]
+           "arm_seed_values", "seed_intervals", "seeds_table", "seeds_figure", "recipe_table", "quoted_setup", "STAGES",
+           "ROBUST_SEEDED"]
 
 
 # ---------------------------------------------------------------------------------------------------
