@@ -246,9 +246,10 @@ def test_a_failing_chapter_leaves_no_notebook_that_the_build_would_publish(tmp_p
 
 
 @pytest.mark.slow
-def test_a_published_chapter_keeps_what_its_cells_print_and_drops_their_stderr(tmp_path):
+def test_a_published_chapter_keeps_what_its_cells_print_and_names_no_machine_path(tmp_path):
     """Progress bars and library warnings go to stderr and name the machine's paths: the published notebook (which
-    Binder, Colab and the page's download open) leaves them out, as the HTML does; what a cell prints stays."""
+    Binder, Colab and the page's download open) leaves them out, as the HTML does; what a cell prints stays, and
+    papermill's record of where it ran names the project's files, not the machine's folders."""
     import nbformat
 
     from rilib.book import runner
@@ -259,6 +260,9 @@ def test_a_published_chapter_keeps_what_its_cells_print_and_drops_their_stderr(t
     streams = [(o["name"], o["text"]) for c in nb.cells if c.cell_type == "code" for o in c.outputs
                if o["output_type"] == "stream"]
     assert ("stdout", "shown\n") in streams and not [t for name, t in streams if name == "stderr"], streams
+    assert nb.metadata.papermill.input_path == "notebooks/01_page.md"
+    assert nb.metadata.papermill.output_path == "book/01_page.ipynb"
+    assert str(tmp_path) not in (root / "book" / "01_page.ipynb").read_text(), "the notebook names a machine path"
 
 
 @pytest.mark.slow

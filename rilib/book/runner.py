@@ -408,7 +408,8 @@ def _execute(src: Path, profile: str, root_path: Path, key: str, log_output: boo
         raise
     finally:
         staging.unlink(missing_ok=True)
-    _finish(running, key, profile)
+    _finish(running, key, profile, paths={"input_path": src.relative_to(root_path).as_posix(),
+                                          "output_path": target.relative_to(root_path).as_posix()})
     os.replace(running, target)
     failed.unlink(missing_ok=True)
     timing.record("chapter", src.stem, time.perf_counter() - t0, executed=True, profile=profile)
@@ -421,15 +422,19 @@ def _progress_bar(name: str) -> dict:
             "dynamic_ncols": True}
 
 
-def _finish(path: Path, key: str, profile: str) -> None:
+def _finish(path: Path, key: str, profile: str, paths: Optional[dict] = None) -> None:
     """In one read and write of an executed notebook: hide the source's default ``parameters`` cell in the book
     (papermill's injected cell below it shows the profile the chapter actually ran with), drop what the cells wrote
     to stderr (progress bars and library warnings, which name the machine's paths; the HTML leaves them out too,
-    ``nb_output_stderr: remove``, and a failed run keeps them in its ``.failed`` notebook), and record the run key
-    and the profile in its metadata."""
+    ``nb_output_stderr: remove``, and a failed run keeps them in its ``.failed`` notebook), replace papermill's
+    absolute ``input_path`` and ``output_path`` by ``paths`` (the chapter's source and executed notebook, relative
+    to the project: the published notebook names no folder of the machine that ran it), and record the run key and
+    the profile in its metadata."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    if paths and "papermill" in nb.metadata:
+        nb.metadata["papermill"].update(paths)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.get("outputs", [])

@@ -711,7 +711,8 @@ def _claim_frechet(profile: Profile) -> Measurement:
     failed = [f for f in failed if f]
     return Measurement(measured, f"Fréchet distance between the standard LeNet judge's penultimate features of "
                        f"{len(results.classes)} generations per model (pooled seeds) and of the test digits of every "
-                       f"class, 95 % bootstrap interval over the generations; {test}",
+                       f"class, 95 % bootstrap interval over the generations (a percentile interval of a statistic "
+                       f"biased upwards in small samples, so it may lie above the estimate); {test}",
                        not failed, join_notes("; ".join(failed), "L2 models shown, one training seed"))
 
 
