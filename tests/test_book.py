@@ -152,6 +152,16 @@ def test_every_chapter_is_in_the_table_of_contents():
         assert f"book/{src.stem}" in toc, f"{src.name} is not in _toc.yml"
 
 
+def test_every_figure_has_alt_text():
+    """A screen reader reads a figure's alt text; without one it reads the image's hashed file name."""
+    missing = []
+    for src in sorted((ROOT / "notebooks").glob("*.md")):
+        for m in re.finditer(r"```\{glue:figure\} (\S+)\n((?::[^\n]*\n)*)", src.read_text()):
+            if not re.search(r"^:alt: \S", m.group(2), re.M):
+                missing.append(f"{src.name}: {m.group(1)}")
+    assert not missing, f"figures without :alt: text: {missing}"
+
+
 @pytest.mark.slow
 def test_synthesis_page_lists_every_claim_exactly_once_and_the_book_ships_the_ledger(smoke_book):
     from rilib.book import ledger
