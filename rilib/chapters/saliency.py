@@ -915,11 +915,12 @@ def _claim_deletion(profile: Profile) -> Measurement:
         ink = res.values(name, INK_MAP, "deletion")
         gaps = {m: paired_ci(res.values(name, m, "deletion"), ink) for m in METHODS}
         best, last = min(gaps, key=lambda m: gaps[m].mean), max(gaps, key=lambda m: gaps[m].mean)
-        worst[label] = f"{best} {gaps[best].format('+.3f')} … {last} {gaps[last].mean:+.3f}"
-        intervals[label] = gaps[best]
+        worst[label] = f"{best} {gaps[best].format('+.3f')} … {last} {gaps[last].format('+.3f')}"
+        intervals[f"{label}, best: {best}"] = gaps[best]
+        intervals[f"{label}, worst: {last}"] = gaps[last]
         failed += filter(None, (paired_verdict(f"{label}/{m}", iv, "images", above=False) for m, iv in gaps.items()))
     return Measurement(worst, "mean per-image deletion AUC(map) − AUC(ink order) per model, of the best and the "
-                       "worst of the six methods; the 95 % paired interval over the images below 0 for every method "
+                       f"worst of the {len(METHODS)} methods; the 95 % paired interval over the images below 0 for every method "
                        "and model (one trained model each, so a failure is a finding about that model: its map "
                        "deletes no faster than the ink order, or more slowly)",
                        not failed, "; ".join(failed), intervals=intervals)
