@@ -17,6 +17,7 @@ keep the keys and the formats the same on every page:
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -93,14 +94,24 @@ def glue_figures(figures: Mapping) -> None:
 def mean_pm(table, columns=None, fmt: str = ".3f"):
     """A display copy of ``table`` in which each ``<column>`` with a ``<column> ±`` partner (the half-width of
     its 95 % interval) becomes one ``mean ± half-width`` string; ``columns`` defaults to every such column.
-    Missing values show as "–"."""
+    Missing values show as "–". ``fmt="auto"``: both numbers to the decimal of the half-width's second significant
+    digit (0.9700 ± 0.0075, 5930 ± 75), for columns whose scales differ by orders of magnitude."""
     import pandas as pd
     columns = [c for c in table.columns if f"{c} ±" in table.columns] if columns is None else columns
     shown = pd.DataFrame(index=table.index)
     for col in columns:
         if col in table:
-            shown[col] = ["–" if pd.isna(m) else f"{m:{fmt}} ± {h:{fmt}}" for m, h in zip(table[col], table[f"{col} ±"])]
+            shown[col] = ["–" if pd.isna(m) else _pm(m, h, fmt) for m, h in zip(table[col], table[f"{col} ±"])]
     return shown
+
+
+def _pm(mean: float, half: float, fmt: str) -> str:
+    if fmt != "auto":
+        return f"{mean:{fmt}} ± {half:{fmt}}"
+    if not math.isfinite(half) or half <= 0:
+        return f"{mean:.3g} ± {half:.3g}"
+    decimals = max(0, 1 - math.floor(math.log10(half)))
+    return f"{mean:.{decimals}f} ± {half:.{decimals}f}"
 
 
 class Sentence(str):

@@ -553,7 +553,7 @@ def display_table(profile, t):
     shown = pd.DataFrame(index=t.index)
     for col in ("clean acc", "strong attack acc", "stronger attack acc", AT_TEMPERATURE):
         shown[col] = ["–" if pd.isna(v) else f"{100 * v:.1f} %" for v in t[col]]
-    return shown.join(mean_pm(t, PER_IMAGE, fmt=".3g")).style.set_caption(
+    return shown.join(mean_pm(t, PER_IMAGE, fmt="auto")).style.set_caption(
         f"Per model, at ε = {EPS:g} on {eval_n(profile)} test images: accuracies, and mean ± half-width of the "
         "95 % interval of the per-image measurements.")
 
