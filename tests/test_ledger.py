@@ -189,6 +189,7 @@ def test_dashboard_draws_one_panel_per_registered_lens():
     assert all(ax.get_xlabel().startswith("training ε") and ax.get_ylabel() for ax in visible)
     trends = synthesis.trends("smoke", values)
     assert set(trends["with ε"]) == {"rises"}
+    assert list(trends["measure"]) == [dashboard.PANELS[n].ylabel for n in names], "each curve says what it measures"
     assert "rise: " in synthesis.trend_sentence(trends)
     # a panel of other models (chapter 6's canvas models) is judged from its own standard model to its own most
     # robust one, and a curve with one model only is not judged at all

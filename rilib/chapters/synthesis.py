@@ -110,8 +110,8 @@ def dashboard_figure(profile: str | Profile, values: dict):
 
 
 def trends(profile: str | Profile, values: dict):
-    """For every curve of the dashboard: its value for the standard model and for the most robust PGD-AT model
-    it measures, and whether it rises, falls, or does neither beyond the 95 % intervals (``flat``; ``no
+    """For every curve of the dashboard: what it measures (its panel's axis label, with units), its value for the
+    standard model and for the most robust PGD-AT model it measures, and whether it rises, falls, or does neither beyond the 95 % intervals (``flat``; ``no
     interval`` for one-seed numbers whose change cannot be judged)."""
     import pandas as pd
     xs = train_eps(profile)
@@ -130,7 +130,8 @@ def trends(profile: str | Profile, values: dict):
                 move = "falls"
             else:
                 move = "flat"
-            rows.append({"lens": dashboard.PANELS[name].title, "curve": label, "standard": a.mean,
+            panel = dashboard.PANELS[name]
+            rows.append({"lens": panel.title, "curve": label, "measure": panel.ylabel, "standard": a.mean,
                          "most robust": b.mean, "most robust model": measured[-1], "with ε": move})
     return pd.DataFrame(rows)
 
