@@ -587,7 +587,8 @@ def recipe_table(profile):
          "Zhang et al. 2019: β = 6 at ε = 0.3 on MNIST, 40 inner steps",
          f"ε = {EPS:g} matches PGD-AT 0.1 and the gradient penalty λ = 0.1; the inner steps are the catalogue's"),
         ("CE + random-δ KL (ce-random-kl)", f"CE + β·KL(f(x) ‖ f(x + δ)), δ uniform in the L∞ ball of "
-         f"{specs[RANDOM_KL].param_dict['eps']:g}, β = {specs[RANDOM_KL].param_dict['beta']:g}, one seed", "stability training (Zheng et al. 2016): Gaussian noise, a KL or L2 consistency term",
+         f"{specs[RANDOM_KL].param_dict['eps']:g}, β = {specs[RANDOM_KL].param_dict['beta']:g}, one seed",
+         "stability training (Zheng et al. 2016): Gaussian noise, a KL or L2 consistency term",
          "TRADES's penalty with its worst case replaced by a random δ, so only the direction of the smoothness "
          "term changes"),
         ("label smoothing", f"CE against labels smoothed by α = 0.1; {seeds}",

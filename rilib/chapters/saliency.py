@@ -812,8 +812,8 @@ def recipe_table(profile):
          "penalty", "the usual MNIST budgets in both norms"),
         ("training attack", f"PGD-{pgd.param_dict.get('steps')} (L2: PGD-{l2.param_dict.get('steps')}), step "
                             f"2.5·ε/k", "PGD-7 to PGD-10 (Engstrom et al.'s models)", "the book's budget"),
-        ("gradient-norm sweep", f"chapter 5's L1 penalty λ‖∇ₓCE‖₁, λ ∈ {{0, {lams}}} (λ = 0: the standard model), "
-                                f"{_seeds_each(prof)}",
+        ("gradient-norm sweep", f"chapter 5's L1 penalty λ‖∇ₓCE‖₁, λ ∈ {{0, {lams}}} (λ = 0: the standard "
+                                f"model), {_seeds_each(prof)}",
          "Etmann: a local Lipschitz (gradient-norm) regulariser at several strengths",
          "chapter 5 trains these arms, at every seed"),
         ("IG", f"{N_BASELINES} uniform baselines × {size.ig_steps_grid} steps in the grids, "
@@ -920,8 +920,8 @@ def _claim_deletion(profile: Profile) -> Measurement:
         intervals[f"{label}, worst: {last}"] = gaps[last]
         failed += filter(None, (paired_verdict(f"{label}/{m}", iv, "images", above=False) for m, iv in gaps.items()))
     return Measurement(worst, "mean per-image deletion AUC(map) − AUC(ink order) per model, of the best and the "
-                       f"worst of the {len(METHODS)} methods; the 95 % paired interval over the images below 0 for every method "
-                       "and model (one trained model each, so a failure is a finding about that model: its map "
+                       f"worst of the {len(METHODS)} methods; the 95 % paired interval over the images below 0 for "
+                       "every method and model (one trained model each, so a failure is a finding about that model: its map "
                        "deletes no faster than the ink order, or more slowly)",
                        not failed, "; ".join(failed), intervals=intervals)
 
@@ -948,7 +948,8 @@ def _claim_gini(profile: Profile) -> Measurement:
                        f"probability) and SHAP", not failed, "; ".join(failed), intervals=intervals)
 
 
-__all__ = ["summary_quoted", "method_rows", "n_train", "SaliencySizes", "SIZES", "sizes", "METHODS", "METRICS", "BASELINES", "grid_images", "grid_maps",
+__all__ = ["summary_quoted", "method_rows", "n_train",
+           "SaliencySizes", "SIZES", "sizes", "METHODS", "METRICS", "BASELINES", "grid_images", "grid_maps",
            "grid_figures", "completeness", "make_method", "SaliencyResults", "measure", "alignment_table",
            "alignment_figure", "alignment_display", "summary", "display_summary", "deletion_figure", "stroke_table",
            "cascade", "cascade_figure", "cascade_values", "sweep_intervals", "sweep_replicates", "sweep_seed_alignment", "sweep_seed_values",

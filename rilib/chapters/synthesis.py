@@ -111,8 +111,8 @@ def dashboard_figure(profile: str | Profile, values: dict):
 
 def trends(profile: str | Profile, values: dict):
     """For every curve of the dashboard: what it measures (its panel's axis label, with units), its value for the
-    standard model and for the most robust PGD-AT model it measures, and whether it rises, falls, or does neither beyond the 95 % intervals (``flat``; ``no
-    interval`` for one-seed numbers whose change cannot be judged)."""
+    standard model and for the most robust PGD-AT model it measures, and whether it rises, falls, or does neither
+    beyond the 95 % intervals (``flat``; ``no interval`` for one-seed numbers whose change cannot be judged)."""
     import pandas as pd
     xs = train_eps(profile)
     rows = []
