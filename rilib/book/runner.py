@@ -494,44 +494,36 @@ def build(root: Optional[str | Path] = None, quiet: bool = True, profile: Option
         cfg.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
     out_root = Path(output).resolve() if output else root_path
     generated = out_root / "_build" / ".rilib"
+    # One build at a time per output folder (two would write one _build together). Each executed chapter gets its
+    # bootstrap cell under that chapter's lock, so a chapter another process is executing is added once it is
+    # published, and the build never writes its old version over the new one.
     with file_lock(generated / "build.lock", waiting=f"[rilib] waiting for another build into {out_root / '_build'}"):
-        return _build_locked(root_path, out_root, cmd, cfg, toc, pages, missing, broken, profile)
-
-
-def _build_locked(root_path: Path, out_root: Path, cmd: list[str], cfg: dict, toc: dict, pages: list[Path],
-                  missing: list[Path], broken: list[Path], profile: Optional[str]) -> Path:
-    """The part of :func:`build` that writes, run by one build at a time per output folder (two builds at once
-    would write one ``_build`` together). Each executed chapter gets its bootstrap cell while :func:`build` holds
-    that chapter's lock, so a chapter that another process is executing is added once it is published, and the
-    build never writes its old version over the new one."""
-    import yaml
-
-    from . import publish
-    for page in pages[1:]:
-        if page.suffix == ".ipynb" and page.exists() and page not in broken:
-            with _chapter_lock(root_path, page.stem, f"[rilib] waiting for another process that executes "
-                                                     f"{page.stem} before the build adds it"):
-                publish.add_bootstrap(page, cfg)
-    generated = out_root / "_build" / ".rilib"
-    atomic_write_text(generated / "_config.yml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-    atomic_write_text(generated / "_toc.yml", yaml.safe_dump(_toc_without(toc, root_path, missing), sort_keys=False))
-    cmd = [*cmd, "--config", str(generated / "_config.yml"), "--toc", str(generated / "_toc.yml")]
-    if out_root != root_path:
-        cmd += ["--path-output", str(out_root)]
-    env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1")
-    with timing.timed("build", "jupyter-book"):
-        proc = subprocess.run(cmd, cwd=root_path, env=env, capture_output=True, text=True)
-    index = out_root / "_build" / "html" / "index.html"
-    if proc.returncode != 0 or not index.exists():
-        raise RilibError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    if profile is not None:
-        from . import ledger
-        if not ledger.list_claims():
-            raise RilibError("No claims are registered, so there is no ledger to ship: import rilib.chapters "
-                             "before rilib.book.build(profile=...) (the rilib command does).")
-        with timing.timed("build", "ledger.json"):
-            ledger.write_json(ledger.run(profile), index.parent / "ledger.json")
-    return index
+        for page in pages[1:]:
+            if page.suffix == ".ipynb" and page.exists() and page not in broken:
+                with _chapter_lock(root_path, page.stem, f"[rilib] waiting for another process that executes "
+                                                         f"{page.stem} before the build adds it"):
+                    publish.add_bootstrap(page, cfg)
+        atomic_write_text(generated / "_config.yml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+        atomic_write_text(generated / "_toc.yml",
+                          yaml.safe_dump(_toc_without(toc, root_path, missing), sort_keys=False))
+        cmd += ["--config", str(generated / "_config.yml"), "--toc", str(generated / "_toc.yml")]
+        if output:
+            cmd += ["--path-output", str(out_root)]
+        env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1")
+        with timing.timed("build", "jupyter-book"):
+            proc = subprocess.run(cmd, cwd=root_path, env=env, capture_output=True, text=True)
+        index = out_root / "_build" / "html" / "index.html"
+        if proc.returncode != 0 or not index.exists():
+            raise RilibError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+        if profile is not None:
+            from . import ledger
+            if not ledger.list_claims():
+                raise RilibError("No claims are registered, so there is no ledger to ship: import rilib.chapters "
+                                 "before rilib.book.build(profile=...) (the rilib command does).")
+            with timing.timed("build", "ledger.json"):
+                ledger.write_json(ledger.run(profile), index.parent / "ledger.json")
+        return index
 
 
 def _toc_without(toc: dict, root: Path, missing: Sequence[Path]) -> dict:
