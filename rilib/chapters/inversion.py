@@ -767,8 +767,7 @@ def recipe_table(profile):
     spec = all_specs(prof)["mnist-pgd-0.3"]
     ds = load_dataset(prof.mnist, prof.n_train, prof.n_test)
     return table([
-        ("dataset", ds.description if "train" in ds.description else
-                    f"{ds.description}: {len(ds.y_train):,} training, {len(ds.y_test):,} test digits",
+        ("dataset", f"{ds.description}: {len(ds.y_train):,} training, {len(ds.y_test):,} test digits",
          "Engstrom, Santurkar: ImageNet, CIFAR-10 (and restricted ImageNet); Boychev: CIFAR-10",
          "offline on 2 cores; MNIST's digits are what the book's models classify"),
         ("architecture", f"{spec.arch} (four 3×3 convolutions, FC-128); judges: LeNet-5",

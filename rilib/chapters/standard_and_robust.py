@@ -183,8 +183,7 @@ def recipe_table(profile):
     wong_steps = -(-len(ds.y_train) // wong.batch_size) * wong.epochs
     k = pgd.param_dict.get("steps")
     return table([
-        ("dataset", ds.description if "train" in ds.description else
-                    f"{ds.description}: {len(ds.y_train):,} training, {len(ds.y_test):,} test digits",
+        ("dataset", f"{ds.description}: {len(ds.y_train):,} training, {len(ds.y_test):,} test digits",
          "MNIST: 60,000 training, 10,000 test digits",
          "offline and minutes on 2 cores; profile full trains on all 60,000"),
         ("architecture", f"{pgd.arch}: four 3×3 convolutions, FC-128",
