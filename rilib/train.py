@@ -283,7 +283,8 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
         on_epoch_end: called as ``on_epoch_end(epoch, record)`` after each checkpoint.
 
     History records hold ``epoch``, ``train_loss``, ``train_acc`` (on the objective's logits),
-    ``test_acc``, ``monitor_robust_acc`` (or None), ``lr``, ``eps`` and ``seconds``.
+    ``test_acc``, ``monitor_robust_acc`` and ``monitor_n`` (the monitor's image count; both None without a monitor),
+    ``lr``, ``eps`` and ``seconds``.
     Raises :class:`RilibError` if the loss becomes NaN or infinite; the last checkpoint is kept.
 
     Each epoch runs with the global generators seeded from (seed, epoch) inside :func:`rilib.rng.seeded`, and
@@ -357,6 +358,7 @@ def fit(model: nn.Module, dataset: data_mod.Dataset, *, objective: str, params: 
                 "test_acc": accuracy(model, dataset.x_test, dataset.y_test),
                 "monitor_robust_acc": (robust_accuracy(model, x_mon, y_mon, PGD(eps=monitor_eps, steps=10),
                                                        progress=False) if monitor_eps else None),
+                "monitor_n": len(y_mon) if monitor_eps else None,
                 "lr": lr_now,
                 "eps": current.get("eps"),
                 "seconds": time.perf_counter() - t0,

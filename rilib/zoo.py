@@ -565,9 +565,10 @@ def _epoch_line(name: str, epochs: int):
     terminal, so no progress bars)."""
     def report(epoch: int, record: dict) -> None:
         robust = record.get("monitor_robust_acc")
+        monitor = (f", PGD-10 monitor {robust:.3f} (first {record.get('monitor_n') or '?'} test images)"
+                   if robust is not None else "")
         print(f"[rilib] {name}: epoch {epoch + 1}/{epochs}, train loss {record['train_loss']:.3f}, test acc "
-              f"{record['test_acc']:.3f}" + (f", robust (PGD-10) {robust:.3f}" if robust is not None else "")
-              + f", {record['seconds']:.0f} s", flush=True)
+              f"{record['test_acc']:.3f}{monitor}, {record['seconds']:.0f} s", flush=True)
     return report
 
 

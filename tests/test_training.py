@@ -245,11 +245,22 @@ def test_the_training_monitor_changes_no_weight(mnist_small):
         model = rilib.create_model("tiny-cnn", ds.shape, 10, ds.mean, ds.std)
         hist = fit(model, ds, objective="pgd", params={"eps": 0.1, "steps": 2}, epochs=3, seed=5,
                    monitor_eps=monitor_eps, monitor_n=32, progress=False)
-        return model.state_dict(), [h["monitor_robust_acc"] for h in hist]
+        return model.state_dict(), [(h["monitor_robust_acc"], h["monitor_n"]) for h in hist]
 
     (plain, none), (watched, curve) = weights(None), weights(0.1)
-    assert none == [None] * 3 and all(0 <= a <= 1 for a in curve)
+    assert none == [(None, None)] * 3 and all(0 <= a <= 1 and n == 32 for a, n in curve)
     assert all(torch.equal(plain[k], watched[k]) for k in plain)
+
+
+def test_the_epoch_line_says_how_many_images_the_monitor_attacked(capsys):
+    """The monitor attacks the first ``monitor_n`` test images and the test accuracy uses all of them, so the line
+    must say so: a monitor above the test accuracy is then a smaller sample, not a bug."""
+    record = {"train_loss": 1.2, "test_acc": 0.920, "monitor_robust_acc": 0.925, "monitor_n": 200, "seconds": 5.0}
+    zoo._epoch_line("mnist-trades", 12)(5, record)
+    assert capsys.readouterr().out.strip() == ("[rilib] mnist-trades: epoch 6/12, train loss 1.200, test acc 0.920, "
+                                               "PGD-10 monitor 0.925 (first 200 test images), 5 s")
+    zoo._epoch_line("mnist-standard", 12)(0, {**record, "monitor_robust_acc": None, "monitor_n": None})
+    assert "monitor" not in capsys.readouterr().out
 
 
 def test_only_the_models_whose_learning_curves_a_page_draws_run_the_monitor():
