@@ -71,7 +71,7 @@ PROFILES.add("cpu", Profile(
     mnist="mnist-5k", n_train=None, n_test=None,
     epochs={"standard": 15, "pgd": 15, "trades": 12, "fgsm_rs": 15},
     eval_n=1000, eval_steps=40, eval_restarts=5, seeds=3, precision="auto",
-    expected_minutes="about 52 minutes for the whole book cold on 2 cores with AMX, 40 without chapter 6"))
+    expected_minutes="45–52 minutes for the whole book cold on 2 cores with AMX, 34–41 without chapter 6"))
 
 PROFILES.add("full", Profile(
     name="full", description="the cpu recipes on the full MNIST training set (torchvision); hours on a CPU",
