@@ -471,8 +471,9 @@ def evaluate(name_or_spec: str | Spec, attack, profile: str | Profile, n: Option
 
 
 def _evaluation_key(attack, n: Optional[int]) -> str:
-    """The key of ``attack``'s evaluation on the first ``n`` test images in a model's ``evals.json``."""
-    return json.dumps({**attack.cache_key(), "n": n}, sort_keys=True)
+    """The key of ``attack``'s evaluation on the first ``n`` test images in a model's ``evals.json``; it holds
+    :data:`rilib.paths.DATA_VERSION`, so an evaluation of other test images is not read back."""
+    return json.dumps({**attack.cache_key(), "n": n, "data version": paths.DATA_VERSION}, sort_keys=True)
 
 
 def evaluation(name_or_spec: str | Spec, attack, profile: str | Profile, n: Optional[int] = None,

