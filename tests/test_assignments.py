@@ -320,3 +320,12 @@ def test_chapter_timings_are_recorded_from_a_timing_report_and_read_back(tmp_pat
     path.write_text("{")
     with pytest.raises(RilibError, match="--record-chapters"):
         assignments.chapter_timing_table(tmp_path)
+
+
+def test_a_solution_shows_its_answer_rounded_and_keeps_the_answer_whole():
+    import numpy as np
+    import torch
+    answer = {0.1: np.float32(0.009722222574055195), "lip": [6229.95947265625, torch.tensor(0.1125113)],
+              "n": 3, "ok": True, "name": "pgd"}
+    assert exercises.shown(answer) == {0.1: 0.009722, "lip": [6230.0, 0.1125], "n": 3, "ok": True, "name": "pgd"}
+    assert answer["lip"][0] == 6229.95947265625 and repr(exercises.shown(np.float32(0.30000001))) == "0.3"

@@ -310,3 +310,21 @@ def check(label: str, answer: Any, profile: str | Profile) -> None:
     except ImportError:
         pass
     print(outcome)
+
+
+def shown(answer: Any, digits: int = 4) -> Any:
+    """``answer`` as a solution cell shows it: every number rounded to ``digits`` significant digits, in dicts,
+    lists and tuples as deep as they go; the answer itself is not changed (:func:`check` reads the full values).
+    A float32 result printed whole reads ``0.004444444552063942``."""
+    import numbers
+
+    import torch
+    if isinstance(answer, dict):
+        return {k: shown(v, digits) for k, v in answer.items()}
+    if isinstance(answer, (list, tuple)):
+        return type(answer)(shown(v, digits) for v in answer)
+    if torch.is_tensor(answer) and answer.ndim == 0:
+        answer = answer.item()
+    if isinstance(answer, numbers.Real) and not isinstance(answer, (bool, numbers.Integral)):
+        return float(f"{float(answer):.{digits}g}")
+    return answer

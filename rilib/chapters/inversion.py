@@ -771,7 +771,7 @@ def recipe_table(profile):
          "Engstrom, Santurkar: ImageNet, CIFAR-10 (and restricted ImageNet); Boychev: CIFAR-10",
          "offline on 2 cores; MNIST's digits are what the book's models classify"),
         ("architecture", f"{spec.arch} (four 3×3 convolutions, FC-128); judges: LeNet-5",
-         "ResNet-50 (Engstrom, Santurkar); ResNet-18 (Boychev)", "a network small enough to train many times"),
+         "ResNet-50 (Engstrom, Santurkar); Boychev: ResNet-18 on CIFAR-10, ResNet-50 on Small ImageNet", "a network small enough to train many times"),
         ("robust training", "PGD-7 AT, L∞ ε = 0.1, 0.2, 0.3, TRADES; L2 ε = 1.5, 2.0; AdamW",
          "L2 PGD-AT (ImageNet ε = 3, CIFAR-10 ε = 0.5 to 1); SGD",
          "the book's zoo is L∞ first; the L2 models match the papers' norm at MNIST's usual L2 budgets"),
@@ -790,7 +790,7 @@ def recipe_table(profile):
          "FID with Inception-v3 (Boychev: 152.5 standard vs 86.4 robust); Engstrom, Santurkar: images shown",
          "no download here, and Inception features are learned on photographs, not digits"),
         ("intervals", f"Student-t over {prof.seeds} training seeds per arm ({size.seed_n} inverted targets per extra "
-                      f"seed model); per-image intervals as a second column",
+                      f"seed model); per image, the scores and McNemar tables and each claim's note",
          "none reported", "a claim about a training procedure needs an interval over seeds"),
     ], prof)
 

@@ -800,10 +800,12 @@ def recipe_table(profile):
                     f"test digits", "Boychev: CIFAR-10 (and ImageNet models); Etmann: MNIST and ImageNet",
          "offline, minutes on 2 cores"),
         ("architecture", f"{pgd.arch}: four 3×3 convolutions, FC-128",
-         "Boychev: ResNet-50 (robustness library); Etmann: a small CNN on MNIST, ResNet-50 on ImageNet",
+         "Boychev: ResNet-18 on CIFAR-10, ResNet-50 on Small ImageNet; Etmann: a small CNN on MNIST, ResNet-50 on "
+         "ImageNet",
          "one network for the whole book"),
-        ("optimiser, weight decay, epochs", f"{pgd.optimizer_label()}, {pgd.epochs} epochs",
-         "Boychev: Engstrom et al.'s released models (SGD, weight decay 5e-4); Etmann: Adam",
+        ("optimiser, weight decay, epochs", f"{pgd.optimizer_label()}, {pgd.epochs} epochs (TRADES "
+                                            f"{specs['mnist-trades'].epochs})",
+         "Boychev: SGD (momentum 0.9), lr 0.01 with cosine annealing, weight decay 5e-4, 100 epochs; Etmann: Adam",
          "the book trains every model on one recipe"),
         ("ε and norm", f"L∞ ε 0.1, 0.2, 0.3 (and TRADES, FGSM-RS at 0.3); L2 ε "
                        f"{', '.join(f'{e:g}' for e in (specs[n].param_dict['eps'] for n in L2_MODELS))}, "
@@ -811,7 +813,8 @@ def recipe_table(profile):
          "Boychev: L2 ε 0.5 and L∞ ε 4/255, 8/255 on CIFAR-10; Etmann: PGD-AT at several ε and a gradient-norm "
          "penalty", "the usual MNIST budgets in both norms"),
         ("training attack", f"PGD-{pgd.param_dict.get('steps')} (L2: PGD-{l2.param_dict.get('steps')}), step "
-                            f"2.5·ε/k", "PGD-7 to PGD-10 (Engstrom et al.'s models)", "the book's budget"),
+                            f"2.5·ε/k", "Boychev: L2 PGD-20, step 0.1 at ε 0.5; Engstrom et al.'s released models: PGD-7 to PGD-10",
+         "the book's budget"),
         ("gradient-norm sweep", f"chapter 5's L1 penalty λ‖∇ₓCE‖₁, λ ∈ {{0, {lams}}} (λ = 0: the standard "
                                 f"model), {_seeds_each(prof)}",
          "Etmann: a local Lipschitz (gradient-norm) regulariser at several strengths",

@@ -353,8 +353,8 @@ def _wong_differs(profile: Profile) -> str:
     """The Wong claim's ``differs``: the profile's protocol, and the PGD-AT reference's epochs where they are not
     the 100 of Madry et al.'s recipe that Wong et al. compared against (profile ``paper`` trains that recipe)."""
     epochs = catalog.all_specs(profile)[PGD_WONG_NET].epochs
-    reference = (f"; the PGD-AT reference on Wong et al.'s network trains for {epochs} epochs, not Madry et al.'s 100"
-                 if epochs != 100 else "")
+    reference = (f"; the PGD-AT reference on Wong et al.'s network trains for {epochs} epochs, not the 100 of "
+                 f"Madry et al.'s recipe as Wong et al. ran it" if epochs != 100 else "")
     return protocol_differs(profile) + reference
 
 

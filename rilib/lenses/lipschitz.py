@@ -3,7 +3,8 @@
 - :func:`local_lipschitz`: max_{‖x′−x‖∞≤ε} ‖f(x′) − f(x)‖₁ / ‖x′ − x‖∞ of the logits f, maximised by projected
   gradient ascent as RobustBench's ``eval/lipschitz.py`` does after Yang et al. (2020, "A Closer Look at
   Accuracy vs. Robustness"); with ``space="kl"``, Yang et al.'s KL option: KL(softmax f(x) ‖ softmax f(x′)) in
-  the numerator, in nats, bounded however large the logits grow;
+  the numerator, in nats; not moved by adding a constant to every logit, but not scale-free (larger logits make
+  sharper probabilities, and a larger KL when the prediction moves);
 - :func:`margin_ratio`: margin / ‖∇ₓ margin‖₁ with margin = top logit − runner-up, the L∞ distance to the
   decision boundary of the model linearised at x; unchanged when the logits are scaled, so label smoothing
   (which shrinks logits) and distillation at a temperature (which inflates them) are compared on one footing;
