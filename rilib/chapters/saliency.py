@@ -813,7 +813,8 @@ def recipe_table(profile):
          "Boychev: L2 ε 0.5 and L∞ ε 4/255, 8/255 on CIFAR-10; Etmann: PGD-AT at several ε and a gradient-norm "
          "penalty", "the usual MNIST budgets in both norms"),
         ("training attack", f"PGD-{pgd.param_dict.get('steps')} (L2: PGD-{l2.param_dict.get('steps')}), step "
-                            f"2.5·ε/k", "Boychev: L2 PGD-20, step 0.1 at ε 0.5; Engstrom et al.'s released models: PGD-7 to PGD-10",
+                            f"2.5·ε/k",
+         "Boychev: L2 PGD-20, step 0.1 at ε 0.5; Engstrom et al.'s released models: PGD-7 to PGD-10",
          "the book's budget"),
         ("gradient-norm sweep", f"chapter 5's L1 penalty λ‖∇ₓCE‖₁, λ ∈ {{0, {lams}}} (λ = 0: the standard "
                                 f"model), {_seeds_each(prof)}",
