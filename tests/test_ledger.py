@@ -227,6 +227,11 @@ def test_seed_verdict_names_findings_and_limits_of_scale():
     # Below a bound: PGD's lead over FGSM-RS must stay under 5 points.
     assert seed_verdict("a", [0.01, 0.02, 0.015], seed_ci([0.01, 0.02, 0.015]), above=False, bound=0.05) == ""
     assert "finding" in seed_verdict("a", [0.7, 0.75, 0.8], seed_ci([0.7, 0.75, 0.8]), above=False, bound=0.05)
+    # kinds=False: the same clause without the kind, for a caller that has named it already; nothing else differs.
+    for diffs in (wide, mixed, against, opposite):
+        named, bare = seed_verdict("a", diffs, seed_ci(diffs)), seed_verdict("a", diffs, seed_ci(diffs), kinds=False)
+        assert "finding" not in bare and "limit of scale" not in bare
+        assert bare == named.replace("finding, ", "").replace("finding ", "").replace(" (limit of scale)", "")
 
 
 def test_paired_verdict_classifies_a_failure_over_items_of_one_model():

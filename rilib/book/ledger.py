@@ -159,7 +159,7 @@ def margins_claim(margins: dict[str, Interval], comparison: str) -> Measurement:
                        intervals={model_label(name): iv for name, iv in margins.items()})
 
 
-def seed_verdict(name: str, diffs, iv: Interval, above: bool = True, bound: float = 0.0) -> str:
+def seed_verdict(name: str, diffs, iv: Interval, above: bool = True, bound: float = 0.0, kinds: bool = True) -> str:
     """Why a seed-level comparison failed, in one clause ("" if it holds): the claim needs ``iv`` (the Student-t
     interval over seed pairs of ``diffs``) wholly above ``bound`` (``above``) or wholly below it.
 
@@ -168,22 +168,25 @@ def seed_verdict(name: str, diffs, iv: Interval, above: bool = True, bound: floa
     - *unresolved at n seeds (limit of scale)*: every seed (or seed pair) points the claimed way, but the interval is
       too wide; or the seeds disagree (some point the claimed way, some do not), so more seeds would be needed;
     - *finding at n seeds*: no seed points the claimed way, though their spread keeps ``bound`` inside the interval.
-    """
+
+    ``kinds=False`` leaves the words *finding* and *limit of scale* out, for a caller that has already said which
+    kind the failure is (a profile too small to test the claim says what it measures, not a finding)."""
     if (iv.low > bound) if above else (iv.high < bound):
         return ""
     if (iv.high < bound) if above else (iv.low > bound):
-        return (f"{name}: finding, the interval over seeds {iv.format('+.3f')} lies wholly on the other side of "
-                f"{bound:g}")
+        return (f"{name}: {'finding, ' if kinds else ''}the interval over seeds {iv.format('+.3f')} lies wholly on "
+                f"the other side of {bound:g}")
     if all(d == bound for d in diffs):
         return f"{name}: no difference, every seed (pair) measures exactly {bound:g}"
     agree = sum((d > bound) if above else (d < bound) for d in diffs)
+    scale = " (limit of scale)" if kinds else ""
     if agree == len(diffs):
-        return (f"{name}: unresolved at {len(diffs)} seeds (limit of scale), every seed points the claimed way "
+        return (f"{name}: unresolved at {len(diffs)} seeds{scale}, every seed points the claimed way "
                 f"but the interval {iv.format('+.3f')} contains {bound:g}")
     if agree == 0:
-        return (f"{name}: finding at {len(diffs)} seeds, none points the claimed way (their spread keeps {bound:g} "
-                f"inside the interval {iv.format('+.3f')})")
-    return (f"{name}: unresolved at {len(diffs)} seeds (limit of scale), the seeds disagree: {agree} of "
+        return (f"{name}: {'finding ' if kinds else ''}at {len(diffs)} seeds, none points the claimed way (their "
+                f"spread keeps {bound:g} inside the interval {iv.format('+.3f')})")
+    return (f"{name}: unresolved at {len(diffs)} seeds{scale}, the seeds disagree: {agree} of "
             f"{len(diffs)} {'points' if agree == 1 else 'point'} the claimed way and the interval "
             f"{iv.format('+.3f')} contains {bound:g}")
 

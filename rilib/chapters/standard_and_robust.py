@@ -365,18 +365,20 @@ def _wong_differs(profile: Profile) -> str:
        papers="wong2020", differs=_wong_differs)
 def _claim_fgsm_wong(profile: Profile) -> Measurement:
     pgd, fgsm, diff = _paired_seeds(profile, PGD_WONG_NET, FGSM_WONG, "headline")
+    spec = catalog.all_specs(profile)[FGSM_WONG]
+    n = len(load_dataset(spec.dataset, spec.n_train, spec.n_test).y_train)
+    # Below 60,000 digits the measurement stands, but it does not speak to Wong et al.'s recipe: the note says so
+    # first, and the verdict then says what this profile measures without calling it a finding.
     verdict = seed_verdict("pgd-0.3 (Wong's network) − fgsm-rs (Wong)", [a - b for a, b in zip(pgd, fgsm)], diff,
-                           above=False, bound=0.05)
+                           above=False, bound=0.05, kinds=n >= 60_000)
     if verdict:
         weak = [robust_acc(profile, n, attack="weak") for n in seed_names(profile, FGSM_WONG)]
-        spec = catalog.all_specs(profile)[FGSM_WONG]
-        n = len(load_dataset(spec.dataset, spec.n_train, spec.n_test).y_train)
         steps = -(-n // spec.batch_size) * spec.epochs
         clean = seed_values(profile, FGSM_WONG, "clean")
-        if n < 60_000:  # the measurement stands, but at this scale it does not speak to Wong et al.'s recipe
+        if n < 60_000:
             verdict = (f"limit of scale: its {spec.epochs} epochs on {n:,} digits are {steps:,} steps, where Wong et "
                        f"al. took 6,000 on 60,000 (profile full trains as they did); what this profile measures: "
-                       f"{verdict.replace(': finding, ', ': ', 1).replace(': finding ', ': ', 1)}")
+                       f"{verdict}")
         verdict = (f"{verdict}; FGSM-RS on Wong's recipe keeps {', '.join(f'{v:.3f}' for v in fgsm)} per "
                    f"seed under the headline attack (weak attack: {', '.join(f'{v:.3f}' for v in weak)}; clean: "
                    f"{', '.join(f'{v:.3f}' for v in clean)})")
